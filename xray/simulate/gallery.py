@@ -1,0 +1,101 @@
+"""A picture of simulated scans: one tile per scan, goods boxes drawn over a log-scale view.
+
+`python -m xray.simulate.gallery --out gallery.png` simulates one 20-ft scan per goods
+category plus an empty container; with a dataset folder it shows that dataset's first
+scans instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from xray.goods import default_goods_table
+from xray.simulate.render import to_display
+from xray.simulate.scenarios import simulate_scan
+
+_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
+            (128, 0, 0)]
+
+
+def category_colour(category: str) -> tuple[int, int, int]:
+    """A fixed BGR colour per goods category."""
+    keys = default_goods_table().keys
+    r, g, b = _PALETTE[keys.index(category) % len(_PALETTE)] if category in keys else (255, 255, 255)
+    return b, g, r
+
+
+def tile(title: str, high_u16: np.ndarray, boxes: list[tuple[str, tuple]], width: int = 900) -> np.ndarray:
+    """One scan as a BGR picture of the given width, with its boxes and a title."""
+    img = cv2.cvtColor(to_display(high_u16), cv2.COLOR_GRAY2BGR)
+    for cat, (x1, y1, x2, y2) in boxes:
+        c = category_colour(cat)
+        cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), c, 4)
+        cv2.putText(img, cat, (int(x1) + 6, int(y1) + 34), cv2.FONT_HERSHEY_SIMPLEX, 1.2, c, 3, cv2.LINE_AA)
+    scale = width / img.shape[1]
+    img = cv2.resize(img, (width, int(round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    bar = np.full((34, width, 3), 255, np.uint8)
+    cv2.putText(bar, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2, cv2.LINE_AA)
+    return np.vstack([bar, img])
+
+
+def grid(tiles: list[np.ndarray], cols: int = 3) -> np.ndarray:
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
+    padded = [cv2.copyMakeBorder(t, 0, h - t.shape[0] + 6, 0, w - t.shape[1] + 6, cv2.BORDER_CONSTANT,
+                                 value=(255, 255, 255)) for t in tiles]
+    while len(padded) % cols:
+        padded.append(np.full_like(padded[0], 255))
+    return np.vstack([np.hstack(padded[i:i + cols]) for i in range(0, len(padded), cols)])
+
+
+def category_gallery(seed: int = 7, size: str = "20ft") -> np.ndarray:
+    """One simulated scan per goods category plus an empty container."""
+    tiles = []
+    for k, cat in enumerate(default_goods_table().keys + ["empty"]):
+        if cat == "empty":
+            sim = simulate_scan(seed * 1000 + k, size=size, scenario="empty")
+        else:
+            sim = simulate_scan(seed * 1000 + k, size=size, categories=[cat])
+        tiles.append(tile(cat, sim.images[0], sim.boxes, width=620))
+    return grid(tiles, cols=4)
+
+
+def dataset_gallery(root: Path, split: str = "train", n: int = 6) -> np.ndarray:
+    coco = json.loads((root / "annotations" / f"{split}.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    truth = {}
+    for line in (root / "truth.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        truth[t["scan_id"]] = t
+    tiles = []
+    for img in coco["images"][:n]:
+        high = cv2.imread(str(root / "images" / img["file_name"]), cv2.IMREAD_UNCHANGED)
+        boxes = [(names[a["category_id"]], (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                                             a["bbox"][1] + a["bbox"][3]))
+                 for a in coco["annotations"] if a["image_id"] == img["id"]]
+        t = truth.get(img["scan_id"], {})
+        tiles.append(tile(f"{img['scan_id']}  {t.get('scenario', '')}  declared: {', '.join(t.get('declared', [])) or 'empty'}",
+                          high, boxes))
+    return grid(tiles, cols=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dataset", nargs="?", help="dataset folder (default: one fresh scan per category)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    picture = dataset_gallery(Path(args.dataset)) if args.dataset else category_gallery(args.seed)
+    cv2.imwrite(args.out, picture)
+    print(f"gallery written to {args.out} ({picture.shape[1]}x{picture.shape[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Image sources: adapters that yield `Scan`s from files, folders, DICOS and the simulator."""
