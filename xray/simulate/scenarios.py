@@ -172,18 +172,22 @@ def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan)
     return boxes
 
 
-def container_id(rng: np.random.Generator) -> str:
-    """A random ISO 6346 container number with a valid check digit."""
-    owner = "".join(rng.choice(list(string.ascii_uppercase), 3)) + "U"
-    serial = "".join(str(d) for d in rng.integers(0, 10, 6))
+def iso6346_check_digit(code: str) -> int:
+    """The check digit of a container number's first 10 characters (owner code + serial)."""
     values, v = {}, 10
     for ch in string.ascii_uppercase:
-        if v % 11 == 0:
+        if v % 11 == 0:  # multiples of 11 are skipped by the standard
             v += 1
         values[ch] = v
         v += 1
-    total = sum((values[c] if c.isalpha() else int(c)) * 2 ** i for i, c in enumerate(owner + serial))
-    return f"{owner}{serial}{total % 11 % 10}"
+    total = sum((values[c] if c.isalpha() else int(c)) * 2 ** i for i, c in enumerate(code[:10]))
+    return total % 11 % 10
+
+
+def container_id(rng: np.random.Generator) -> str:
+    """A random ISO 6346 container number with a valid check digit."""
+    code = "".join(rng.choice(list(string.ascii_uppercase), 3)) + "U" + "".join(str(d) for d in rng.integers(0, 10, 6))
+    return f"{code}{iso6346_check_digit(code)}"
 
 
 def write_manifest(rng: np.random.Generator, plan: ScenePlan) -> Manifest:
