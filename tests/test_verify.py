@@ -1,0 +1,112 @@
+"""The verifier on hand-made detections and manifests: every finding kind and channel."""
+
+import pytest
+
+from xray.detection import Detection
+from xray.manifest import Manifest, ManifestLine
+from xray.verdict import Channel, FindingKind, Outcome
+from xray.verify import VerifierConfig, calibrate, verify
+
+HS = {"textiles": "620342", "tobacco": "240220", "machinery": "847989", "electronics": "851712",
+      "tyres": "401110", "paper": "480100"}
+
+
+def manifest(*cats, extra_codes=()):
+    return Manifest(container_id="MSKU1234565",
+                    lines=[ManifestLine(hs_code=HS[c]) for c in cats] + [ManifestLine(hs_code=c) for c in extra_codes])
+
+
+def det(cat, score, box=(10, 20, 110, 220)):
+    return Detection(box=box, category=cat, score=score)
+
+
+def kinds(v):
+    return [(f.kind, f.category) for f in v.findings]
+
+
+def test_clean_match_goes_green():
+    v = verify([det("textiles", 0.95), det("textiles", 0.9)], manifest("textiles"), scan_id="a")
+    assert v.verdict is Outcome.MATCH and v.channel is Channel.GREEN and not v.findings
+    assert v.risk < 0.1 and v.declared == ["textiles"] and v.scan_id == "a"
+
+
+def test_concealed_cigarettes_are_undeclared_and_red():
+    v = verify([det("textiles", 0.95), det("tobacco", 0.8, (300, 40, 500, 200))], manifest("textiles"))
+    assert kinds(v) == [(FindingKind.UNDECLARED, "tobacco")]
+    assert v.findings[0].evidence == [(300, 40, 500, 200)] and v.findings[0].confidence == pytest.approx(0.8)
+    assert v.verdict is Outcome.MISMATCH and v.channel is Channel.RED
+
+
+def test_high_risk_goods_weigh_more_than_low_risk_goods():
+    tob = verify([det("textiles", 0.95), det("tobacco", 0.6)], manifest("textiles"))
+    pap = verify([det("textiles", 0.95), det("paper", 0.6)], manifest("textiles"))
+    assert tob.risk > pap.risk
+
+
+def test_compatible_categories_explain_each_other():
+    v = verify([det("electronics", 0.9)], manifest("machinery"))
+    assert v.channel is Channel.GREEN and not v.findings
+
+
+def test_declared_goods_not_seen():
+    v = verify([det("textiles", 0.9)], manifest("textiles", "tyres"))
+    assert kinds(v) == [(FindingKind.NOT_SEEN, "tyres")]
+    assert v.findings[0].confidence == pytest.approx(1.0)
+    assert v.channel is Channel.RED
+
+
+def test_substitution_when_nothing_declared_is_there():
+    v = verify([det("tobacco", 0.9)], manifest("textiles"))
+    assert kinds(v) == [(FindingKind.SUBSTITUTION, "tobacco")]
+    assert "declared textiles" in v.findings[0].detail and v.channel is Channel.RED
+
+
+def test_false_empty():
+    v = verify([det("machinery", 0.85)], manifest())
+    assert kinds(v) == [(FindingKind.FALSE_EMPTY, "machinery")] and v.channel is Channel.RED
+
+
+def test_genuinely_empty_container_declared_empty_is_green():
+    v = verify([det("machinery", 0.1)], manifest())
+    assert v.channel is Channel.GREEN and not v.findings
+
+
+def test_goods_declared_but_container_empty():
+    v = verify([], manifest("paper"))
+    assert kinds(v) == [(FindingKind.EMPTY, None)] and v.verdict is Outcome.MISMATCH
+
+
+def test_unknown_hs_code_is_a_finding_and_sends_to_review():
+    v = verify([det("textiles", 0.95)], manifest("textiles", extra_codes=("999999",)))
+    assert kinds(v) == [(FindingKind.UNKNOWN_HS, None)] and "999999" in v.findings[0].detail
+    assert v.channel is Channel.YELLOW and v.verdict is Outcome.INCONCLUSIVE
+
+
+def test_weak_evidence_lands_in_yellow():
+    cfg = VerifierConfig(present=0.5, yellow=0.2, red=0.6)
+    v = verify([det("textiles", 0.95), det("tyres", 0.35)], manifest("textiles"), config=cfg)
+    assert 0.2 <= v.risk < 0.6 and v.channel is Channel.YELLOW and not v.findings  # below `present`
+
+
+def test_risk_rises_with_evidence():
+    risks = [verify([det("textiles", 0.9), det("tobacco", s)], manifest("textiles")).risk for s in (0.1, 0.4, 0.7, 0.95)]
+    assert risks == sorted(risks) and risks[0] < risks[-1]
+
+
+def test_config_rejects_yellow_above_red():
+    with pytest.raises(ValueError, match="yellow"):
+        VerifierConfig(yellow=0.8, red=0.5)
+
+
+def test_calibration_meets_the_false_alarm_rate():
+    clean = [i / 100 for i in range(100)]  # risks 0.00 .. 0.99 on matching scans
+    bad = [0.995] * 20
+    cfg = calibrate(clean + bad, [False] * 100 + [True] * 20, false_alarm=0.02)
+    flagged_clean = sum(r >= cfg.red for r in clean)
+    assert flagged_clean <= 2 and all(r >= cfg.red for r in bad)
+    assert cfg.yellow <= cfg.red and sum(r >= cfg.yellow for r in clean) <= 10
+    assert cfg.false_alarm_rate == 0.02
+    with pytest.raises(ValueError, match="matches"):
+        calibrate([0.5], [True], false_alarm=0.01)
+    with pytest.raises(ValueError, match="false_alarm"):
+        calibrate([0.5], [False], false_alarm=0.0)

@@ -1,0 +1,154 @@
+"""The verifier: detections + manifest -> a customs `Verdict` with findings, risk and channel.
+
+Evidence per goods category is the best detection score of that category (0 if none).
+Risk is continuous in the evidence, so it can be calibrated to a false-alarm rate:
+
+    risk = 1 - prod_c (1 - w_c * undeclared_c) * prod_d (1 - w_missing * not_seen_d)
+
+where undeclared_c is the evidence of a category that no declared line explains (a
+compatible category explains it too), w_c grows with the category's risk weight
+(tobacco, firearms), and not_seen_d = 1 - evidence of the best category compatible with
+declared line d. Findings name what drives the risk, with their evidence boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, Field, model_validator
+
+from xray.detection import Detection
+from xray.goods import GoodsTable, default_goods_table
+from xray.manifest import Manifest
+from xray.verdict import Channel, Finding, FindingKind, Outcome, Verdict
+
+
+class VerifierConfig(BaseModel):
+    """Thresholds of the verifier; calibrated on validation data and stored in the model card.
+
+    Attributes:
+        present: Evidence at which a category counts as seen (a finding is reported).
+        yellow: Risk from which a scan goes to document / operator review.
+        red: Risk from which a scan goes to physical inspection (a mismatch verdict).
+        missing_weight: Weight of a declared line with no evidence.
+        false_alarm_rate: The rate `red` was calibrated to (None if not calibrated).
+    """
+
+    present: float = Field(default=0.5, ge=0.0, le=1.0)
+    yellow: float = Field(default=0.3, ge=0.0, le=1.0)
+    red: float = Field(default=0.5, ge=0.0, le=1.0)
+    missing_weight: float = Field(default=0.7, ge=0.0, le=1.0)
+    false_alarm_rate: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "VerifierConfig":
+        if self.yellow > self.red:
+            raise ValueError(f"yellow threshold {self.yellow} must not exceed red threshold {self.red}")
+        return self
+
+
+def category_weight(table: GoodsTable, category: str) -> float:
+    """How much an undeclared category weighs in the risk: 0.5 to 1 by its risk weight."""
+    return 0.5 + 0.5 * table[category].risk
+
+
+def evidence(detections: Iterable[Detection], table: GoodsTable) -> dict[str, float]:
+    """Best score per goods category (categories the table does not know are ignored)."""
+    ev = {k: 0.0 for k in table.keys}
+    for d in detections:
+        if d.category in ev and d.score > ev[d.category]:
+            ev[d.category] = d.score
+    return ev
+
+
+def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = "", config: VerifierConfig | None = None,
+           table: GoodsTable | None = None, model_id: str = "", model_version: str = "",
+           timings_ms: dict[str, float] | None = None) -> Verdict:
+    """Compare what the scan shows with what the manifest declares."""
+    config = config or VerifierConfig()
+    table = table or default_goods_table()
+    declared, unknown = manifest.categories(table)
+    ev = evidence(detections, table)
+    boxes = {k: [d.box for d in detections if d.category == k and d.score >= config.present * 0.5] for k in table.keys}
+    seen = [c for c in table.keys if ev[c] >= config.present]
+
+    unexplained = {c: ev[c] for c in table.keys if not any(table.compatible(c, d) for d in declared)}
+    not_seen = {d: 1.0 - max(ev[c] for c in table.keys if table.compatible(c, d)) for d in declared}
+    keep = 1.0
+    for c, e in unexplained.items():
+        keep *= 1.0 - category_weight(table, c) * e
+    for d, m in not_seen.items():
+        keep *= 1.0 - config.missing_weight * m
+    risk = min(max(1.0 - keep, 0.0), 1.0)
+
+    findings: list[Finding] = []
+    undeclared_seen = [c for c in seen if c in unexplained]
+    missing = [d for d, m in not_seen.items() if m > 1.0 - config.present]
+    if not declared and undeclared_seen:
+        findings += [Finding(kind=FindingKind.FALSE_EMPTY, category=c, confidence=ev[c], evidence=boxes[c],
+                             detail=f"declared empty, {table[c].name.lower()} seen") for c in undeclared_seen]
+    elif declared and not seen:
+        findings.append(Finding(kind=FindingKind.EMPTY, confidence=min(not_seen.values()),
+                                detail=f"declared {', '.join(declared)}, no goods seen"))
+    elif missing and undeclared_seen and len(missing) == len(declared):
+        # Nothing declared is there and something else is: a substitution.
+        findings += [Finding(kind=FindingKind.SUBSTITUTION, category=c, confidence=min(ev[c], max(not_seen.values())),
+                             evidence=boxes[c], detail=f"declared {', '.join(declared)}, loaded {c}")
+                     for c in undeclared_seen]
+    else:
+        findings += [Finding(kind=FindingKind.UNDECLARED, category=c, confidence=ev[c], evidence=boxes[c],
+                             detail=f"{table[c].name.lower()} seen, not declared") for c in undeclared_seen]
+        findings += [Finding(kind=FindingKind.NOT_SEEN, category=d, confidence=not_seen[d],
+                             detail=f"declared {d}, not seen") for d in missing]
+    findings += [Finding(kind=FindingKind.UNKNOWN_HS, confidence=1.0, detail=f"HS code {code} maps to no goods category")
+                 for code in unknown]
+
+    if risk >= config.red:
+        outcome, channel = Outcome.MISMATCH, Channel.RED
+    elif risk >= config.yellow or unknown:
+        outcome, channel = Outcome.INCONCLUSIVE, Channel.YELLOW
+    else:
+        outcome, channel = Outcome.MATCH, Channel.GREEN
+    return Verdict(scan_id=scan_id, verdict=outcome, channel=channel, risk=risk, findings=findings,
+                   detections=list(detections), declared=declared, model_id=model_id, model_version=model_version,
+                   timings_ms=dict(timings_ms or {}))
+
+
+def _threshold_for_rate(clean_risks: list[float], rate: float) -> float:
+    """Lowest threshold t with at most `rate` of the clean scans at risk >= t."""
+    ranked = sorted(clean_risks, reverse=True)
+    allowed = int(rate * len(ranked))  # false alarms we may keep
+    if allowed >= len(ranked):
+        return 0.0
+    # Just above the highest clean risk we may not flag.
+    return min(1.0, ranked[allowed] + 1e-6)
+
+
+def calibrate(risks: list[float], mismatch: list[bool], *, false_alarm: float, review_rate: float | None = None,
+              base: VerifierConfig | None = None) -> VerifierConfig:
+    """Set the red threshold to a false-alarm rate on validation scans (and yellow to a review rate).
+
+    Args:
+        risks: The verifier's risk per validation scan.
+        mismatch: Whether each scan's manifest really disagrees with its contents.
+        false_alarm: Largest fraction of matching scans allowed in the red channel.
+        review_rate: Largest fraction of matching scans sent to yellow or red
+            (default: five times the false-alarm rate).
+        base: Other settings to keep.
+
+    Raises:
+        ValueError: no matching scans to calibrate on, or a rate outside (0, 1).
+    """
+    if len(risks) != len(mismatch):
+        raise ValueError(f"{len(risks)} risks but {len(mismatch)} labels")
+    clean = [r for r, m in zip(risks, mismatch) if not m]
+    if not clean:
+        raise ValueError("calibration needs scans whose manifest matches their contents")
+    review_rate = min(1.0, 5 * false_alarm) if review_rate is None else review_rate
+    for name, v in (("false_alarm", false_alarm), ("review_rate", review_rate)):
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"{name} must be in (0, 1], got {v}")
+    red = _threshold_for_rate(clean, false_alarm)
+    yellow = min(_threshold_for_rate(clean, max(review_rate, false_alarm)), red)
+    base = base or VerifierConfig()
+    return base.model_copy(update={"red": red, "yellow": yellow, "false_alarm_rate": false_alarm})
