@@ -1,0 +1,504 @@
+"""Scan files at full bit depth: PNG (8/16-bit), TIFF, JPEG and DICOS/DICOM.
+
+The format is chosen by content (magic bytes), not by suffix. Image sizes are
+checked from the header before anything is decoded, so a tiny file claiming a
+100000 x 100000 image is refused without allocating it. Every failure, whatever
+library raised it, becomes a `ScanReadError` naming the file and the reason.
+
+Pixel values map to [0, 1]: uint16 / 65535, uint8 / 255, float32 (TIFF) as is.
+One grey image is a single-energy scan; two (a 2-channel TIFF, a 2-frame DICOS,
+or a high file plus `low=`) a dual-energy scan; three channels a pseudo-colour
+(RGB) rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import tifffile
+
+from xray.errors import ScanError, ScanReadError
+from xray.scan import MAX_PIXELS, MAX_SIDE, Scan, ScanKind
+from xray.sources.base import ImageSource
+from xray.sources.dicos import decode_dicos
+
+log = logging.getLogger(__name__)
+
+# Suffixes that name scan files; anything else in a folder (".part", ".tmp") is not one.
+SCAN_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm", ".dicos"})
+# A 64-Mpixel dual-energy 16-bit image is 256 MiB raw; a larger file is not a scan.
+MAX_FILE_BYTES = 1 << 30
+# Name suffixes of energy channels: <id>_high.png, <id>_he.png, <id>_h.png, ...
+ENERGY_SUFFIXES = {"high": "high", "he": "high", "h": "high", "low": "low", "le": "low", "l": "low"}
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_FORMAT_OF_SUFFIX = {
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".dcm": "DICOM",
+    ".dicos": "DICOM",
+}
+
+
+def split_energy_suffix(stem: str) -> tuple[str, str | None]:
+    """Split a file stem into (scan id, energy): "s01_high" -> ("s01", "high"), "s01" -> ("s01", None)."""
+    base, sep, tail = stem.rpartition("_")
+    energy = ENERGY_SUFFIXES.get(tail.lower()) if sep and base else None
+    return (base, energy) if energy else (stem, None)
+
+
+@dataclass(frozen=True)
+class ScanFile:
+    """The bytes of one scan file, read once so that hashing and decoding see the same content."""
+
+    path: Path
+    data: bytes = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScanFile:
+        """Read a file.
+
+        Raises:
+            ScanReadError: missing, unreadable, or larger than `MAX_FILE_BYTES`.
+        """
+        p = Path(path)
+        try:
+            size = p.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ScanReadError(p, f"file is {size} bytes, more than the {MAX_FILE_BYTES}-byte limit of a scan")
+            return cls(p, p.read_bytes())
+        except FileNotFoundError as e:
+            raise ScanReadError(p, "file not found") from e
+        except IsADirectoryError as e:
+            raise ScanReadError(p, "is a directory, not a scan file") from e
+        except OSError as e:
+            raise ScanReadError(p, f"cannot read file: {e.strerror or e}") from e
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @cached_property
+    def format(self) -> str:
+        """The format, from the content: "png", "tiff", "jpeg" or "dicom".
+
+        Raises:
+            ScanReadError: empty, or none of these formats.
+        """
+        data = self.data
+        if not data:
+            raise ScanReadError(self.path, "empty file (0 bytes)")
+        if data.startswith(_PNG_MAGIC):
+            return "png"
+        if data[:4] in _TIFF_MAGICS:
+            return "tiff"
+        if data.startswith(_JPEG_MAGIC):
+            return "jpeg"
+        if data[128:132] == b"DICM":
+            return "dicom"
+        suffix = self.path.suffix.lower()
+        if suffix in (".dcm", ".dicos"):
+            return "dicom"  # DICOM without the 128-byte preamble has no magic; pydicom decides
+        expected = _FORMAT_OF_SUFFIX.get(suffix)
+        what = f"content is not {expected} despite the {suffix} suffix" if expected else "unknown file format"
+        raise ScanReadError(self.path, f"{what} (starts with {data[:8]!r}; expected PNG, TIFF, JPEG or DICOS/DICOM)")
+
+
+@dataclass(frozen=True)
+class _Image:
+    """One decoded file: channels in [0, 1] plus what the file says about itself."""
+
+    channels: np.ndarray  # float32 (C, H, W)
+    kind: ScanKind
+    bit_depth: int
+    energies: tuple[str, ...] = ()
+    pixel_mm: tuple[float, float] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def read_scan(
+    path: str | Path,
+    low: str | Path | None = None,
+    *,
+    scan_id: str | None = None,
+    pixel_mm: tuple[float, float] | None = None,
+) -> Scan:
+    """Read a scan file (or a high/low energy pair of files) at full bit depth.
+
+    Args:
+        path: The scan file, or its high-energy image when `low` is given.
+        low: The low-energy image; the two must have the same size.
+        scan_id: Scan id; defaults to the file stem without its energy suffix.
+        pixel_mm: Pixel spacing (row, column) in mm, overriding what the file says.
+
+    Raises:
+        ScanReadError: any file that is missing, truncated, not a supported format, of an
+            unsupported pixel type or absurd size, or two files that do not pair.
+    """
+    high_file = ScanFile.load(path)
+    low_file = ScanFile.load(low) if low is not None else None
+    return decode_scan(high_file, low_file, scan_id=scan_id, pixel_mm=pixel_mm)
+
+
+def decode_scan(
+    high: ScanFile,
+    low: ScanFile | None = None,
+    *,
+    scan_id: str | None = None,
+    pixel_mm: tuple[float, float] | None = None,
+    energies: tuple[str, ...] | None = None,
+) -> Scan:
+    """Decode already-read files into a scan (see `read_scan`).
+
+    `energies` labels the channels when the files do not (e.g. ("low",) for a lone
+    low-energy image); labels stored in the file win.
+    """
+    base_id = scan_id or split_energy_suffix(high.path.stem)[0]
+    first = _decode(high)
+    files = [high]
+    if low is None:
+        image = first
+    else:
+        image = _pair(high, first, low, _decode(low))
+        files.append(low)
+    labels = image.energies or energies or ()
+    if len(labels) != image.channels.shape[0] or image.kind is ScanKind.RGB:
+        labels = ()
+    meta = {**image.meta, "paths": [str(f.path) for f in files], "formats": [f.format for f in files]}
+    try:
+        return Scan(
+            id=base_id,
+            channels=image.channels,
+            kind=image.kind,
+            pixel_mm=pixel_mm or image.pixel_mm or (5.0, 5.0),
+            bit_depth=image.bit_depth,
+            energies=tuple(labels),
+            meta=meta,
+        )
+    except ScanError as e:
+        raise ScanReadError(high.path, str(e)) from e
+
+
+def _pair(high: ScanFile, hi: _Image, low: ScanFile, lo: _Image) -> _Image:
+    for f, image in ((high, hi), (low, lo)):
+        if image.kind is not ScanKind.SINGLE:
+            raise ScanReadError(
+                f.path, f"is a {image.kind.value} image; a high/low energy pair needs two single-energy images"
+            )
+    if hi.channels.shape != lo.channels.shape:
+        (_, h1, w1), (_, h2, w2) = hi.channels.shape, lo.channels.shape
+        raise ScanReadError(
+            low.path, f"low-energy image is {w2}x{h2} pixels but the high-energy image {high.path} is {w1}x{h1}"
+        )
+    return _Image(
+        channels=np.concatenate([hi.channels, lo.channels]),
+        kind=ScanKind.DUAL,
+        bit_depth=min(hi.bit_depth, lo.bit_depth),  # provenance: the coarser of the two
+        energies=hi.energies + lo.energies if hi.energies and lo.energies else ("high", "low"),
+        pixel_mm=hi.pixel_mm or lo.pixel_mm,
+        meta={**lo.meta, **hi.meta},
+    )
+
+
+def _decode(f: ScanFile) -> _Image:
+    decoder = {"png": _decode_png, "jpeg": _decode_jpeg, "tiff": _decode_tiff, "dicom": _decode_dicom}[f.format]
+    try:
+        return decoder(f)
+    except ScanReadError:
+        raise
+    except ScanError as e:
+        raise ScanReadError(f.path, str(e)) from e
+    except Exception as e:  # cv2.error, tifffile's many error types, MemoryError, ...
+        raise ScanReadError(f.path, f"cannot decode {f.format.upper()} file: {e}") from e
+
+
+def _check_size(path: Path, width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ScanReadError(path, f"image header gives no size ({width}x{height})")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ScanReadError(
+            path,
+            f"image header claims {width}x{height} pixels, beyond the {MAX_SIDE}-pixel side / "
+            f"{MAX_PIXELS}-pixel limit (corrupt header or decompression bomb)",
+        )
+
+
+def _to_unit(path: Path, pixels: np.ndarray, *, bits: int | None = None) -> tuple[np.ndarray, int]:
+    """Pixel values as float32 in [0, 1], with the bit depth they came from.
+
+    `bits` is the stored bits per sample where the file says (a 12-bit TIFF's 4095 is 1).
+    """
+    dt = pixels.dtype
+    if dt.kind == "u" and dt.itemsize == 1:
+        return pixels.astype(np.float32) / np.float32(255.0), 8
+    if dt.kind == "u" and dt.itemsize == 2:
+        top = (1 << bits) - 1 if bits is not None and 8 < bits < 16 else 65535
+        return np.minimum(pixels.astype(np.float32) / np.float32(top), np.float32(1.0)), 16
+    if dt.kind == "f" and dt.itemsize == 4:
+        values = pixels.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise ScanReadError(path, "float32 pixels include NaN or infinity; expected transmission in [0, 1]")
+        lo, hi = float(values.min()), float(values.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ScanReadError(path, f"float32 pixels span [{lo:g}, {hi:g}]; expected transmission in [0, 1]")
+        return values, 16  # float data is finer than 16 bits; 16 is the closest provenance label
+    raise ScanReadError(path, f"unsupported pixel type {dt}; expected uint8, uint16 or float32 in [0, 1]")
+
+
+def _from_cv2(f: ScanFile, pixels: np.ndarray | None) -> _Image:
+    if pixels is None:  # cv2 reports decode failures by returning None
+        raise ScanReadError(f.path, f"corrupt or truncated {f.format.upper()} file (decoder failed)")
+    values, depth = _to_unit(f.path, pixels)
+    if values.ndim == 2:
+        return _Image(values[None], ScanKind.SINGLE, depth)
+    if values.ndim == 3 and values.shape[2] in (3, 4):
+        rgb = values[:, :, 2::-1]  # cv2 gives BGR(A); drop alpha, reorder to RGB
+        return _Image(np.ascontiguousarray(rgb.transpose(2, 0, 1)), ScanKind.RGB, depth)
+    raise ScanReadError(f.path, f"unsupported image layout {pixels.shape}")
+
+
+def _decode_png(f: ScanFile) -> _Image:
+    data = f.data
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise ScanReadError(f.path, "truncated or corrupt PNG: no IHDR header")
+    width, height = struct.unpack(">II", data[16:24])
+    _check_size(f.path, width, height)
+    if not _png_complete(data):
+        raise ScanReadError(f.path, "truncated PNG: the file ends before its IEND chunk")
+    # IMREAD_UNCHANGED keeps 16-bit samples; any other flag would cut them to 8 bits.
+    return _from_cv2(f, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
+
+
+def _png_complete(data: bytes) -> bool:
+    """True when the chunk chain reaches IEND inside the data (a half-written PNG does not)."""
+    pos = len(_PNG_MAGIC)
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        pos += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            return pos <= len(data)
+    return False
+
+
+# Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _decode_jpeg(f: ScanFile) -> _Image:
+    data = f.data
+    size, scan_start = _jpeg_header(f)
+    _check_size(f.path, *size)
+    # Entropy-coded data never holds FF D9, so an end-of-image marker after the scan
+    # start proves the file is complete (libjpeg would silently grey-fill a truncated one).
+    if data.rfind(b"\xff\xd9") < scan_start:
+        raise ScanReadError(f.path, "truncated JPEG: no end-of-image marker")
+    return _from_cv2(f, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
+
+
+def _jpeg_header(f: ScanFile) -> tuple[tuple[int, int], int]:
+    """((width, height), offset of the start-of-scan marker), walking the marker segments."""
+    data, pos, size = f.data, 2, None
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ScanReadError(f.path, f"corrupt JPEG: no marker at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+            continue
+        if marker == 0xDA:
+            if size is None:
+                raise ScanReadError(f.path, "corrupt JPEG: image data before any frame header")
+            return size, pos
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _JPEG_SOF and pos + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            size = (width, height)
+        pos += 2 + length
+    raise ScanReadError(f.path, "truncated JPEG: the file ends inside its header")
+
+
+def _decode_tiff(f: ScanFile) -> _Image:
+    with tifffile.TiffFile(io.BytesIO(f.data)) as tif:
+        if not tif.series or not len(tif.pages):
+            raise ScanReadError(f.path, "corrupt TIFF: no readable image in the file")
+        series = tif.series[0]
+        page = tif.pages.first
+        shape = tuple(int(n) for n in series.shape)
+        while len(shape) > 2 and shape[0] == 1:
+            shape = shape[1:]
+        rgb_photometric = page.photometric == tifffile.PHOTOMETRIC.RGB
+        if len(shape) == 2:
+            layout, (height, width) = "hw", shape
+        elif len(shape) == 3 and shape[0] == 2:
+            layout, (height, width) = "dual-chw", shape[1:]
+        elif len(shape) == 3 and shape[2] == 2:
+            layout, (height, width) = "dual-hwc", shape[:2]
+        elif len(shape) == 3 and shape[2] in (3, 4):
+            layout, (height, width) = "rgb-hwc", shape[:2]
+        elif len(shape) == 3 and shape[0] == 3 and rgb_photometric:
+            layout, (height, width) = "rgb-chw", shape[1:]
+        else:
+            raise ScanReadError(
+                f.path,
+                f"TIFF holds images of shape {shape}; expected one image (single energy), "
+                "two (high, low energy) or one RGB image",
+            )
+        _check_size(f.path, width, height)
+        for p in series.pages:
+            if p is None:
+                continue
+            for offset, count in zip(p.dataoffsets, p.databytecounts, strict=True):
+                if offset + count > len(f.data):
+                    raise ScanReadError(f.path, "truncated TIFF: image data runs past the end of the file")
+        try:
+            pixels = series.asarray()
+        except Exception as e:  # typically a codec (LZW, ...) that needs the optional imagecodecs
+            pixels = _grey_tiff_via_cv2(f, shape) if layout in ("hw", "dual-chw") else None
+            if pixels is None:
+                raise ScanReadError(f.path, f"cannot decode TIFF file: {e}") from e
+        description = tif.shaped_metadata[0] if tif.shaped_metadata else {}
+        bits = int(page.bitspersample)
+    values, depth = _to_unit(f.path, pixels.reshape(shape), bits=bits)
+    if layout == "hw":
+        channels, kind = values[None], ScanKind.SINGLE
+    elif layout == "dual-chw":
+        channels, kind = values, ScanKind.DUAL
+    elif layout == "dual-hwc":
+        channels, kind = values.transpose(2, 0, 1), ScanKind.DUAL
+    elif layout == "rgb-hwc":
+        channels, kind = values[:, :, :3].transpose(2, 0, 1), ScanKind.RGB
+    else:
+        channels, kind = values, ScanKind.RGB
+    energies, pixel_mm = _tiff_description(description, channels.shape[0])
+    return _Image(np.ascontiguousarray(channels), kind, depth, energies=energies, pixel_mm=pixel_mm)
+
+
+def _grey_tiff_via_cv2(f: ScanFile, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Grey TIFF pages decoded by OpenCV's libtiff (LZW, PackBits, ... without imagecodecs); None if it cannot."""
+    ok, pages = cv2.imdecodemulti(np.frombuffer(f.data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if not ok or not pages:
+        return None
+    pixels = np.stack(pages) if len(shape) == 3 else pages[0]
+    return pixels if pixels.shape == shape else None
+
+
+def _tiff_description(
+    description: dict[str, Any], n_channels: int
+) -> tuple[tuple[str, ...], tuple[float, float] | None]:
+    """Energy labels and pixel spacing that `write_tiff` stores in the JSON image description."""
+    energies = description.get("energies")
+    labels = tuple(str(e) for e in energies) if isinstance(energies, list) and len(energies) == n_channels else ()
+    spacing = description.get("pixel_mm")
+    try:
+        pixel_mm = (float(spacing[0]), float(spacing[1])) if isinstance(spacing, list) and len(spacing) == 2 else None
+    except (TypeError, ValueError):
+        pixel_mm = None
+    return labels, pixel_mm
+
+
+def _decode_dicom(f: ScanFile) -> _Image:
+    scan = decode_dicos(f.data, path=f.path)
+    meta = {k: v for k, v in scan.meta.items() if k not in ("paths", "formats")}
+    return _Image(scan.channels, scan.kind, scan.bit_depth, scan.energies, scan.pixel_mm, meta)
+
+
+def _quantise(transmission: np.ndarray, bits: int) -> np.ndarray:
+    values = np.asarray(transmission, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ScanError("cannot write pixels that include NaN or infinity")
+    top = (1 << bits) - 1
+    return np.round(np.clip(values, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def write_png16(path: str | Path, transmission: np.ndarray) -> Path:
+    """Write transmission in [0, 1] as a 16-bit PNG (round(T * 65535), clipped).
+
+    Args:
+        path: Output file.
+        transmission: (H, W) or (1, H, W) grey, or (3, H, W) RGB.
+
+    Raises:
+        ScanError: wrong shape or non-finite values.
+    """
+    values = np.asarray(transmission)
+    if values.ndim == 3 and values.shape[0] in (1, 3):
+        values = values[0] if values.shape[0] == 1 else values.transpose(1, 2, 0)[:, :, ::-1]  # RGB -> cv2's BGR
+    elif values.ndim != 2:
+        raise ScanError(f"write_png16 needs (H, W), (1, H, W) or (3, H, W) pixels, got shape {values.shape}")
+    ok, encoded = cv2.imencode(".png", _quantise(values, 16))
+    if not ok:
+        raise ScanError(f"PNG encoder failed for pixels of shape {values.shape}")
+    out = Path(path)
+    out.write_bytes(encoded.tobytes())  # bytes, not cv2.imwrite: works on any path, raises on failure
+    return out
+
+
+def write_tiff(path: str | Path, scan: Scan) -> Path:
+    """Write a scan as a TIFF that `read_scan` reads back exactly (at the scan's bit depth).
+
+    Single energy is one page, dual energy two pages (high, low), RGB one RGB page;
+    pixel spacing and energy labels go to the JSON image description.
+    """
+    pixels = _quantise(scan.channels, 16 if scan.bit_depth == 16 else 8)
+    description = {"pixel_mm": [float(v) for v in scan.pixel_mm], "energies": list(scan.energies)}
+    if scan.kind is ScanKind.RGB:
+        data, photometric = pixels.transpose(1, 2, 0), "rgb"
+    else:
+        data, photometric = (pixels[0] if scan.kind is ScanKind.SINGLE else pixels), "minisblack"
+    out = Path(path)
+    tifffile.imwrite(out, np.ascontiguousarray(data), photometric=photometric, metadata=description)
+    return out
+
+
+class FileSource(ImageSource):
+    """Scans from a list of files: each item is a path, or a (high, low) pair of paths.
+
+    Args:
+        items: Paths or (high, low) pairs, read in order.
+        pixel_mm: Pixel spacing to use for every scan instead of what the files say.
+        on_error: Called with each unreadable file's error, which is then skipped;
+            without it the error is raised.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[str | Path | tuple[str | Path, str | Path]],
+        *,
+        pixel_mm: tuple[float, float] | None = None,
+        on_error: Callable[[ScanReadError], None] | None = None,
+    ):
+        self.items = list(items)
+        self.pixel_mm = pixel_mm
+        self.on_error = on_error
+
+    def __iter__(self) -> Iterator[Scan]:
+        for item in self.items:
+            high, low = item if isinstance(item, (tuple, list)) else (item, None)
+            try:
+                scan = read_scan(high, low, pixel_mm=self.pixel_mm)
+            except ScanReadError as e:
+                if self.on_error is None:
+                    raise
+                log.warning("skipping unreadable scan: %s", e)
+                self.on_error(e)
+                continue
+            yield scan
