@@ -97,3 +97,14 @@ class Scan:
         if not self.is_physical:
             raise ScanError(f"scan {self.id!r}: a pseudo-colour scan has no attenuation")
         return -np.log(np.clip(self.channels, MIN_TRANSMISSION, 1.0))
+
+
+def log_view(transmission: np.ndarray, *, max_attenuation: float = 8.0) -> np.ndarray:
+    """An 8-bit greyscale picture of transmission (float in [0, 1]) on a log scale.
+
+    Operators look at attenuation, not linear transmission: a log scale shows light
+    goods and dense steel in one picture (white = empty, black = opaque).
+    """
+    a = -np.log(np.clip(transmission.astype(np.float32, copy=False), MIN_TRANSMISSION, 1.0))
+    v = 1.0 - np.clip(a / max_attenuation, 0, 1) ** 0.6
+    return np.rint(v * 255).astype(np.uint8)

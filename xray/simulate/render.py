@@ -13,6 +13,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from xray.scan import log_view
 from xray.simulate.canvas import Canvas
 from xray.simulate.physics import Spectrum, TransmissionLUT, linac_spectrum
 
@@ -80,14 +81,8 @@ def clean_transmission(canvas: Canvas, scanner: ScannerModel) -> np.ndarray:
 
 
 def to_display(scan_u16: np.ndarray, *, max_attenuation: float = 8.0) -> np.ndarray:
-    """An 8-bit greyscale picture of a 16-bit transmission image, on a log scale.
-
-    Operators look at attenuation, not linear transmission: a log scale shows light
-    goods and dense steel in one picture (white = empty, black = opaque).
-    """
-    a = -np.log(np.maximum(scan_u16.astype(np.float32), 1.0) / 65535.0)
-    v = 1.0 - np.clip(a / max_attenuation, 0, 1) ** 0.6
-    return np.rint(v * 255).astype(np.uint8)
+    """An 8-bit log-scale picture of a 16-bit transmission image (see `xray.scan.log_view`)."""
+    return log_view(scan_u16.astype(np.float32) / np.float32(65535.0), max_attenuation=max_attenuation)
 
 
 def render(canvas: Canvas, scanner: ScannerModel, rng: np.random.Generator) -> np.ndarray:
