@@ -1,0 +1,245 @@
+"""Dataset reading, training (the loss falls), checkpoints, resume, the evaluate command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fixtures_dataset import write_dataset
+
+from xray.data.augment import Augment
+from xray.data.dataset import XrayDataset, collate
+from xray.errors import DatasetError
+from xray.model import build_model, load_config, model_from_checkpoint
+from xray.model.preprocess import InputSpec
+from xray.train import loop
+from xray.train.evaluate import evaluate_main
+
+torch.set_num_threads(2)
+TINY = Path(__file__).resolve().parents[1] / "models" / "tiny.yaml"
+SPEC = InputSpec(mode="dual_ratio", size=(128, 384))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("train") / "ds", splits={"train": 6, "val": 2}, seed=0)
+
+
+def test_dataset_items(data: Path) -> None:
+    ds = XrayDataset(data, "train", spec=SPEC, image_labels="manifest")
+    image, target, image_labels = ds[0]
+    assert image.shape == (3, 128, 384) and image.dtype == torch.float32
+    coco_anns = ds.coco.loadAnns(ds.coco.getAnnIds(imgIds=[ds.ids[0]]))
+    assert len(target["boxes"]) == len(coco_anns)
+    x, y, w, h = coco_anns[0]["bbox"]
+    assert torch.allclose(target["boxes"][0], torch.tensor([x, y, x + w, y + h]))
+    names = {c["id"]: c["name"] for c in ds.coco.dataset["categories"]}
+    assert ds.classes[int(target["labels"][0])] == names[coco_anns[0]["category_id"]]
+    # Manifest labels: the categories declared in manifests/<scan_id>.json.
+    declared = {names[a["category_id"]] for a in coco_anns}
+    assert {ds.classes[i] for i in np.where(image_labels.numpy() == 1)[0]} == declared
+    images, targets, labels = collate([ds[0], ds[1]])
+    assert images.shape == (2, 3, 128, 384) and len(targets) == 2 and labels.shape == (2, 13)
+
+
+def test_classes_mapped_by_name(data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "renumbered"
+    shutil.copytree(data, root)
+    path = root / "annotations" / "train.json"
+    coco = json.loads(path.read_text())
+    remap = {c["id"]: 100 + (13 - c["id"]) for c in coco["categories"]}  # other ids, reversed order
+    for c in coco["categories"]:
+        c["id"] = remap[c["id"]]
+    for a in coco["annotations"]:
+        a["category_id"] = remap[a["category_id"]]
+    path.write_text(json.dumps(coco))
+    a = XrayDataset(data, "train", spec=SPEC)
+    b = XrayDataset(root, "train", spec=SPEC)
+    assert all(np.array_equal(x, y) for x, y in zip(a.labels, b.labels))
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("no_split", "no annotations for split"),
+    ("unknown_category", "not a model class"),
+    ("missing_image", "image file missing"),
+    ("bad_bbox", "bad bbox"),
+    ("not_json", "not a COCO detection file"),
+    ("bad_manifest", "manifest"),
+])
+def test_malformed_datasets(data: Path, tmp_path: Path, breakage: str, message: str) -> None:
+    root = tmp_path / "broken"
+    shutil.copytree(data, root)
+    path = root / "annotations" / "train.json"
+    coco = json.loads(path.read_text())
+    if breakage == "no_split":
+        path.unlink()
+    elif breakage == "unknown_category":
+        coco["categories"][0]["name"] = "unicorns"
+    elif breakage == "missing_image":
+        (root / "images" / coco["images"][0]["file_name"]).unlink()
+    elif breakage == "bad_bbox":
+        coco["annotations"][0]["bbox"] = [1, 2, -5, 4]
+    elif breakage == "not_json":
+        path.write_text("{not json")
+    elif breakage == "bad_manifest":
+        (root / "manifests" / f"{coco['images'][0]['scan_id']}.json").write_text('{"lines": 3}')
+    if breakage in ("unknown_category", "bad_bbox"):
+        path.write_text(json.dumps(coco))
+    with pytest.raises(DatasetError, match=message):
+        ds = XrayDataset(root, "train", spec=SPEC, image_labels="manifest")
+        ds[0]
+
+
+def test_single_energy_dataset_for_dual_model(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "single", splits={"train": 2}, single_energy=True)
+    with pytest.raises(DatasetError, match="single-energy"):
+        XrayDataset(root, "train", spec=SPEC)
+    image, _, _ = XrayDataset(root, "train", spec=InputSpec(mode="single", size=(128, 384)))[0]
+    assert image.shape == (1, 128, 384)
+
+
+def test_loss_falls(data: Path) -> None:
+    torch.manual_seed(0)
+    cfg = load_config(TINY)
+    model = build_model(cfg, num_classes=13)
+    ds = XrayDataset(data, "train", spec=SPEC, augment=None)
+    images, targets, image_labels = collate([ds[i] for i in range(4)])
+    optimizer = loop.make_optimizer(model, {"lr": 3e-3, "weight_decay": 0.0})
+    model.train()
+    history = []
+    for _ in range(25):
+        losses = model(images, targets, image_labels)
+        loss = sum(losses.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    assert all(np.isfinite(history))
+    assert np.mean(history[-3:]) < 0.7 * np.mean(history[:3])
+
+
+def test_scheduler_warmup_then_cosine() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = loop.make_scheduler(opt, total_iters=100, warmup_iters=10, min_lr_ratio=0.1)
+    lrs = []
+    for _ in range(100):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] < 0.01 and lrs[10] == pytest.approx(1.0)
+    assert all(a <= b for a, b in pairwise(lrs[:11]))  # rising during warm-up
+    assert all(a >= b for a, b in pairwise(lrs[10:]))  # falling after
+    assert lrs[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_nan_guard_stops_training(data: Path) -> None:
+    class Exploding(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, images, targets, image_labels):
+            return {"loss": self.w * float("nan")}
+
+    model = Exploding()
+    ds = XrayDataset(data, "train", spec=SPEC)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = loop.make_scheduler(opt, total_iters=10, warmup_iters=1, min_lr_ratio=0.1)
+    with pytest.raises(FloatingPointError):
+        loop.train_one_epoch(model, loader, opt, sched, device=torch.device("cpu"), epoch=0, max_bad_steps=2,
+                             progress=False)
+    assert model.w.item() == 1.0  # no step was taken with a NaN loss
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _fit(data: Path, out: Path, epochs: int, **kw) -> dict:
+    return loop.fit(data=data, config=TINY, out=out, epochs=epochs, device="cpu", progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    _fit(data, out, epochs=3)
+    return out
+
+
+def test_run_folder_and_checkpoint(run: Path, data: Path) -> None:
+    for name in ("last.pt", "best.pt", "metrics.csv", "config.yaml", "summary.json", "loss_curves.png",
+                 "pr_curves.png", "confusion_matrix.png", "val_predictions.png"):
+        assert (run / name).is_file(), name
+    rows = _rows(run / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert all(r["val_mAP50"] != "" for r in rows)
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    for key in ("model", "config", "classes", "input", "metrics", "optimizer", "scheduler", "epoch", "metrics_data"):
+        assert key in ckpt, key
+    assert ckpt["epoch"] == 2 and ckpt["classes"][0] == "tobacco" and len(ckpt["classes"]) == 13
+    assert ckpt["input"]["mode"] == "dual_ratio" and ckpt["config"]["train"]["epochs"] == 3
+    # Rebuilt from the checkpoint alone, the model gives the same outputs as the trained one.
+    model, _ = model_from_checkpoint(run / "last.pt")
+    ref = build_model(ckpt["config"], num_classes=13)
+    ref.load_state_dict(ckpt["model"])
+    ref.eval()
+    x = XrayDataset(data, "val", spec=SPEC)[0][0][None]
+    with torch.no_grad():
+        a, b = model(x)[0], ref(x)[0]
+    assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+
+
+def test_resume_matches_uninterrupted(data: Path, run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = loop.train_one_epoch
+
+    def crash_in_epoch_2(*args, **kwargs):
+        if kwargs["epoch"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(data, out, epochs=3, plots=False)
+    assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(loop, "train_one_epoch", real)
+    _fit(data, out, epochs=3, resume=True, plots=False)
+
+    resumed = torch.load(out / "last.pt", weights_only=False)
+    straight = torch.load(run / "last.pt", weights_only=False)
+    assert resumed["epoch"] == 2
+    assert [int(r["epoch"]) for r in _rows(out / "metrics.csv")] == [0, 1, 2]
+    for k, v in straight["model"].items():
+        assert torch.allclose(resumed["model"][k].float(), v.float(), atol=1e-5), k
+
+
+def test_evaluate_command(run: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert evaluate_main(["--model", str(run / "best.pt"), "--data", str(data), "--split", "val",
+                          "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert report["split"] == "val" and "per_class" in report and 0.0 <= report["mAP50"] <= 1.0
+    assert (tmp_path / "ev" / "pr_curves.png").is_file()
+    assert "all" in capsys.readouterr().out
+    assert evaluate_main(["--model", str(run / "best.pt"), "--data", str(data), "--split", "nope"]) == 2
+
+
+def test_augmented_items_stay_consistent(data: Path) -> None:
+    ds = XrayDataset(data, "train", spec=SPEC, augment=Augment({"tip": 1.0}), seed=1)
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            image, target, image_labels = ds[i]
+            b = target["boxes"]
+            assert image.shape == (3, 128, 384) and torch.isfinite(image).all()
+            assert (b[:, 2:] > b[:, :2]).all() and (b >= 0).all() and (b[:, 2] <= 384).all() and (b[:, 3] <= 128).all()
+            assert set(target["labels"].tolist()) == set(np.where(image_labels.numpy() == 1)[0].tolist())
+    a, b = ds[0], ds[0]
+    assert torch.equal(a[0], b[0])  # same epoch and index: same augmentation

@@ -1,0 +1,233 @@
+"""Augmentation of attenuation images: albumentations, bbox-aware, plus threat-image projection.
+
+Everything works on float32 attenuation A = -ln T (C, H, W), where physics is simple:
+thicker or denser goods scale A (gain), stacking matter adds A, quantum noise grows as
+exp(A / 2) (fewer photons behind dense matter). Albumentations clips float images to
+[0, 1] in some transforms, so the pipeline runs on A / A_MAX, which lies in [0, 1] by
+construction (A_MAX is the attenuation of one count out of 65535).
+
+Threat-image projection (TIP) is the standard way to teach concealment from few
+examples: a goods patch cut from another scan (its own background removed) is added
+in attenuation — multiplied in transmission — at a random place, and its box joins
+the targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import albumentations as A
+import numpy as np
+
+from xray.errors import ConfigError
+from xray.model.preprocess import A_MAX, resize
+
+DEFAULTS: dict[str, Any] = {
+    "hflip": 0.5,  # containers and trucks pass the scanner either way round
+    "vflip": 0.0,  # goods sit on a floor; an upside-down container is not a real scan
+    "affine": 0.6,  # probability of scale + translate (the "scale and crop")
+    "scale": [0.75, 1.25],
+    "translate": 0.1,
+    "gain": [0.8, 1.2],  # all of A times g: denser or thicker loads
+    "channel_gain": 0.02,  # per-energy jitter: calibration differences, moves the ratio a little
+    "gamma": [0.9, 1.1],  # contrast: (A / A_MAX) ** gamma
+    "noise": 0.3,  # probability of extra quantum noise
+    "noise_counts": [3.0e4, 1.0e6],  # photons per pixel in air; fewer = noisier
+    "blur": 0.2,
+    "blur_sigma": [0.3, 1.2],
+    "tip": 0.5,  # probability of projecting patches into a training scan
+    "tip_max": 2,  # patches per scan at most
+    "tip_categories": None,  # categories whose boxes are cut as patches (None: all)
+    "tip_over_goods": 0.5,  # probability a patch lands over existing goods (concealment)
+}
+
+
+class AttenuationGain(A.ImageOnlyTransform):
+    """Scale attenuation by a random gain (shared), with a small per-channel jitter."""
+
+    def __init__(self, gain: tuple[float, float], channel_jitter: float, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.gain = tuple(gain)
+        self.channel_jitter = channel_jitter
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        c = data["image"].shape[-1]
+        g = self.py_random.uniform(*self.gain)
+        jitter = [1.0 + self.py_random.uniform(-self.channel_jitter, self.channel_jitter) for _ in range(c)]
+        return {"factors": np.asarray(jitter, np.float32) * g}
+
+    def apply(self, img: np.ndarray, factors: np.ndarray, **params: Any) -> np.ndarray:
+        return np.clip(img * factors, 0.0, 1.0).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("gain", "channel_jitter")
+
+
+class AttenuationGamma(A.ImageOnlyTransform):
+    """Contrast in attenuation: u ** gamma with u = A / A_MAX."""
+
+    def __init__(self, gamma: tuple[float, float], p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.gamma = tuple(gamma)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"g": self.py_random.uniform(*self.gamma)}
+
+    def apply(self, img: np.ndarray, g: float = 1.0, **params: Any) -> np.ndarray:
+        return np.power(img, g).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("gamma",)
+
+
+class QuantumNoise(A.ImageOnlyTransform):
+    """Photon noise: sigma_A = exp(A / 2) / sqrt(N0), for N0 photons per pixel in air."""
+
+    def __init__(self, counts: tuple[float, float], p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.counts = tuple(counts)
+
+    def get_params(self) -> dict[str, Any]:
+        lo, hi = np.log(self.counts[0]), np.log(self.counts[1])
+        return {"n0": float(np.exp(self.py_random.uniform(lo, hi))), "seed": self.py_random.randrange(2**31)}
+
+    def apply(self, img: np.ndarray, n0: float = 1e6, seed: int = 0, **params: Any) -> np.ndarray:
+        att = img * A_MAX
+        # Capped: at the dark end the real detector floor, not Gaussian noise, dominates.
+        sigma = np.minimum(np.exp(att / 2) / np.sqrt(n0), 0.5)
+        noise = np.random.default_rng(seed).standard_normal(img.shape, dtype=np.float32)
+        return np.clip((att + sigma * noise) / A_MAX, 0.0, 1.0).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("counts",)
+
+
+def extract_patch(att: np.ndarray, box: np.ndarray, *, margin: int = 8) -> np.ndarray:
+    """Cut the goods inside `box` out of a scan, without the background around them.
+
+    The background inside the box (container walls, roof, floor) is estimated per row
+    from thin strips left and right of the box (the median of each row) and
+    subtracted; what remains is the attenuation of the goods alone.
+
+    Args:
+        att: (C, H, W) attenuation.
+        box: (x1, y1, x2, y2) in pixels.
+
+    Returns:
+        (C, h, w) float32 attenuation >= 0.
+    """
+    _, H, W = att.shape
+    x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x2, y2 = min(W, int(np.ceil(box[2]))), min(H, int(np.ceil(box[3])))
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"empty patch box {box}")
+    strips = [att[:, y1:y2, max(0, x1 - margin) : x1], att[:, y1:y2, x2 : min(W, x2 + margin)]]
+    strips = [s for s in strips if s.shape[2] > 0]
+    patch = att[:, y1:y2, x1:x2]
+    if strips:
+        background = np.median(np.concatenate(strips, axis=2), axis=2, keepdims=True)
+    else:  # the box spans the whole width: the least attenuating pixel of each row
+        background = patch.min(axis=2, keepdims=True)
+    return np.clip(patch - background, 0.0, None).astype(np.float32)
+
+
+def project(
+    att: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    patch: np.ndarray,
+    label: int,
+    *,
+    rng: np.random.Generator,
+    over_goods: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Threat-image projection: add a patch's attenuation into a scan and its box to the targets.
+
+    Adding attenuation is multiplying transmission: the patch is seen through whatever
+    the scan already holds there, as concealed goods would be.
+
+    Args:
+        att: (C, H, W) attenuation of the scan (not modified).
+        boxes: (N, 4) xyxy boxes of the scan; labels: (N,) class indices.
+        patch: (C, h, w) attenuation from `extract_patch`, at the scan's pixel spacing.
+        label: class index of the patch.
+        over_goods: probability of centring the patch inside an existing box.
+
+    Returns:
+        (attenuation, boxes, labels) with the patch added; unchanged when it does not fit.
+    """
+    _, H, W = att.shape
+    _, h, w = patch.shape
+    if h >= H or w >= W:
+        return att, boxes, labels
+    if len(boxes) and rng.random() < over_goods:
+        b = boxes[rng.integers(len(boxes))]
+        cx, cy = rng.uniform(b[0], b[2]), rng.uniform(b[1], b[3])
+        x, y = int(np.clip(cx - w / 2, 0, W - w)), int(np.clip(cy - h / 2, 0, H - h))
+    else:
+        x, y = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+    out = att.copy()
+    out[:, y : y + h, x : x + w] = np.minimum(out[:, y : y + h, x : x + w] + patch, A_MAX)
+    new_box = np.array([[x, y, x + w, y + h]], dtype=np.float32)
+    return (
+        out,
+        np.concatenate([np.asarray(boxes, np.float32).reshape(-1, 4), new_box]),
+        np.concatenate([np.asarray(labels, np.int64), [label]]),
+    )
+
+
+def rescale_patch(patch: np.ndarray, from_mm: tuple[float, float], to_mm: tuple[float, float]) -> np.ndarray:
+    """Resample a patch from one pixel spacing to another (row_mm, col_mm)."""
+    h = max(1, round(patch.shape[1] * from_mm[0] / to_mm[0]))
+    w = max(1, round(patch.shape[2] * from_mm[1] / to_mm[1]))
+    return resize(patch, (h, w))
+
+
+class Augment:
+    """The training augmentation of attenuation images (config: the `augment` section).
+
+    Geometry (flips, scale + translate), gain, contrast, noise and blur run in one
+    albumentations pipeline that moves the boxes with the pixels; TIP is separate
+    (`project`) because it needs patches from other scans (the dataset supplies them).
+    """
+
+    def __init__(self, cfg: dict[str, Any] | None = None) -> None:
+        unknown = set(cfg or {}) - set(DEFAULTS)
+        if unknown:
+            raise ConfigError(f"unknown augment options: {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        self.cfg = {**DEFAULTS, **(cfg or {})}
+        c = self.cfg
+        t = c["translate"]
+        self.pipeline = A.Compose(
+            [
+                A.HorizontalFlip(p=c["hflip"]),
+                A.VerticalFlip(p=c["vflip"]),
+                A.Affine(
+                    scale=tuple(c["scale"]),
+                    translate_percent={"x": (-t, t), "y": (-t / 2, t / 2)},
+                    fill=0.0,  # A = 0 is air
+                    p=c["affine"],
+                ),
+                AttenuationGain(tuple(c["gain"]), c["channel_gain"], p=0.8),
+                AttenuationGamma(tuple(c["gamma"]), p=0.5),
+                QuantumNoise(tuple(c["noise_counts"]), p=c["noise"]),
+                A.GaussianBlur(sigma_limit=tuple(c["blur_sigma"]), blur_limit=0, p=c["blur"]),
+            ],
+            bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, min_area=16),
+            seed=0,
+        )
+
+    def __call__(
+        self, att: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Augment (C, H, W) attenuation with (N, 4) xyxy boxes and (N,) labels; same shapes out."""
+        _, H, W = att.shape
+        boxes = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0, [W, H, W, H])
+        self.pipeline.set_random_seed(int(rng.integers(2**31)))
+        out = self.pipeline(
+            image=np.ascontiguousarray(np.clip(att / A_MAX, 0.0, 1.0).transpose(1, 2, 0)),
+            bboxes=boxes,
+            labels=np.asarray(labels, np.int64),
+        )
+        img = np.ascontiguousarray(out["image"].transpose(2, 0, 1) * A_MAX, dtype=np.float32)
+        return img, np.asarray(out["bboxes"], np.float32).reshape(-1, 4), np.asarray(out["labels"], np.int64)

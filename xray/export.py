@@ -1,0 +1,401 @@
+"""Export a training checkpoint to ONNX plus its model card, with a parity check.
+
+    xray export runs/NAME/best.pt --out models/NAME [--data DATASET --split test]
+
+Writes `model.onnx` and `model.json` (the model card). Measured choice: torch's legacy
+TorchScript-based exporter (`dynamo=False`, opset 17) with decoding and NMS *in the
+graph* — the dynamo exporter fails on torchvision's batched NMS. The graph takes one
+preprocessed scan (1, C, H, W) (any H, W; see `xray.model.preprocess`) and returns
+`boxes` (N, 4) xyxy in input pixels, `scores` (N,), `labels` (N,) class indices and,
+with the image head, `image_scores` (K,). The engine only maps boxes back through the
+letterbox and applies the card's per-class score thresholds.
+
+After every export the ONNX model runs in onnxruntime next to eager torch on several
+inputs; boxes must agree within 0.5 px and scores within 1e-4, or the export fails. The
+check runs twice: on the final detections of the shipped graph, and on the raw head
+outputs at every pyramid point (a temporary graph), which tied scores cannot blur.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from xray.errors import XrayError
+from xray.goods import default_goods_table
+from xray.model.preprocess import InputSpec, preprocess
+from xray.model.registry import model_from_checkpoint
+
+OPSET = 17
+BOX_TOL_PX = 0.5
+SCORE_TOL = 1e-4
+CARD_FORMAT = 1
+
+
+class ParityError(XrayError):
+    """The exported ONNX model does not reproduce the torch model."""
+
+
+class ExportWrapper(nn.Module):
+    """One preprocessed scan in, flat detection tensors out (what the ONNX graph computes)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.has_image_head = getattr(model, "image_head", None) is not None
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        det = self.model(x)[0]
+        out = (det["boxes"], det["scores"], det["labels"])
+        return out + (det["image_scores"],) if self.has_image_head else out
+
+
+class RawWrapper(nn.Module):
+    """The network without decoding and NMS: raw head tensors (for the tie-proof parity check)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        features = list(self.model.backbone(x).values())
+        out = self.model.head(features)
+        return out["cls_logits"].sigmoid(), out["bbox_regression"], out["bbox_ctrness"].sigmoid()
+
+
+def raw_parity_check(model: nn.Module, inputs: list[np.ndarray], workdir: str | Path) -> dict[str, Any]:
+    """Compare the raw head outputs of onnxruntime and torch at every point of the pyramid.
+
+    Detection-level parity cannot tell tied scores apart (untrained models tie a lot);
+    this check can: probabilities within SCORE_TOL and box side distances within
+    BOX_TOL_PX pixels at every point, for every input.
+
+    Raises:
+        ParityError: naming the worst difference.
+    """
+    path = Path(workdir) / "raw_parity.onnx"
+    wrapper = RawWrapper(model).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (torch.from_numpy(inputs[0][None]),), str(path), dynamo=False,
+                          opset_version=OPSET, input_names=["input"], dynamic_axes={"input": {2: "h", 3: "w"}})
+    session = ort_session(path)
+    max_stride = max(model.strides)
+    worst = {"prob": 0.0, "box_px": 0.0}
+    try:
+        for i, x in enumerate(inputs):
+            with torch.no_grad():
+                ref = [t.numpy() for t in wrapper(torch.from_numpy(x[None]))]
+            got = session.run(None, {"input": x[None]})
+            prob = max(float(np.abs(ref[0] - got[0]).max()), float(np.abs(ref[2] - got[2]).max()))
+            box_px = float(np.abs(ref[1] - got[1]).max()) * max_stride  # distances are in units of the stride
+            worst = {"prob": max(worst["prob"], prob), "box_px": max(worst["box_px"], box_px)}
+            if prob > SCORE_TOL or box_px > BOX_TOL_PX:
+                raise ParityError(f"raw ONNX head outputs differ from torch on input {i} {tuple(x.shape)}: "
+                                  f"probabilities by {prob:.2e}, box sides by up to {box_px:.2e} px")
+    finally:
+        path.unlink(missing_ok=True)
+    return {"max_prob_diff": worst["prob"], "max_box_side_diff_px": worst["box_px"]}
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, input_size: tuple[int, int], channels: int) -> list[str]:
+    """Export an eval-mode detector to ONNX; returns the output names."""
+    wrapper = ExportWrapper(model).eval()  # an eval wrapper: the exporter restores its mode afterwards
+    outputs = ["boxes", "scores", "labels"] + (["image_scores"] if wrapper.has_image_head else [])
+    dynamic = {"input": {2: "height", 3: "width"}, **{k: {0: "detections"} for k in ("boxes", "scores", "labels")}}
+    x = torch.zeros(1, channels, *input_size)
+    with warnings.catch_warnings():
+        # The tracer warns about Python ints from shapes in torchvision's code; dynamic
+        # H and W are covered by the parity check at two input sizes.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (x,), str(path), dynamo=False, opset_version=OPSET, input_names=["input"],
+                          output_names=outputs, dynamic_axes=dynamic, do_constant_folding=True)
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    return outputs
+
+
+def ort_session(path: str | Path, *, threads: int = 2):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _match(
+    ref: dict[str, np.ndarray], got: dict[str, np.ndarray], *, score_floor: float, full: int
+) -> tuple[list[str], float, float]:
+    """Match ONNX detections to torch's one to one.
+
+    Returns:
+        (problems (empty: parity holds), detections compared, largest box difference in
+        px and largest score difference over the compared pairs)
+
+    Detections whose score is within SCORE_TOL of a cut-off (the score threshold, or the
+    last kept score when the detection limit is reached) may legitimately fall on either
+    side of it, so they are not required to match.
+    """
+    cut = score_floor
+    if len(ref["scores"]) >= full:
+        cut = max(cut, float(ref["scores"].min()))
+    problems = []
+    worst_box = worst_score = 0.0
+    compared = 0
+    used = np.zeros(len(got["scores"]), bool)
+    for box, score, label in zip(ref["boxes"], ref["scores"], ref["labels"]):
+        if score <= cut + SCORE_TOL:
+            continue
+        ok = (~used & (got["labels"] == label) & (np.abs(got["scores"] - score) <= SCORE_TOL)
+              & (np.abs(got["boxes"] - box).max(axis=1, initial=0) <= BOX_TOL_PX)) if len(got["scores"]) else np.zeros(0, bool)
+        if not ok.any():
+            problems.append(f"torch detection {label} {score:.5f} {np.round(box, 2).tolist()} has no ONNX counterpart")
+        else:
+            j = int(np.argmax(ok))
+            used[j] = True
+            compared += 1
+            worst_box = max(worst_box, float(np.abs(got["boxes"][j] - box).max()))
+            worst_score = max(worst_score, float(abs(got["scores"][j] - score)))
+    # Tie-proof part: the sorted score lists agree, whichever detection is which.
+    rs, gs = np.sort(ref["scores"])[::-1], np.sort(got["scores"])[::-1]
+    n = min(len(rs), len(gs))
+    if max(len(rs), len(gs)) > n and max(rs[n:].max(initial=0), gs[n:].max(initial=0)) > score_floor + SCORE_TOL:
+        problems.append(f"torch gives {len(rs)} detections, ONNX {len(gs)}")
+    if n and np.abs(rs[:n] - gs[:n]).max() > SCORE_TOL:
+        problems.append(f"sorted scores differ by up to {np.abs(rs[:n] - gs[:n]).max():.2e}")
+    extra = ~used & (got["scores"] > cut + SCORE_TOL)
+    problems += [f"ONNX detection {int(got['labels'][i])} {got['scores'][i]:.5f} not in torch's output"
+                 for i in np.where(extra)[0]]
+    if "image_scores" in ref:
+        diff = float(np.abs(ref["image_scores"] - got["image_scores"]).max())
+        if diff > SCORE_TOL:
+            problems.append(f"image scores differ by {diff:.2e}")
+    return problems, compared, worst_box, worst_score
+
+
+def parity_check(model: nn.Module, onnx_path: str | Path, inputs: list[np.ndarray]) -> dict[str, Any]:
+    """Compare onnxruntime with eager torch on each (C, H, W) input.
+
+    Raises:
+        ParityError: naming the first differences.
+    """
+    session = ort_session(onnx_path)
+    names = [o.name for o in session.get_outputs()]
+    model.eval()
+    worst_box = worst_score = 0.0
+    n_dets = n_compared = 0
+    for i, x in enumerate(inputs):
+        with torch.no_grad():
+            det = model(torch.from_numpy(x[None]))[0]
+        ref = {k: v.numpy() for k, v in det.items()}
+        got = dict(zip(names, session.run(None, {"input": x[None]})))
+        problems, compared, box_diff, score_diff = _match(ref, got, score_floor=model.score_thresh,
+                                                          full=model.detections_per_img)
+        n_compared += compared
+        if problems:
+            raise ParityError(f"{onnx_path}: ONNX output differs from torch on input {i} {tuple(x.shape)}: "
+                              + "; ".join(problems[:5]))
+        worst_box, worst_score = max(worst_box, box_diff), max(worst_score, score_diff)
+        n_dets += len(ref["scores"])
+    # `compared` < `detections` when scores tie at a cut-off (typical of untrained models).
+    return {"inputs": len(inputs), "shapes": sorted({tuple(x.shape) for x in inputs}), "detections": n_dets,
+            "compared": n_compared,
+            "max_box_diff_px": worst_box, "max_score_diff": worst_score, "box_tol_px": BOX_TOL_PX,
+            "score_tol": SCORE_TOL, "passed": True}
+
+
+def parity_inputs(spec: InputSpec, *, data: str | Path | None = None, split: str = "val", n: int = 4,
+                  classes: Sequence[str] | None = None, seed: int = 0) -> list[np.ndarray]:
+    """Inputs for the parity check: preprocessed scans of a dataset, else synthetic ones.
+
+    Synthetic inputs are smooth random attenuation images at the model's input size and
+    at a second size (the graph has dynamic height and width).
+    """
+    if data is not None:
+        from xray.data.dataset import XrayDataset
+
+        ds = XrayDataset(data, split, spec=spec, classes=classes, image_labels="none")
+        return [preprocess(ds.scan(i), spec)[0] for i in range(min(n, len(ds)))]
+    import cv2
+
+    from xray.model.preprocess import finish
+
+    rng = np.random.default_rng(seed)
+    h, w = spec.size
+    out = []
+    for i in range(n):
+        # The last input is smaller than the model input: exercises the dynamic shape.
+        hh, ww = (h, w) if i < n - 1 else (h // 2 + 32, w // 2)
+        size = InputSpec(**{**spec.to_dict(), "size": (hh, ww)})
+        coarse = rng.uniform(0, 4, size=(hh // 16, ww // 16)).astype(np.float32)
+        att = cv2.resize(coarse, (ww, hh), interpolation=cv2.INTER_LINEAR)
+        base = np.stack([att, att * 1.1][: 1 if spec.mode == "single" else 2]) if spec.physical else np.stack([att / 4] * 3)
+        out.append(finish(base.astype(np.float32), size))
+    return out
+
+
+def measure_latency(onnx_path: str | Path, x: np.ndarray, *, runs: int = 30, threads: int = 2) -> dict[str, Any]:
+    """onnxruntime CPU latency of one (1, C, H, W) input: median, p90 and min over `runs`."""
+    import time
+
+    session = ort_session(onnx_path, threads=threads)
+    for _ in range(3):  # warm-up: first runs allocate and pick kernels
+        session.run(None, {"input": x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, {"input": x})
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"input_shape": list(x.shape), "threads": threads, "runs": runs, "median_ms": float(np.median(times)),
+            "p90_ms": float(np.percentile(times, 90)), "min_ms": float(np.min(times)),
+            "note": "onnxruntime CPUExecutionProvider, whole graph (network, decoding, NMS)"}
+
+
+def _git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
+                           cwd=Path(__file__).resolve().parent)
+        return r.stdout.strip() if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torchvision
+
+    import xray
+
+    return {"xray": xray.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+
+
+def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None = None, split: str = "test",
+           parity_n: int = 4, latency_runs: int = 0) -> dict[str, Any]:
+    """Checkpoint -> OUT/model.onnx + OUT/model.json, parity-checked. Returns the card.
+
+    Args:
+        checkpoint: A training checkpoint (best.pt / last.pt).
+        out: Folder to write into.
+        data: Dataset whose `split` is evaluated into the card's metrics and whose scans
+            feed the parity check (default: synthetic parity inputs, validation metrics only).
+        latency_runs: When > 0, measure onnxruntime latency (2 threads) at the input size
+            on the first parity input and record it in the card.
+
+    Raises:
+        ParityError: when onnxruntime does not reproduce eager torch.
+    """
+    model, ckpt = model_from_checkpoint(checkpoint)
+    cfg = ckpt["config"]
+    spec = InputSpec.from_dict(cfg["input"])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "model.onnx"
+    outputs = export_onnx(model, onnx_path, input_size=spec.size, channels=spec.channels)
+    inputs = parity_inputs(spec, data=data, split=split, n=parity_n, classes=ckpt["classes"])
+    parity = {**parity_check(model, onnx_path, inputs), "raw": raw_parity_check(model, inputs, out)}
+    latency = measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None
+
+    # Metrics, each with the data it was measured on: the validation split during
+    # training, and the split given here (e.g. the held-out test split) when data is given.
+    metrics: dict[str, Any] = {"val": {"epoch": ckpt.get("epoch"), "data": ckpt.get("metrics_data"),
+                                       **(ckpt.get("metrics") or {})}}
+    if data is not None:
+        from xray.data.dataset import XrayDataset
+        from xray.train.evaluate import evaluate, public_metrics
+        from xray.train.loop import dataset_info
+
+        ds = XrayDataset(data, split, spec=spec, classes=ckpt["classes"], image_labels="none")
+        metrics[split] = {**metrics.get(split, {}), "data": {**dataset_info(Path(data)), "split": split, "scans": len(ds)},
+                          **public_metrics(evaluate(model, ds)[0])}
+
+    table = default_goods_table()
+    classes = list(ckpt["classes"])
+    thresh = cfg.get("export", {}).get("score_thresh", 0.3)
+    thresholds = thresh if isinstance(thresh, dict) else {c: float(thresh) for c in classes}
+    blob = onnx_path.read_bytes()
+    card = {
+        "format": "xray-model",
+        "format_version": CARD_FORMAT,
+        "name": out.name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "file": onnx_path.name,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "size_bytes": len(blob),
+        "architecture": {**cfg["model"], "params": sum(p.numel() for p in model.parameters())},
+        "classes": classes,
+        "class_names": {c: table[c].name if c in table.keys else c for c in classes},
+        "input": {**spec.to_dict(), "channels": spec.channels, "name": "input", "layout": "NCHW",
+                  "batch": 1, "dynamic_hw": True, "letterbox": "top-left, pad with air (A = 0)",
+                  "preprocess": "xray.model.preprocess.preprocess"},
+        "outputs": {
+            "names": outputs,
+            "boxes": "(N, 4) x1, y1, x2, y2 in model-input pixels",
+            "scores": "(N,) sqrt(class probability x centre-ness)",
+            "labels": "(N,) index into classes",
+            "image_scores": "(K,) probability that each class is in the scan (image-level head)",
+            "nms": "in graph, per class",
+            "nms_iou": model.nms_thresh,
+            "min_score": model.score_thresh,
+            "max_detections": model.detections_per_img,
+        },
+        "score_thresholds": thresholds,
+        "metrics": metrics,
+        "training": {"config": cfg, "checkpoint": str(checkpoint), "epochs_trained": ckpt.get("epoch", -1) + 1,
+                     "versions": ckpt.get("versions")},
+        "export": {"exporter": "torch.onnx.export(dynamo=False)", "opset": OPSET, "parity": parity},
+        "latency": latency,
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+    }
+    (out / "model.json").write_text(json.dumps(card, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+    return card
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xray export", description="Export a checkpoint to ONNX with a model card.")
+    p.add_argument("checkpoint", help="training checkpoint, e.g. runs/NAME/best.pt")
+    p.add_argument("--out", required=True, help="output folder, e.g. models/NAME")
+    p.add_argument("--data", default=None, help="dataset to evaluate into the card and feed the parity check")
+    p.add_argument("--split", default="test", help="split of --data (default: test)")
+    p.add_argument("--parity-n", type=int, default=4, help="inputs in the parity check")
+    p.add_argument("--latency-runs", type=int, default=0, help="measure ORT latency (2 threads) over N runs")
+    return p
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """The `xray export` command; returns an exit code (2 on bad input, 3 on failed parity)."""
+    args = get_args_parser().parse_args(argv)
+    try:
+        card = export(args.checkpoint, args.out, data=args.data, split=args.split, parity_n=args.parity_n,
+                      latency_runs=args.latency_runs)
+    except ParityError as e:
+        print(f"export FAILED parity: {e}")
+        return 3
+    except XrayError as e:
+        print(f"error: {e}")
+        return 2
+    p = card["export"]["parity"]
+    print(f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
+          f"passed on {p['inputs']} inputs ({p['compared']} of {p['detections']} detections compared, max box diff "
+          f"{p['max_box_diff_px']:.2e} px, max score diff {p['max_score_diff']:.2e}; raw head: probabilities within "
+          f"{p['raw']['max_prob_diff']:.1e}, box sides within {p['raw']['max_box_side_diff_px']:.1e} px)")
+    if card["latency"]:
+        lat = card["latency"]
+        print(f"onnxruntime latency at {lat['input_shape']}, {lat['threads']} threads: median {lat['median_ms']:.1f} ms "
+              f"(p90 {lat['p90_ms']:.1f}, min {lat['min_ms']:.1f})")
+    return 0

@@ -1,0 +1,201 @@
+"""Scan -> model input: the one preprocessing used by training, evaluation and inference.
+
+Physical scans go to the attenuation domain A = -ln T (additive in thickness), are
+resized to fit the model's input size (letterbox: keep the aspect ratio, pad right and
+bottom with air, A = 0), get derived channels (the dual-energy ratio A_low / A_high),
+and are normalised with fixed constants that the model config and checkpoint carry.
+
+This module needs only numpy and OpenCV (no torch), so the ONNX inference engine can
+import it without importing the training stack.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from xray.errors import ConfigError, ScanError
+from xray.scan import MIN_TRANSMISSION, Scan, ScanKind
+
+# Largest attenuation a 16-bit scanner can report (one count left of 65535).
+A_MAX = float(-math.log(MIN_TRANSMISSION))
+
+# Input modes: how many channels the model sees and what they are.
+#   single:     A of the high (or only) energy
+#   dual:       A_high, A_low
+#   dual_ratio: A_high, A_low, A_low / A_high (material discrimination, clipped)
+#   rgb:        a pseudo-colour rendering in [0, 1] (no physics)
+MODES = {"single": 1, "dual": 2, "dual_ratio": 3, "rgb": 3}
+# Energy (or colour) channels each mode reads from the scan before deriving the rest.
+BASE_CHANNELS = {"single": 1, "dual": 2, "dual_ratio": 2, "rgb": 3}
+# Default normalisation per mode: attenuation of loaded containers spans ~0..6 around a
+# mean of ~1.5; the ratio sits near 1.1 with a spread of ~0.1.
+DEFAULT_NORM = {
+    "single": ((1.5,), (1.5,)),
+    "dual": ((1.5, 1.5), (1.5, 1.5)),
+    "dual_ratio": ((1.5, 1.5, 1.1), (1.5, 1.5, 0.1)),
+    "rgb": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputSpec:
+    """What the model takes as input; stored in configs, checkpoints and model cards.
+
+    Attributes:
+        mode: One of `MODES`.
+        size: Model input (height, width) in pixels; scans are letterboxed into it.
+        mean: Per-channel mean subtracted after the channels are derived
+            (None: `DEFAULT_NORM` of the mode).
+        std: Per-channel divisor (None: `DEFAULT_NORM` of the mode).
+        ratio_eps: Attenuation added to both energies before the ratio, so that air
+            (A = 0) has ratio 1 and thin matter does not give a noisy ratio.
+        ratio_clip: Range the ratio is clipped to (organic ~1.2, iron ~1.09, lead ~0.96).
+    """
+
+    mode: str = "dual_ratio"
+    size: tuple[int, int] = (512, 1536)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    ratio_eps: float = 0.05
+    ratio_clip: tuple[float, float] = (0.8, 1.6)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"input mode must be one of {sorted(MODES)}, got {self.mode!r}")
+        mean, std = DEFAULT_NORM[self.mode]
+        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        object.__setattr__(self, "mean", tuple(float(m) for m in (mean if self.mean is None else self.mean)))
+        object.__setattr__(self, "std", tuple(float(s) for s in (std if self.std is None else self.std)))
+        object.__setattr__(self, "ratio_clip", tuple(float(r) for r in self.ratio_clip))
+        if len(self.size) != 2 or min(self.size) < 32 or any(s % 32 for s in self.size):
+            raise ConfigError(f"input size must be (height, width), multiples of 32, got {self.size}")
+        c = MODES[self.mode]
+        if len(self.mean) != c or len(self.std) != c or min(self.std) <= 0:
+            raise ConfigError(f"input mode {self.mode!r} needs {c} means and {c} positive stds")
+        if self.ratio_eps <= 0 or not self.ratio_clip[0] < self.ratio_clip[1]:
+            raise ConfigError("ratio_eps must be > 0 and ratio_clip an increasing pair")
+
+    @property
+    def channels(self) -> int:
+        return MODES[self.mode]
+
+    @property
+    def physical(self) -> bool:
+        """True when the input is attenuation (augmentations and TIP apply)."""
+        return self.mode != "rgb"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"bad input spec: {e}") from e
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a scan was fitted into the model input; maps boxes both ways.
+
+    The resized scan sits at the top-left of the input; the rest is padding.
+    """
+
+    scan_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    # Per-axis scales (resized / scan), exact despite rounding of the resized size.
+    sx: float = field(init=False)
+    sy: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sy", self.resized_hw[0] / self.scan_hw[0])
+        object.__setattr__(self, "sx", self.resized_hw[1] / self.scan_hw[1])
+
+    def to_input(self, boxes: np.ndarray) -> np.ndarray:
+        """Scan-pixel boxes (N, 4) xyxy -> model-input pixels."""
+        return np.asarray(boxes, dtype=np.float32) * np.array([self.sx, self.sy, self.sx, self.sy], np.float32)
+
+    def to_scan(self, boxes: np.ndarray) -> np.ndarray:
+        """Model-input boxes (N, 4) xyxy -> scan pixels, clipped to the scan."""
+        b = np.asarray(boxes, dtype=np.float32) / np.array([self.sx, self.sy, self.sx, self.sy], np.float32)
+        h, w = self.scan_hw
+        return np.clip(b, 0, np.array([w, h, w, h], np.float32))
+
+
+def fit(scan_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
+    """The letterbox that fits a scan of `scan_hw` into `input_hw`, keeping its aspect ratio."""
+    h, w = scan_hw
+    s = min(input_hw[0] / h, input_hw[1] / w)
+    rh, rw = min(input_hw[0], max(1, round(h * s))), min(input_hw[1], max(1, round(w * s)))
+    return Letterbox(scan_hw=(h, w), resized_hw=(rh, rw), input_hw=tuple(input_hw))
+
+
+def base_channels(scan: Scan, spec: InputSpec) -> np.ndarray:
+    """The scan channels a mode is derived from: attenuation (E, H, W) or RGB in [0, 1].
+
+    Raises:
+        ScanError: when the scan kind cannot feed the mode (a single-energy scan to a
+            dual-energy model, a pseudo-colour scan to an attenuation model).
+    """
+    mode = spec.mode
+    if mode == "rgb":
+        if scan.kind is not ScanKind.RGB:
+            raise ScanError(f"scan {scan.id!r}: the model takes pseudo-colour RGB, the scan is {scan.kind.value}")
+        return scan.channels
+    if not scan.is_physical:
+        raise ScanError(f"scan {scan.id!r}: the model takes attenuation ({mode}), the scan is pseudo-colour")
+    if mode != "single" and scan.kind is not ScanKind.DUAL:
+        raise ScanError(f"scan {scan.id!r}: the model takes dual energy ({mode}), the scan is {scan.kind.value}")
+    att = scan.attenuation()
+    return att[:1] if mode == "single" else att
+
+
+def resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize a (C, H, W) float32 image to `hw`; area averaging when shrinking."""
+    h, w = img.shape[1:]
+    if (h, w) == tuple(hw):
+        return np.ascontiguousarray(img, dtype=np.float32)
+    interp = cv2.INTER_AREA if hw[0] < h else cv2.INTER_LINEAR
+    out = cv2.resize(np.ascontiguousarray(img.transpose(1, 2, 0)), (hw[1], hw[0]), interpolation=interp)
+    return np.ascontiguousarray(out.reshape(hw[0], hw[1], img.shape[0]).transpose(2, 0, 1), dtype=np.float32)
+
+
+def finish(base: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Pad resized base channels to the input size, derive channels, normalise.
+
+    Args:
+        base: (E, h, w) float32 from `base_channels` (resized, maybe augmented), with
+            h, w at most the input size.
+
+    Returns:
+        float32 (C, H, W) model input.
+    """
+    H, W = spec.size
+    e, h, w = base.shape
+    if h > H or w > W:
+        raise ValueError(f"image {h}x{w} is larger than the model input {H}x{W}")
+    # Padding is air: A = 0 in attenuation, white (1.0) in a pseudo-colour rendering.
+    canvas = np.full((e, H, W), 1.0 if spec.mode == "rgb" else 0.0, dtype=np.float32)
+    canvas[:, :h, :w] = base
+    if spec.mode == "dual_ratio":
+        ratio = (canvas[1] + spec.ratio_eps) / (canvas[0] + spec.ratio_eps)
+        ratio = np.clip(ratio, *spec.ratio_clip)
+        canvas = np.concatenate([canvas, ratio[None]], axis=0)
+    mean = np.asarray(spec.mean, np.float32)[:, None, None]
+    std = np.asarray(spec.std, np.float32)[:, None, None]
+    return (canvas - mean) / std
+
+
+def preprocess(scan: Scan, spec: InputSpec) -> tuple[np.ndarray, Letterbox]:
+    """Scan -> float32 (C, H, W) model input and the letterbox that maps boxes back."""
+    base = base_channels(scan, spec)
+    lb = fit(base.shape[1:], spec.size)
+    return finish(resize(base, lb.resized_hw), spec), lb

@@ -1,0 +1,1 @@
+"""Training, evaluation and plots of goods detectors (used by train.py and `xray evaluate`)."""
