@@ -18,6 +18,7 @@ import io
 import logging
 import struct
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +34,7 @@ from xray.sources.base import ImageSource
 from xray.sources.dicos import decode_dicos
 
 log = logging.getLogger(__name__)
+_DECODER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="xray-decode")
 
 # Suffixes that name scan files; anything else in a folder (".part", ".tmp") is not one.
 SCAN_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm", ".dicos"})
@@ -169,12 +171,17 @@ def decode_scan(
     low-energy image); labels stored in the file win.
     """
     base_id = scan_id or split_energy_suffix(high.path.stem)[0]
-    first = _decode(high)
     files = [high]
     if low is None:
-        image = first
+        image = _decode(high)
     else:
-        image = _pair(high, first, low, _decode(low))
+        # The codecs release the GIL: decoding both energies at once halves the wait.
+        future = _DECODER.submit(_decode, low)
+        try:
+            first = _decode(high)
+        finally:
+            second = future.result()
+        image = _pair(high, first, low, second)
         files.append(low)
     labels = image.energies or energies or ()
     if len(labels) != image.channels.shape[0] or image.kind is ScanKind.RGB:

@@ -1,0 +1,171 @@
+"""Verdicts on labelled data: calibrate the verifier's thresholds, evaluate scan-level detection.
+
+    xray calibrate --model DIR --data VAL --false-alarm 0.01
+    xray evaluate --model DIR --data TEST --verdicts [--out DIR]
+
+Both run the engine and the verifier on every scan of a split whose truth is known
+(`truth.jsonl`, or a manifest-vs-contents label per scan), collect the risk, and either
+set the red/yellow thresholds to a false-alarm rate (stored in the model card) or
+report the mismatch detection rate at those thresholds, ROC AUC and the rate per
+scenario kind, with a ROC plot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from xray.engine import Engine
+from xray.errors import DatasetError
+from xray.manifest import Manifest
+from xray.sources.files import read_scan
+from xray.verdict import Channel
+from xray.verify import calibrate
+
+
+def labelled_scans(root: str | Path, split: str) -> list[dict[str, Any]]:
+    """The scans of a split with their files, manifest and truth.
+
+    Raises:
+        DatasetError: the folder is not an xray dataset, or the split has no truth.
+    """
+    root = Path(root)
+    ann = root / "annotations" / f"{split}.json"
+    truth_file = root / "truth.jsonl"
+    if not ann.is_file() or not truth_file.is_file():
+        raise DatasetError(f"{root}: needs annotations/{split}.json and truth.jsonl (see datasets/FORMAT.md)")
+    try:
+        images = json.loads(ann.read_text())["images"]
+        truth = {t["scan_id"]: t for t in map(json.loads, truth_file.read_text().splitlines()) if t.get("split") == split}
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DatasetError(f"{root}: malformed annotations or truth: {e}") from e
+    items = []
+    for img in images:
+        sid = img.get("scan_id")
+        if sid not in truth:
+            raise DatasetError(f"{root}: scan {sid!r} of split {split!r} has no line in truth.jsonl")
+        low = img.get("low_file_name")
+        items.append({"scan_id": sid, "high": root / "images" / img["file_name"],
+                      "low": root / "images" / low if low else None, "pixel_mm": tuple(img.get("pixel_mm", (5.0, 5.0))),
+                      "manifest": root / "manifests" / f"{sid}.json", "truth": truth[sid]})
+    if not items:
+        raise DatasetError(f"{root}: split {split!r} has no scans")
+    return items
+
+
+def score_split(engine: Engine, root: str | Path, split: str, *, limit: int | None = None,
+                progress: bool = True) -> list[dict[str, Any]]:
+    """Inspect every scan of a split; one record per scan with its risk, channel and truth."""
+    records = []
+    items = labelled_scans(root, split)[:limit]
+    for it in tqdm(items, desc=f"inspect {split}", unit="scan", disable=not progress):
+        scan = read_scan(it["high"], it["low"], scan_id=it["scan_id"], pixel_mm=it["pixel_mm"])
+        verdict = engine.inspect(scan, Manifest.load(it["manifest"]))
+        t = it["truth"]
+        records.append({"scan_id": it["scan_id"], "scenario": t["scenario"], "mismatch": bool(t["mismatch"]),
+                        "undeclared_truth": t.get("undeclared", []), "missing_truth": t.get("missing", []),
+                        "risk": verdict.risk, "channel": verdict.channel.value,
+                        "findings": [(f.kind.value, f.category) for f in verdict.findings],
+                        "timings_ms": verdict.timings_ms})
+    return records
+
+
+def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "val", false_alarm: float = 0.01,
+                    review_rate: float | None = None, limit: int | None = None, progress: bool = True) -> dict:
+    """Calibrate the verifier of a model on a split and store the thresholds in its card."""
+    engine = Engine(model_dir)
+    records = score_split(engine, data, split, limit=limit, progress=progress)
+    risks = [r["risk"] for r in records]
+    labels = [r["mismatch"] for r in records]
+    cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=engine.verifier)
+    clean = [r for r, m in zip(risks, labels) if not m]
+    bad = [r for r, m in zip(risks, labels) if m]
+    result = {"data": str(data), "split": split, "scans": len(records), "mismatches": len(bad),
+              "false_alarm_target": false_alarm, "false_alarm": float(np.mean([r >= cfg.red for r in clean])),
+              "detection_rate": float(np.mean([r >= cfg.red for r in bad])) if bad else None,
+              "red": cfg.red, "yellow": cfg.yellow}
+    card_path = Path(model_dir) / "model.json"
+    card = json.loads(card_path.read_text())
+    card["verifier"] = cfg.model_dump()
+    card["calibration"] = result
+    card_path.write_text(json.dumps(card, indent=2))
+    return result
+
+
+def verdict_report(records: list[dict[str, Any]], *, red: float) -> dict[str, Any]:
+    """Scan-level figures: detection and false-alarm rates at `red`, ROC AUC, rates per scenario kind."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.array([r["mismatch"] for r in records])
+    risk = np.array([r["risk"] for r in records])
+    flagged = risk >= red
+    per_kind: dict[str, list[bool]] = defaultdict(list)
+    for r, f in zip(records, flagged):
+        per_kind[r["scenario"]].append(bool(f))
+    concealed = [(r, f) for r, f in zip(records, flagged) if r["scenario"] == "concealment"
+                 and "tobacco" in r["undeclared_truth"]]
+    return {
+        "scans": len(records),
+        "mismatches": int(y.sum()),
+        "red_threshold": red,
+        "detection_rate": float(flagged[y].mean()) if y.any() else None,
+        "false_alarm_rate": float(flagged[~y].mean()) if (~y).any() else None,
+        "roc_auc": float(roc_auc_score(y, risk)) if 0 < y.sum() < len(y) else None,
+        # flagged per scenario kind: detection rate for mismatches, false-alarm rate for clean and empty
+        "flagged_by_scenario": {k: {"scans": len(v), "flagged": float(np.mean(v))} for k, v in sorted(per_kind.items())},
+        "concealed_cigarettes": {"scans": len(concealed), "detected": float(np.mean([f for _, f in concealed])) if concealed else None,
+                                 "named_tobacco": float(np.mean([f and ("undeclared", "tobacco") in map(tuple, r["findings"])
+                                                                 for r, f in concealed])) if concealed else None},
+        "channels": {c.value: int(sum(r["channel"] == c.value for r in records)) for c in Channel},
+    }
+
+
+def roc_plot(records: list[dict[str, Any]], path: str | Path, *, red: float) -> None:
+    """ROC curve of the scan-level risk, with the operating point of the red threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    y = np.array([r["mismatch"] for r in records])
+    risk = np.array([r["risk"] for r in records])
+    fpr, tpr, _ = roc_curve(y, risk)
+    flagged = risk >= red
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.plot(fpr, tpr, lw=2, label="verifier risk")
+    ax.plot([flagged[~y].mean()], [flagged[y].mean()], "o", color="crimson", label=f"red channel (risk >= {red:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("false-alarm rate (matching manifests sent to red)")
+    ax.set_ylabel("mismatch detection rate")
+    ax.set_xlim(0, 1), ax.set_ylim(0, 1.01)
+    ax.set_title(f"Scan-level mismatch detection ({len(records)} scans)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def evaluate_verdicts(model_dir: str | Path, data: str | Path, *, split: str = "test", out: str | Path | None = None,
+                      limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the verdict evaluation of a model on a split; write report JSON and ROC plot into `out`."""
+    engine = Engine(model_dir)
+    records = score_split(engine, data, split, limit=limit, progress=progress)
+    report = {"model": engine.model_id, "data": str(data), "split": split,
+              **verdict_report(records, red=engine.verifier.red),
+              "calibrated_false_alarm": engine.verifier.false_alarm_rate}
+    totals = [r["timings_ms"]["total"] for r in records]
+    report["engine_ms"] = {"p50": float(np.percentile(totals, 50)), "p99": float(np.percentile(totals, 99))}
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "verdicts.json").write_text(json.dumps(report, indent=2))
+        (out / "verdict_records.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+        roc_plot(records, out / "roc.png", red=engine.verifier.red)
+    return report

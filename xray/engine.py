@@ -1,0 +1,183 @@
+"""The inference engine: an exported ONNX detector and its card -> `Detection`s for any `Scan`.
+
+One onnxruntime session is shared by all threads (`InferenceSession.run` is
+thread-safe). Preprocessing is `xray.model.preprocess` — the very code training
+used. A scan is letterboxed whole into the model input, as in training; with
+`tile=True`, a scan that would be shrunk more than `max_shrink` is also cut into
+overlapping tiles at the training scale (SAHI-style) and the tile and whole-image
+detections are merged with class-wise NMS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from xray.detection import Detection
+from xray.errors import ConfigError
+from xray.manifest import Manifest
+from xray.model.preprocess import InputSpec, Letterbox, base_channels, finish, fit, resize
+from xray.scan import Scan
+from xray.verdict import Verdict
+from xray.verify import VerifierConfig, verify
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+# Execution providers in order of preference; the first one available is used.
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(available: list[str], requested: list[str] | None = None) -> list[str]:
+    """Providers to use: the requested ones that exist, else the best available, CPU last."""
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise ConfigError(f"execution providers {missing} are not available (available: {available})")
+        return list(requested)
+    chosen = [p for p in PREFERRED_PROVIDERS if p in available]
+    return chosen or list(available)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One window of the resized scan: its offset there and its letterbox into the model input."""
+
+    x0: int
+    y0: int
+    lb: Letterbox
+
+
+class Engine:
+    """Runs an exported goods detector on scans.
+
+    Args:
+        model_dir: Folder with `model.onnx` and `model.json` (default: the bundled model).
+        threads: onnxruntime intra-op threads (default: all cores).
+        providers: Force execution providers (default: best available).
+        tile: Add tiles at the training scale for scans much larger than the input.
+        max_shrink: Tiling starts when the whole-scan letterbox shrinks more than this
+            relative to the training scale.
+        tile_overlap: Overlap between neighbouring tiles, as a fraction of a tile.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None,
+                 providers: list[str] | None = None, tile: bool = False, max_shrink: float = 1.5,
+                 tile_overlap: float = 0.25):
+        import onnxruntime as ort
+
+        self.model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+        card_path, onnx_path = self.model_dir / "model.json", self.model_dir / "model.onnx"
+        if not card_path.is_file() or not onnx_path.is_file():
+            raise ConfigError(f"{self.model_dir}: not a model folder (needs model.onnx and model.json)")
+        try:
+            self.card = json.loads(card_path.read_text())
+            self.classes: list[str] = list(self.card["classes"])
+            self.spec = InputSpec.from_dict({k: v for k, v in self.card["input"].items()
+                                             if k in InputSpec.__dataclass_fields__})
+            self.output_names = list(self.card["outputs"]["names"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ConfigError(f"{card_path}: malformed model card: {e}") from e
+        self.verifier = VerifierConfig.model_validate(self.card.get("verifier", {}))
+        self.min_score = float(self.card["outputs"].get("min_score", 0.05))
+        self.train_scale = self.card["input"].get("train_scale")  # model-input px per scan px at training
+        self.model_id = str(self.card.get("name", self.model_dir.name))
+        self.model_version = str(self.card.get("sha256", ""))[:12]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or os.cpu_count() or 1
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.providers = choose_providers(ort.get_available_providers(), providers)
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=self.providers)
+        self.tile, self.max_shrink, self.tile_overlap = tile, max_shrink, tile_overlap
+        if not 0 <= tile_overlap < 1:
+            raise ConfigError(f"tile overlap must be in [0, 1), got {tile_overlap}")
+        self.warmed = False
+
+    # -- the pieces -----------------------------------------------------------------
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.session.run(None, {"input": x[None]})
+        return dict(zip(self.output_names, out))
+
+    def _tiles(self, base: np.ndarray) -> tuple[np.ndarray, list[Tile]]:
+        """Resize the scan to the training scale and cut it into overlapping input-sized tiles."""
+        h, w = base.shape[1:]
+        s = float(self.train_scale)
+        big = resize(base, (max(1, round(h * s)), max(1, round(w * s))))
+        H, W = self.spec.size
+        bh, bw = big.shape[1:]
+
+        def starts(n: int, size: int) -> list[int]:
+            if n <= size:
+                return [0]
+            step = max(1, int(size * (1 - self.tile_overlap)))
+            xs = list(range(0, n - size, step)) + [n - size]
+            return sorted(set(xs))
+
+        tiles = []
+        for y0 in starts(bh, H):
+            for x0 in starts(bw, W):
+                th, tw = min(H, bh - y0), min(W, bw - x0)
+                tiles.append(Tile(x0, y0, Letterbox(scan_hw=(th, tw), resized_hw=(th, tw), input_hw=(H, W))))
+        return big, tiles
+
+    def detect(self, scan: Scan) -> tuple[list[Detection], dict[str, float]]:
+        """Detections in scan pixel coordinates, and the time of each stage in ms."""
+        t0 = time.perf_counter()
+        base = base_channels(scan, self.spec)
+        lb = fit(base.shape[1:], self.spec.size)
+        inputs = [(finish(resize(base, lb.resized_hw), self.spec), lb, 0, 0, 1.0)]
+        if self.tile and self.train_scale and lb.sy * self.max_shrink < float(self.train_scale):
+            big, tiles = self._tiles(base)
+            s = float(self.train_scale)
+            for t in tiles:
+                th, tw = t.lb.scan_hw
+                inputs.append((finish(big[:, t.y0:t.y0 + th, t.x0:t.x0 + tw], self.spec), t.lb, t.x0, t.y0, s))
+        t1 = time.perf_counter()
+        raw = [(self._run(x), lb_, x0, y0, s) for x, lb_, x0, y0, s in inputs]
+        t2 = time.perf_counter()
+        boxes, scores, labels = [], [], []
+        for out, lb_, x0, y0, s in raw:
+            b = lb_.to_scan(out["boxes"]) if s == 1.0 else (lb_.to_scan(out["boxes"]) + [x0, y0, x0, y0]) / s
+            boxes.append(b.reshape(-1, 4))
+            scores.append(out["scores"].reshape(-1))
+            labels.append(out["labels"].reshape(-1))
+        b, sc, lab = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels).astype(int)
+        if len(raw) > 1 and len(sc):
+            keep = cv2.dnn.NMSBoxesBatched([[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in b],
+                                           sc.astype(float).tolist(), lab.tolist(), self.min_score,
+                                           float(self.card["outputs"].get("nms_iou", 0.5)))
+            keep = np.asarray(keep, int).reshape(-1)
+            b, sc, lab = b[keep], sc[keep], lab[keep]
+        h, w = scan.height, scan.width
+        b = np.clip(b, 0, [w, h, w, h])
+        dets = [Detection(box=tuple(float(v) for v in bb), category=self.classes[k], score=float(min(max(s_, 0.0), 1.0)))
+                for bb, s_, k in zip(b, sc, lab) if s_ >= self.min_score and bb[2] > bb[0] and bb[3] > bb[1]]
+        dets.sort(key=lambda d: -d.score)
+        t3 = time.perf_counter()
+        return dets, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+
+    def inspect(self, scan: Scan, manifest: Manifest) -> Verdict:
+        """Detect goods and verify them against the manifest; timings per stage in the verdict."""
+        dets, timings = self.detect(scan)
+        t0 = time.perf_counter()
+        verdict = verify(dets, manifest, scan_id=scan.id, config=self.verifier, model_id=self.model_id,
+                         model_version=self.model_version)
+        timings["verify"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = sum(timings.values())
+        return verdict.model_copy(update={"timings_ms": {k: round(v, 3) for k, v in timings.items()}})
+
+    def detect_batch(self, scans: list[Scan]) -> list[tuple[list[Detection], dict[str, float]]]:
+        """Detections for many scans, one after another on the shared session."""
+        return [self.detect(s) for s in scans]
+
+    def warm_up(self) -> None:
+        """Run the model once so that the first real scan does not pay for allocations."""
+        H, W = self.spec.size
+        self._run(np.zeros((self.spec.channels, H, W), np.float32))
+        self.warmed = True
