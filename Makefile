@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The console is tested in a real headless Chromium (Debian's; never `playwright install`).
+# Without root or apt the browser test skips and says why.
+BROWSER := /usr/bin/chromium
+$(BROWSER):
+	-(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1
+
+setup: $(STAMP) $(BROWSER)
 
 # Until the inspection service exists: simulate a small sample dataset and summarise it.
 run: setup

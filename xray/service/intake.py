@@ -1,0 +1,177 @@
+"""Folder intake: scans a scanner drops into a folder, inspected and recorded like HTTP ones.
+
+A thread polls a `FolderSource` (its ledger makes delivery crash-safe). Each scan
+``<id>`` (one file, or ``<id>_high`` + ``<id>_low``) waits for its manifest
+``<id>.json`` beside it, the way a lone energy file waits for its partner: up to
+the pairing timeout. A scan whose manifest never arrives (or stays unreadable) is
+still inspected and recorded — detections only, verdict "inconclusive", channel
+yellow, with a note saying why — never dropped.
+
+For each scan: inspect, commit the record (client "folder"), write
+``<id>.verdict.json`` beside the scan, and only then acknowledge it to the source.
+A crash in between makes the source deliver the scan again; the record is found
+by the source's ledger key and not made twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xray.errors import ManifestError, ScanReadError
+from xray.manifest import Manifest
+from xray.scan import Scan
+from xray.service.metrics import Metrics
+from xray.service.schemas import inspection_of
+from xray.service.store import InspectionRow, Store
+from xray.sources.files import ScanFile
+from xray.sources.folder import FolderSource
+from xray.verdict import Channel, Outcome, Verdict
+
+log = logging.getLogger("xray.service.intake")
+
+FOLDER_CLIENT = "folder"
+VERDICT_SUFFIX = ".verdict.json"
+
+
+@dataclass
+class _Waiting:
+    scan: Scan
+    since: float  # monotonic time the source handed the scan out
+
+
+class FolderIntake:
+    """Runs folder intake in a background thread.
+
+    Args:
+        directory: The scanner's drop folder.
+        engine: The shared engine (`inspect`, `detect`, `verifier`, `model_id`, `model_version`).
+        store: The audit store.
+        metrics: Where verdicts are counted.
+        present: Score at which goods count as seen (stored with each record).
+        settle_s: How long a file must stand still before it is read.
+        pairing_timeout_s: How long a lone energy file waits for its partner, and a scan for its manifest.
+        poll_s: Pause between passes over the folder.
+        state_dir: The source's ledger folder (default ``<directory>/.xray-state``).
+    """
+
+    def __init__(self, directory: str | Path, *, engine: Any, store: Store, metrics: Metrics, present: float,
+                 settle_s: float = 1.0, pairing_timeout_s: float = 30.0, poll_s: float = 0.5,
+                 state_dir: str | Path | None = None):
+        self.directory = Path(directory)
+        self.engine, self.store, self.metrics, self.present = engine, store, metrics, present
+        self.manifest_timeout_s = pairing_timeout_s
+        self.poll_s = poll_s
+        self.source = FolderSource(self.directory, state_dir=state_dir, settle_s=settle_s,
+                                   pairing_timeout_s=pairing_timeout_s, poll_interval_s=poll_s, auto_ack=False)
+        self._waiting: dict[str, _Waiting] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="folder-intake", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the scan in hand, then stop; unacknowledged scans are delivered again on the next start."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        self.source.close()
+
+    def _run(self) -> None:
+        log.info("watching %s for scans", self.directory)
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # a database hiccup must not end the watcher: what is unacked comes back
+                log.exception("folder intake pass failed; retrying")
+            self._stop.wait(self.poll_s)
+
+    def run_once(self) -> int:
+        """One pass: take new scans, handle those whose manifest is there (or overdue). Returns how many."""
+        for scan in self.source.poll():
+            key = scan.meta.get("ledger_key") or scan.id
+            self._waiting.setdefault(key, _Waiting(scan, time.monotonic()))
+        done = 0
+        for key, waiting in list(self._waiting.items()):
+            if self._stop.is_set():
+                break
+            if self._handle(waiting):
+                del self._waiting[key]
+                done += 1
+        return done
+
+    def _handle(self, waiting: _Waiting) -> bool:
+        """Inspect and record a scan if its manifest is ready or overdue; False to wait longer."""
+        scan = waiting.scan
+        path = self.directory / f"{scan.id}.json"
+        manifest, note = None, ""
+        try:
+            manifest = Manifest.load(path)
+        except ManifestError as e:
+            if time.monotonic() - waiting.since < self.manifest_timeout_s:
+                return False  # not there yet, or still being written
+            note = (f"no manifest {path.name} arrived within {self.manifest_timeout_s:g} s; detections only"
+                    if not path.exists() else f"manifest {path.name} unreadable ({e}); detections only")
+        key = scan.meta.get("ledger_key")
+        row = self.store.by_source_key(key) if key else None
+        if row is None:  # not recorded by an earlier run that crashed before acknowledging
+            row = self._inspect_and_record(scan, manifest, note, key)
+        self._write_verdict(scan, row)
+        self.source.ack(scan)
+        return True
+
+    def _inspect_and_record(self, scan: Scan, manifest: Manifest | None, note: str, key: str | None) -> InspectionRow:
+        notes = [note] if note else []
+        if scan.meta.get("missing_energy"):
+            notes.append(f"{scan.meta['missing_energy']}-energy image never arrived; inspected as single energy")
+        try:
+            verdict = self.engine.inspect(scan, manifest) if manifest is not None else self._without_manifest(scan)
+        except Exception as e:  # a scan the model cannot handle is recorded, not retried forever
+            log.exception("inspection of %s failed", scan.id)
+            notes.append(f"inspection failed: {e}")
+            verdict = self._inconclusive(scan, [], {})
+        files = self._files(scan, notes)
+        row = self.store.record(client=FOLDER_CLIENT, verdict=verdict, files=files, manifest=manifest,
+                                present=self.present, note="; ".join(notes), source_key=key)
+        self.metrics.observe_verdict(row.channel, row.timings_ms, FOLDER_CLIENT)
+        log.info("folder scan %s: %s (%s)", scan.id, row.channel, row.id)
+        return row
+
+    def _without_manifest(self, scan: Scan) -> Verdict:
+        detections, timings = self.engine.detect(scan)
+        timings["total"] = sum(timings.values())
+        return self._inconclusive(scan, detections, timings)
+
+    def _inconclusive(self, scan: Scan, detections: list, timings: dict[str, float]) -> Verdict:
+        # Nothing to compare with: operator review (yellow), at the risk where yellow starts.
+        risk = float(getattr(getattr(self.engine, "verifier", None), "yellow", 0.5))
+        return Verdict(scan_id=scan.id, verdict=Outcome.INCONCLUSIVE, channel=Channel.YELLOW, risk=risk,
+                       detections=detections, model_id=self.engine.model_id, model_version=self.engine.model_version,
+                       timings_ms={k: round(v, 3) for k, v in timings.items()})
+
+    def _files(self, scan: Scan, notes: list[str]) -> list[ScanFile]:
+        """The scan's files again, for the image store — only if they still hold what was inspected."""
+        paths, digests = scan.meta.get("paths", []), scan.meta.get("sha256", [])
+        try:
+            files = [ScanFile.load(p) for p in paths]
+        except ScanReadError as e:
+            notes.append(f"scan file gone before it was stored: {e}")
+            return []
+        if [f.sha256 for f in files] != list(digests):
+            notes.append("scan file changed after it was inspected; image not stored")
+            return []
+        return files
+
+    def _write_verdict(self, scan: Scan, row: InspectionRow) -> None:
+        out = self.directory / f"{scan.id}{VERDICT_SUFFIX}"
+        tmp = self.directory / f".{out.name}.{secrets.token_hex(4)}.tmp"  # hidden: the source ignores it
+        tmp.write_text(inspection_of(row).model_dump_json(indent=2))
+        os.replace(tmp, out)

@@ -1,0 +1,153 @@
+"""Request and response bodies of the inspection API (pydantic), and their making from stored rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from xray.goods import default_goods_table
+from xray.service.store import InspectionRow, ReviewRow, as_utc
+from xray.verdict import Channel, Outcome, Verdict
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What is wrong with the request, in words")
+
+
+class Links(BaseModel):
+    self: str
+    overlay: str
+    review: str
+
+
+class ReviewIn(BaseModel):
+    """An officer's decision on an inspection: the labelled feedback for retraining."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["confirm", "override"] = Field(description="confirm the channel, or override it")
+    channel: Channel | None = Field(default=None, description="the channel decided on (required for override)")
+    note: str = Field(default="", max_length=2000)
+    reviewer: str = Field(min_length=1, max_length=100, description="who decided (officer id or name)")
+
+    @model_validator(mode="after")
+    def _channel_fits_decision(self) -> ReviewIn:
+        if self.decision == "override" and self.channel is None:
+            raise ValueError("an override needs the channel decided on (green, yellow or red)")
+        return self
+
+
+class Review(BaseModel):
+    decision: Literal["confirm", "override"]
+    channel: Channel
+    note: str
+    reviewer: str
+    created: datetime
+
+
+class GoodsRow(BaseModel):
+    """One line of the declared-vs-found table."""
+
+    category: str
+    name: str
+    declared: bool
+    seen: bool = Field(description="best score reached the model's presence threshold")
+    best_score: float
+
+
+class Inspection(Verdict):
+    """The verdict plus what the audit trail knows about it."""
+
+    inspection_id: str
+    created: datetime
+    client: str
+    container_id: str | None = None
+    note: str = Field(default="", description="why the verdict is not an ordinary one (e.g. no manifest)")
+    image_sha256: list[str] = Field(default_factory=list)
+    present: float = Field(description="score at which goods count as seen by this model")
+    goods: list[GoodsRow] = Field(default_factory=list, description="declared vs found, per category")
+    review: Review | None = None
+    reviews: list[Review] = Field(default_factory=list, description="every review, oldest first")
+    links: Links
+
+
+class InspectionSummary(BaseModel):
+    inspection_id: str
+    created: datetime
+    client: str
+    scan_id: str
+    container_id: str | None
+    verdict: Outcome
+    channel: Channel
+    risk: float
+    model_id: str
+    model_version: str
+    note: str
+    review: Review | None
+    links: Links
+
+
+class InspectionPage(BaseModel):
+    items: list[InspectionSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page; null at the end")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    model_loaded: bool
+    model_warmed: bool
+    database: bool
+    model_id: str | None = None
+    model_version: str | None = None
+
+
+def links_for(inspection_id: str) -> Links:
+    base = f"/v1/inspections/{inspection_id}"
+    return Links(self=base, overlay=f"{base}/overlay.png", review=f"{base}/review")
+
+
+def declared_vs_found(verdict: Verdict, present: float) -> list[GoodsRow]:
+    """Declared categories and every category the model scored at half the presence threshold or more."""
+    table = default_goods_table()
+    best: dict[str, float] = {}
+    for d in verdict.detections:
+        best[d.category] = max(best.get(d.category, 0.0), d.score)
+    shown = list(verdict.declared) + [c for c in sorted(best, key=lambda c: -best[c])
+                                      if c not in verdict.declared and best[c] >= present / 2]
+    return [GoodsRow(category=c, name=table[c].name if c in table.keys else c, declared=c in verdict.declared,
+                     seen=best.get(c, 0.0) >= present, best_score=round(best.get(c, 0.0), 4)) for c in shown]
+
+
+def _review(row: ReviewRow | InspectionRow) -> Review | None:
+    if isinstance(row, ReviewRow):
+        return Review(decision=row.decision, channel=row.channel, note=row.note, reviewer=row.reviewer,  # type: ignore[arg-type]
+                      created=as_utc(row.created))
+    if row.review_decision is None:
+        return None
+    return Review(decision=row.review_decision, channel=row.review_channel, note=row.review_note or "",  # type: ignore[arg-type]
+                  reviewer=row.reviewer or "", created=as_utc(row.reviewed_at))  # type: ignore[arg-type]
+
+
+def inspection_of(row: InspectionRow) -> Inspection:
+    verdict = Verdict.model_validate(row.verdict)
+    return Inspection(
+        **verdict.model_dump(), inspection_id=row.id, created=as_utc(row.created), client=row.client,
+        container_id=row.container_id, note=row.note, image_sha256=list(row.image_sha256), present=row.present,
+        goods=declared_vs_found(verdict, row.present), review=_review(row),
+        reviews=[r for r in (_review(x) for x in row.reviews) if r is not None], links=links_for(row.id),
+    )
+
+
+def summary_of(row: InspectionRow) -> InspectionSummary:
+    return InspectionSummary(
+        inspection_id=row.id, created=as_utc(row.created), client=row.client, scan_id=row.scan_id,
+        container_id=row.container_id, verdict=Outcome(row.outcome), channel=Channel(row.channel), risk=row.risk,
+        model_id=row.model_id, model_version=row.model_version, note=row.note, review=_review(row),
+        links=links_for(row.id),
+    )
