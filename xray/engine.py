@@ -44,12 +44,28 @@ def choose_providers(available: list[str], requested: list[str] | None = None) -
 
 
 @dataclass(frozen=True)
-class Tile:
-    """One window of the resized scan: its offset there and its letterbox into the model input."""
+class Pass:
+    """One model input: the whole scan (scale 1 here means 'as letterboxed') or a tile.
 
-    x0: int
-    y0: int
+    Attributes:
+        x: The model input (C, H, W).
+        lb: Letterbox of this input (for a tile: its window, unscaled).
+        x0, y0: The tile's offset in the resized scan.
+        scale: Resized-scan pixels per scan pixel for tiles; 1.0 for the whole scan.
+        inner: Which tile edges (left, top, right, bottom) lie inside the scan.
+    """
+
+    x: np.ndarray
     lb: Letterbox
+    x0: int = 0
+    y0: int = 0
+    scale: float = 1.0
+    inner: tuple[bool, bool, bool, bool] = (False, False, False, False)
+
+
+# A tile detection this close (model-input px) to an inner tile edge is cut by the
+# edge; the neighbouring tile or the whole-scan pass sees the object whole (SAHI).
+EDGE_PX = 2.0
 
 
 class Engine:
@@ -104,8 +120,15 @@ class Engine:
         out = self.session.run(None, {"input": x[None]})
         return dict(zip(self.output_names, out))
 
-    def _tiles(self, base: np.ndarray) -> tuple[np.ndarray, list[Tile]]:
-        """Resize the scan to the training scale and cut it into overlapping input-sized tiles."""
+    def model_inputs(self, scan: Scan) -> list[Pass]:
+        """The model inputs of a scan: first the whole scan letterboxed as in training, then
+        (with tiling on, for scans much larger than the input) overlapping tiles at the
+        training scale."""
+        base = base_channels(scan, self.spec)
+        lb = fit(base.shape[1:], self.spec.size)
+        passes = [Pass(finish(resize(base, lb.resized_hw), self.spec), lb)]
+        if not (self.tile and self.train_scale and lb.sy * self.max_shrink < float(self.train_scale)):
+            return passes
         h, w = base.shape[1:]
         s = float(self.train_scale)
         big = resize(base, (max(1, round(h * s)), max(1, round(w * s))))
@@ -116,49 +139,60 @@ class Engine:
             if n <= size:
                 return [0]
             step = max(1, int(size * (1 - self.tile_overlap)))
-            xs = list(range(0, n - size, step)) + [n - size]
-            return sorted(set(xs))
+            return sorted(set(list(range(0, n - size, step)) + [n - size]))
 
-        tiles = []
         for y0 in starts(bh, H):
             for x0 in starts(bw, W):
                 th, tw = min(H, bh - y0), min(W, bw - x0)
-                tiles.append(Tile(x0, y0, Letterbox(scan_hw=(th, tw), resized_hw=(th, tw), input_hw=(H, W))))
-        return big, tiles
+                tlb = Letterbox(scan_hw=(th, tw), resized_hw=(th, tw), input_hw=(H, W))
+                passes.append(Pass(finish(big[:, y0:y0 + th, x0:x0 + tw], self.spec), tlb, x0, y0, s,
+                                   (x0 > 0, y0 > 0, x0 + tw < bw, y0 + th < bh)))
+        return passes
 
-    def detect(self, scan: Scan) -> tuple[list[Detection], dict[str, float]]:
-        """Detections in scan pixel coordinates, and the time of each stage in ms."""
-        t0 = time.perf_counter()
-        base = base_channels(scan, self.spec)
-        lb = fit(base.shape[1:], self.spec.size)
-        inputs = [(finish(resize(base, lb.resized_hw), self.spec), lb, 0, 0, 1.0)]
-        if self.tile and self.train_scale and lb.sy * self.max_shrink < float(self.train_scale):
-            big, tiles = self._tiles(base)
-            s = float(self.train_scale)
-            for t in tiles:
-                th, tw = t.lb.scan_hw
-                inputs.append((finish(big[:, t.y0:t.y0 + th, t.x0:t.x0 + tw], self.spec), t.lb, t.x0, t.y0, s))
-        t1 = time.perf_counter()
-        raw = [(self._run(x), lb_, x0, y0, s) for x, lb_, x0, y0, s in inputs]
-        t2 = time.perf_counter()
+    def merge(self, raw: list[tuple[Pass, dict[str, np.ndarray]]], scan_hw: tuple[int, int]) -> list[Detection]:
+        """Map each pass's detections to scan pixels, drop tile detections cut by an inner
+        tile edge, and merge what several passes found (class-wise NMS)."""
         boxes, scores, labels = [], [], []
-        for out, lb_, x0, y0, s in raw:
-            b = lb_.to_scan(out["boxes"]) if s == 1.0 else (lb_.to_scan(out["boxes"]) + [x0, y0, x0, y0]) / s
+        for p, out in raw:
+            b = np.asarray(out["boxes"], np.float32).reshape(-1, 4)
+            sc = np.asarray(out["scores"], np.float32).reshape(-1)
+            lab = np.asarray(out["labels"]).reshape(-1).astype(int)
+            if p.scale != 1.0:
+                th, tw = p.lb.scan_hw
+                cut = np.zeros(len(b), bool)
+                for side, (inner, coord, limit) in enumerate(zip(p.inner, (b[:, 0], b[:, 1], b[:, 2], b[:, 3]),
+                                                                 (0, 0, tw, th))):
+                    if inner:
+                        cut |= np.abs(coord - limit) <= EDGE_PX
+                b, sc, lab = b[~cut], sc[~cut], lab[~cut]
+                b = (p.lb.to_scan(b) + np.array([p.x0, p.y0, p.x0, p.y0], np.float32)) / p.scale
+            else:
+                b = p.lb.to_scan(b)
             boxes.append(b.reshape(-1, 4))
-            scores.append(out["scores"].reshape(-1))
-            labels.append(out["labels"].reshape(-1))
-        b, sc, lab = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels).astype(int)
+            scores.append(sc)
+            labels.append(lab)
+        b, sc, lab = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
         if len(raw) > 1 and len(sc):
             keep = cv2.dnn.NMSBoxesBatched([[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in b],
                                            sc.astype(float).tolist(), lab.tolist(), self.min_score,
                                            float(self.card["outputs"].get("nms_iou", 0.5)))
             keep = np.asarray(keep, int).reshape(-1)
             b, sc, lab = b[keep], sc[keep], lab[keep]
-        h, w = scan.height, scan.width
+        h, w = scan_hw
         b = np.clip(b, 0, [w, h, w, h])
         dets = [Detection(box=tuple(float(v) for v in bb), category=self.classes[k], score=float(min(max(s_, 0.0), 1.0)))
                 for bb, s_, k in zip(b, sc, lab) if s_ >= self.min_score and bb[2] > bb[0] and bb[3] > bb[1]]
         dets.sort(key=lambda d: -d.score)
+        return dets
+
+    def detect(self, scan: Scan) -> tuple[list[Detection], dict[str, float]]:
+        """Detections in scan pixel coordinates, and the time of each stage in ms."""
+        t0 = time.perf_counter()
+        passes = self.model_inputs(scan)
+        t1 = time.perf_counter()
+        raw = [(p, self._run(p.x)) for p in passes]
+        t2 = time.perf_counter()
+        dets = self.merge(raw, (scan.height, scan.width))
         t3 = time.perf_counter()
         return dets, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
 

@@ -1,0 +1,115 @@
+"""The inference engine: same preprocessing as training, same detections as torch, tiling merge."""
+
+import numpy as np
+import pytest
+import torch
+
+from xray.data.dataset import XrayDataset
+from xray.engine import Engine, Pass, choose_providers
+from xray.errors import ConfigError
+from xray.manifest import Manifest
+from xray.model.preprocess import Letterbox
+from xray.model.registry import model_from_checkpoint
+from xray.sources.files import read_scan
+from xray.verdict import Channel
+
+
+def _checkpoint(model_dir):
+    return model_dir.parent / "run" / "best.pt"
+
+
+def test_provider_choice_prefers_accelerators_and_names_missing_ones():
+    assert choose_providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert choose_providers(["CPUExecutionProvider", "CUDAExecutionProvider"]) == ["CUDAExecutionProvider",
+                                                                                   "CPUExecutionProvider"]
+    with pytest.raises(ConfigError, match="CUDAExecutionProvider"):
+        choose_providers(["CPUExecutionProvider"], ["CUDAExecutionProvider"])
+
+
+def test_engine_refuses_a_folder_without_a_model(tmp_path):
+    with pytest.raises(ConfigError, match="not a model folder"):
+        Engine(tmp_path)
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    (tmp_path / "model.json").write_text("{}")
+    with pytest.raises(ConfigError, match="malformed model card"):
+        Engine(tmp_path)
+
+
+def test_engine_preprocessing_equals_training_preprocessing(tiny_engine, scan_files):
+    """The engine reads files with the image sources; training with its dataset: same tensor."""
+    root = scan_files[0].high.parents[2]
+    ds = XrayDataset(root, "test", spec=tiny_engine.spec, classes=tiny_engine.classes, image_labels="none")
+    for i, f in enumerate(scan_files[:2]):
+        x_train = ds[i][0].numpy()
+        x_engine = tiny_engine.model_inputs(read_scan(f.high, f.low))[0].x
+        assert x_engine.shape == x_train.shape and np.allclose(x_engine, x_train, atol=1e-5)
+
+
+def test_engine_detections_match_eager_torch(tiny_model_dir, tiny_engine, scan_files):
+    model, _ = model_from_checkpoint(_checkpoint(tiny_model_dir))
+    model.eval()
+    compared = 0
+    for f in scan_files:
+        scan = read_scan(f.high, f.low)
+        dets, timings = tiny_engine.detect(scan)
+        assert set(timings) == {"preprocess", "model", "postprocess"}
+        first = tiny_engine.model_inputs(scan)[0]
+        x, lb = first.x, first.lb
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)[None])[0]
+        keep = ref["scores"].numpy() >= tiny_engine.min_score
+        ref_boxes = lb.to_scan(ref["boxes"].numpy()[keep])
+        ref_scores = ref["scores"].numpy()[keep]
+        ref_cats = [tiny_engine.classes[k] for k in ref["labels"].numpy()[keep]]
+        for box, score, cat in zip(ref_boxes, ref_scores, ref_cats):
+            if not (box[2] > box[0] and box[3] > box[1]):
+                continue
+            match = [d for d in dets if d.category == cat and abs(d.score - score) <= 1e-4
+                     and np.abs(np.array(d.box) - box).max() <= 0.5 / min(lb.sx, lb.sy)]
+            assert match, f"torch detection {cat} {score:.4f} {box} missing from the engine"
+            compared += 1
+    assert compared > 0
+
+
+def test_inspect_returns_a_verdict_with_stage_timings(tiny_engine, scan_files):
+    f = scan_files[0]
+    v = tiny_engine.inspect(read_scan(f.high, f.low), Manifest.load(f.manifest))
+    assert v.scan_id == f.high.stem.replace("_high", "") and v.channel in set(Channel)
+    assert {"preprocess", "model", "postprocess", "verify", "total"} <= set(v.timings_ms)
+    assert v.model_id == tiny_engine.model_id and 0 <= v.risk <= 1
+
+
+def test_tile_merge_reports_an_object_on_a_seam_once(tiny_model_dir):
+    """An object cut by a tile seam is seen whole by the full-scan pass and in part by the
+    two tiles on either side; after the merge it is one detection, in scan pixels."""
+    engine = Engine(tiny_model_dir, threads=1, tile=True)
+    H, W = engine.spec.size
+    s, k = 0.5, engine.classes.index("tobacco")
+    scan_hw = (int(H / s), int(1.6 * W / s))  # at the tile scale: one tile high, 1.6 tiles wide
+    whole = Pass(np.zeros(1), Letterbox(scan_hw=scan_hw, resized_hw=(H, int(1.6 * W * H / scan_hw[0] / s * s)),
+                                        input_hw=(H, 2 * W)))
+    tile = Letterbox(scan_hw=(H, W), resized_hw=(H, W), input_hw=(H, W))
+    left = Pass(np.zeros(1), tile, 0, 0, s, (False, False, True, False))
+    right = Pass(np.zeros(1), tile, W // 2, 0, s, (True, False, True, False))
+    seam = W  # the left tile's right edge, in resized-scan pixels
+    in_big = np.array([0.8 * W, 0.2 * H, 1.2 * W, 0.8 * H], np.float32)  # crosses the seam
+    obj = in_big / s  # scan pixels
+    def out(box, score):
+        return {"boxes": np.array([box], np.float32), "scores": np.array([score], np.float32), "labels": np.array([k])}
+
+    raw = [
+        (whole, out(whole.lb.to_input(obj[None])[0], 0.7)),
+        # left tile: the object runs past its right edge, cut there
+        (left, out([in_big[0], in_big[1], seam, in_big[3]], 0.9)),
+        # right tile (offset W/2): it holds the object whole
+        (right, out([in_big[0] - W // 2, in_big[1], in_big[2] - W // 2, in_big[3]], 0.8)),
+    ]
+    dets = engine.merge(raw, scan_hw)
+    assert [d.category for d in dets] == ["tobacco"], dets
+    assert np.abs(np.array(dets[0].box) - obj).max() < 1.0
+
+
+def test_tiling_adds_tiles_only_for_scans_much_larger_than_training_scale(tiny_model_dir, scan_files):
+    engine = Engine(tiny_model_dir, threads=1, tile=True)
+    small = read_scan(scan_files[0].high, scan_files[0].low)
+    assert len(engine.model_inputs(small)) == 1  # fits at the training scale: one pass
