@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAMPLE ?= sample
+SERVE_DATA ?= data/service
+PORT ?= 8000
+# The default model's training data: fixed seed, so `make model` reproduces it.
+MODEL_DATA ?= data/sim
+MODEL_RUN ?= runs/default
 
-.PHONY: setup run test simulate clean
+.PHONY: setup run test sample model bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,14 +27,34 @@ $(BROWSER):
 
 setup: $(STAMP) $(BROWSER)
 
-# Until the inspection service exists: simulate a small sample dataset and summarise it.
+# The main job: the inspection service with the bundled model on 127.0.0.1:$(PORT),
+# a few simulated inspections sent to it so the console has content, the URL and key printed.
 run: setup
+	@test -f models/default/model.onnx || (echo "no bundled model in models/default: run 'make model'"; exit 1)
+	mkdir -p $(SERVE_DATA)
+	test -s $(SERVE_DATA)/api-key || (umask 077; $(BIN)/python -c "from xray.service.auth import new_api_key; print(new_api_key())" > $(SERVE_DATA)/api-key)
+	$(BIN)/python -m xray.service.demo --url http://127.0.0.1:$(PORT) --key "$$(cat $(SERVE_DATA)/api-key)" --wait 120 & \
+	XRAY_API_KEY="$$(cat $(SERVE_DATA)/api-key)" $(BIN)/python serve.py --data-dir $(SERVE_DATA) --host 127.0.0.1 --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# A small simulated dataset and its gallery.
+sample: setup
 	rm -rf $(SAMPLE)
 	$(BIN)/xray simulate --out $(SAMPLE) --count 24 --seed 0 --workers 2
 	$(BIN)/python -m xray.simulate.gallery $(SAMPLE) --out $(SAMPLE)/gallery.png
 
-test: setup
-	$(BIN)/python -m pytest -q
+# Reproduce the bundled model: simulate (fixed seed), train (resumes a stopped run),
+# export with parity check and test-split mAP, calibrate the verifier on val, evaluate verdicts on test.
+model: setup
+	test -f $(MODEL_DATA)/dataset.json || $(BIN)/xray simulate --out $(MODEL_DATA) --count 3000 --seed 2026 \
+		--workers 2 --mismatch-rate 0.4 --splits 0.75,0.08,0.17
+	$(BIN)/python train.py --data $(MODEL_DATA) --model models/default.yaml --out $(MODEL_RUN) --threads 2 \
+		$$(test -f $(MODEL_RUN)/last.pt && echo --resume)
+	$(BIN)/xray export $(MODEL_RUN)/best.pt --out models/default --data $(MODEL_DATA) --split test --latency-runs 40
+	$(BIN)/xray calibrate --model models/default --data $(MODEL_DATA) --split val --false-alarm 0.02
+	$(BIN)/xray evaluate --verdicts --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_RUN)/verdicts
 
 clean:
 	rm -rf $(SAMPLE) .pytest_cache

@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.machine import machine_info
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compress", action="store_true")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
-    result = {"benchmark": "simulator", "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    result = {"benchmark": "simulator", "time": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine_info(), **run(args.count, args.size, args.workers, args.compress)}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"simulator-{result['time'][:10]}-{os.uname().nodename}.json"

@@ -23,8 +23,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     same export and engine code as a real model.
     """
     import torch
-
     from fixtures_dataset import write_dataset
+
     from xray.export import export
     from xray.train.loop import fit
 

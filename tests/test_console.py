@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("pytest_playwright", reason="pytest-playwright is not installed")
 
-from xray.service import Settings, create_app  # noqa: E402
-from xray.simulate.scenarios import simulate_scan  # noqa: E402
+from xray.service import Settings, create_app
+from xray.simulate.scenarios import simulate_scan
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
 pytestmark = pytest.mark.skipif(

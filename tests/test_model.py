@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from xray.errors import ConfigError, ScanError
+from xray.errors import ConfigError
 from xray.model import build_model, create_model, list_models, load_config
-from xray.model.preprocess import InputSpec, fit, preprocess
+from xray.model.preprocess import SINGLE_ENERGY_RATIO, InputSpec, fit, preprocess
 from xray.scan import Scan, ScanKind
 
 torch.set_num_threads(2)
@@ -117,13 +117,17 @@ def test_preprocess_modes_and_errors() -> None:
     scan = _dual_scan()
     assert preprocess(scan, InputSpec(mode="single", size=(64, 192)))[0].shape == (1, 64, 192)
     assert preprocess(scan, InputSpec(mode="dual", size=(64, 192)))[0].shape == (2, 64, 192)
+    # Single-energy and pseudo-colour scans still work with a dual-energy model.
     single = Scan(id="s", channels=scan.channels[:1].copy(), kind=ScanKind.SINGLE)
-    with pytest.raises(ScanError, match="dual energy"):
-        preprocess(single, InputSpec(mode="dual_ratio", size=(64, 192)))
+    spec = InputSpec(mode="dual_ratio", size=(64, 192), mean=(0, 0, 0), std=(1, 1, 1))
+    x, lb = preprocess(single, spec)
+    cy, cx = int(100 * lb.sy), int(200 * lb.sx)
+    assert x[1, cy, cx] == pytest.approx(x[0, cy, cx] * SINGLE_ENERGY_RATIO, rel=1e-4)
     rgb = Scan(id="c", channels=np.full((3, 64, 64), 0.5, np.float32), kind=ScanKind.RGB, bit_depth=8)
     assert preprocess(rgb, InputSpec(mode="rgb", size=(64, 64)))[0].shape == (3, 64, 64)
-    with pytest.raises(ScanError):
-        preprocess(rgb, InputSpec(mode="single", size=(64, 64)))
+    grey = preprocess(rgb, InputSpec(mode="single", size=(64, 64), mean=(0,), std=(1,)))[0]
+    assert grey[0, 10, 10] == pytest.approx(-np.log(0.5), rel=1e-4)
+    assert preprocess(scan, InputSpec(mode="rgb", size=(64, 192)))[0].shape == (3, 64, 192)
     with pytest.raises(ConfigError):
         InputSpec(mode="dual", size=(100, 300))  # not multiples of 32
     with pytest.raises(ConfigError):

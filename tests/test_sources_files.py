@@ -13,7 +13,13 @@ import tifffile
 
 from xray.errors import ScanReadError
 from xray.scan import MAX_SIDE, Scan, ScanKind
-from xray.sources.files import FileSource, read_scan, split_energy_suffix, write_png16, write_tiff
+from xray.sources.files import (
+    FileSource,
+    read_scan,
+    split_energy_suffix,
+    write_png16,
+    write_tiff,
+)
 
 H, W = 48, 64
 

@@ -289,9 +289,8 @@ def test_source_runs_in_a_service_thread_until_stopped(inbox: Path, tmp_path: Pa
 
 
 def test_one_source_per_state_directory(inbox: Path, clock: Clock) -> None:
-    with source(inbox, clock):
-        with pytest.raises(ConfigError, match="in use"):
-            source(inbox, clock)
+    with source(inbox, clock), pytest.raises(ConfigError, match="in use"):
+        source(inbox, clock)
     source(inbox, clock).close()  # free again once closed
 
 

@@ -15,7 +15,7 @@ class Detection(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Detection":
+    def _ordered(self) -> Detection:
         x1, y1, x2, y2 = self.box
         if not (x2 >= x1 and y2 >= y1):
             raise ValueError(f"box must have x2 >= x1 and y2 >= y1, got {self.box}")

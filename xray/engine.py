@@ -22,7 +22,14 @@ import numpy as np
 from xray.detection import Detection
 from xray.errors import ConfigError
 from xray.manifest import Manifest
-from xray.model.preprocess import InputSpec, Letterbox, base_channels, finish, fit, resize
+from xray.model.preprocess import (
+    InputSpec,
+    Letterbox,
+    base_channels,
+    finish,
+    fit,
+    resize,
+)
 from xray.scan import Scan
 from xray.verdict import Verdict
 from xray.verify import VerifierConfig, verify

@@ -64,7 +64,7 @@ class Manifest(BaseModel):
         return cats, unknown
 
     @classmethod
-    def from_json(cls, data: str | bytes) -> "Manifest":
+    def from_json(cls, data: str | bytes) -> Manifest:
         """Parse and validate manifest JSON.
 
         Raises:
@@ -85,7 +85,7 @@ class Manifest(BaseModel):
             raise ManifestError(f"invalid manifest: {problems}") from e
 
     @classmethod
-    def load(cls, path: str | Path) -> "Manifest":
+    def load(cls, path: str | Path) -> Manifest:
         try:
             data = Path(path).read_bytes()
         except OSError as e:

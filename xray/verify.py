@@ -41,7 +41,7 @@ class VerifierConfig(BaseModel):
     false_alarm_rate: float | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> "VerifierConfig":
+    def _ordered(self) -> VerifierConfig:
         if self.yellow > self.red:
             raise ValueError(f"yellow threshold {self.yellow} must not exceed red threshold {self.red}")
         return self
@@ -77,7 +77,7 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
     keep = 1.0
     for c, e in unexplained.items():
         keep *= 1.0 - category_weight(table, c) * e
-    for d, m in not_seen.items():
+    for m in not_seen.values():
         keep *= 1.0 - config.missing_weight * m
     risk = min(max(1.0 - keep, 0.0), 1.0)
 

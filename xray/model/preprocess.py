@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from xray.errors import ConfigError, ScanError
+from xray.errors import ConfigError
 from xray.scan import MIN_TRANSMISSION, Scan, ScanKind
 
 # Largest attenuation a 16-bit scanner can report (one count left of 65535).
@@ -138,24 +138,36 @@ def fit(scan_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
     return Letterbox(scan_hw=(h, w), resized_hw=(rh, rw), input_hw=tuple(input_hw))
 
 
+# A single-energy scan fed to a dual-energy model gets a low-energy image of this
+# ratio: between organic (~1.19) and iron (~1.14) for 6/4 MV beams, so the ratio
+# channel claims no material and the model falls back on shape and density.
+SINGLE_ENERGY_RATIO = 1.16
+
+
 def base_channels(scan: Scan, spec: InputSpec) -> np.ndarray:
     """The scan channels a mode is derived from: attenuation (E, H, W) or RGB in [0, 1].
 
-    Raises:
-        ScanError: when the scan kind cannot feed the mode (a single-energy scan to a
-            dual-energy model, a pseudo-colour scan to an attenuation model).
+    Every scan kind feeds every mode, so single-energy and pseudo-colour scans still
+    get a verdict (DESIGN.md), with less information: a single-energy scan gets a
+    synthetic low energy (`SINGLE_ENERGY_RATIO`); a pseudo-colour scan's luminance is
+    read as transmission; a physical scan shown to an RGB model is its grey rendering.
     """
     mode = spec.mode
     if mode == "rgb":
-        if scan.kind is not ScanKind.RGB:
-            raise ScanError(f"scan {scan.id!r}: the model takes pseudo-colour RGB, the scan is {scan.kind.value}")
-        return scan.channels
-    if not scan.is_physical:
-        raise ScanError(f"scan {scan.id!r}: the model takes attenuation ({mode}), the scan is pseudo-colour")
-    if mode != "single" and scan.kind is not ScanKind.DUAL:
-        raise ScanError(f"scan {scan.id!r}: the model takes dual energy ({mode}), the scan is {scan.kind.value}")
-    att = scan.attenuation()
-    return att[:1] if mode == "single" else att
+        if scan.kind is ScanKind.RGB:
+            return scan.channels
+        return np.repeat(scan.channels[:1], 3, axis=0)
+    if scan.is_physical:
+        att = scan.attenuation()
+    else:
+        r, g, b = scan.channels
+        grey = 0.299 * r + 0.587 * g + 0.114 * b
+        att = -np.log(np.clip(grey, MIN_TRANSMISSION, 1.0))[None].astype(np.float32)
+    if mode == "single":
+        return att[:1]
+    if att.shape[0] == 1:
+        return np.concatenate([att, att * np.float32(SINGLE_ENERGY_RATIO)])
+    return att
 
 
 def resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -37,10 +37,24 @@ from xray.errors import ManifestError, ScanReadError, XrayError
 from xray.manifest import MAX_MANIFEST_BYTES, Manifest
 from xray.overlay import draw_overlay
 from xray.scan import Scan
-from xray.service.auth import KeyRing, check_auth_setting, key_hash, new_api_key, require_client
+from xray.service.auth import (
+    KeyRing,
+    check_auth_setting,
+    key_hash,
+    new_api_key,
+    require_client,
+)
 from xray.service.metrics import Metrics, MetricsMiddleware
-from xray.service.schemas import (ErrorBody, Health, Inspection, InspectionPage, Readiness, ReviewIn, inspection_of,
-                                  summary_of)
+from xray.service.schemas import (
+    ErrorBody,
+    Health,
+    Inspection,
+    InspectionPage,
+    Readiness,
+    ReviewIn,
+    inspection_of,
+    summary_of,
+)
 from xray.service.store import INSPECTION_ID_RE, InspectionRow, Store
 from xray.sources.files import ScanFile, decode_scan
 from xray.verdict import Channel, Verdict

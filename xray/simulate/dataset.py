@@ -7,7 +7,7 @@ import multiprocessing as mp
 import platform
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -145,7 +145,7 @@ def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = 
         "scenarios": dict(sorted(kinds.items())),
         "boxes": n_boxes,
         "mismatches": sum(r["truth"]["mismatch"] for r in results),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out / "dataset.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "seconds": round(elapsed, 2), "scans_per_second": round(len(jobs) / elapsed, 2)}

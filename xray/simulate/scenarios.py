@@ -160,9 +160,9 @@ def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan)
     if plan.hidden:
         covers = [b for lot, found in lots for b in found if b[2] - b[0] > px(1400)]
         if covers:
-            cx0, cy0, cx1, cy1 = covers[int(rng.integers(len(covers)))]
+            cx0, cy0, cx1, _ = covers[int(rng.integers(len(covers)))]
         else:  # nothing wide enough to hide behind: the goods stand in the open hold
-            cx0, cy0, cx1, cy1 = hold.x0, hold.y_roof, hold.x1, hold.y_floor
+            cx0, cy0, cx1 = hold.x0, hold.y_roof, hold.x1
         w = px(rng.uniform(1300, min(2600, (cx1 - cx0) * canvas.pixel_mm)))
         x0 = int(rng.integers(cx0, max(cx0 + 1, cx1 - w)))
         h = int((hold.y_floor - max(cy0, hold.y_roof)) * rng.uniform(0.5, 1.0))

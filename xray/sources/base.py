@@ -18,7 +18,7 @@ class ImageSource(ABC):
     def close(self) -> None:
         """Release resources; a no-op unless a source holds some."""
 
-    def __enter__(self) -> "ImageSource":
+    def __enter__(self) -> ImageSource:
         return self
 
     def __exit__(self, *exc) -> None:
