@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from xray.errors import XrayError
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--count", type=int, required=True, help="number of scans")
     s.add_argument("--seed", type=int, default=0, help="dataset seed (same seed, same bytes)")
     s.add_argument("--size", choices=["20ft", "40ft", "mixed"], default="mixed", help="container size")
-    s.add_argument("--workers", type=int, default=1, help="worker processes")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     s.add_argument("--mismatch-rate", type=float, default=0.3, help="fraction of scans whose manifest is wrong")
     s.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
     s.add_argument("--compress", action="store_true", help="deflate the PNGs (~2/3 the size, ~10x slower to write)")
