@@ -56,5 +56,13 @@ model: setup
 	$(BIN)/xray calibrate --model models/default --data $(MODEL_DATA) --split val --false-alarm 0.02
 	$(BIN)/xray evaluate --verdicts --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_RUN)/verdicts
 
+# Benchmarks: latency per stage, HTTP under load, ONNX vs eager vs YOLO11n, accuracy, throughput.
+# Writes benchmarks/results/<date>-<machine>.{json,md} and -latency.png; fails only if a section crashes.
+bench: setup
+	$(BIN)/python -m benchmarks
+
+bench-quick: setup
+	$(BIN)/python -m benchmarks --quick
+
 clean:
 	rm -rf $(SAMPLE) .pytest_cache

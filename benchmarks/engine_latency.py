@@ -1,0 +1,115 @@
+"""Engine latency per stage (decode, preprocess, model, postprocess, verify), single stream, and
+throughput with N concurrent streams sharing one Engine; on the CPU and, when onnxruntime has
+it, on CUDA.
+
+Decode is `read_scan` of the two 16-bit PNG files (file read included); the other stages are
+the engine's own `timings_ms`. A scan's total is the sum of the five stages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.inputs import CanonicalScan
+from benchmarks.stats import per_second, summarize
+from xray.engine import Engine
+from xray.manifest import Manifest
+from xray.sources.files import read_scan
+
+STAGES = ("decode", "preprocess", "model", "postprocess", "verify")
+
+
+def inspect_once(engine: Engine, scan: CanonicalScan, manifest: Manifest) -> dict[str, float]:
+    """Decode and inspect one scan; the time of every stage in ms, and their total."""
+    t0 = time.perf_counter()
+    s = read_scan(scan.high, scan.low, scan_id=scan.name)
+    decode = (time.perf_counter() - t0) * 1e3
+    verdict = engine.inspect(s, manifest)
+    stages = {"decode": decode, **{k: verdict.timings_ms[k] for k in STAGES[1:]}}
+    return {**stages, "total": sum(stages.values())}
+
+
+def single_stream(engine: Engine, scan: CanonicalScan, n: int, warmup: int = 3) -> dict[str, Any]:
+    """`n` inspections one after another after `warmup`; percentiles per stage and the raw totals."""
+    manifest = scan.manifest
+    for _ in range(warmup):
+        inspect_once(engine, scan, manifest)
+    runs = [inspect_once(engine, scan, manifest) for _ in range(n)]
+    stages = {k: summarize([r[k] for r in runs]) for k in (*STAGES, "total")}
+    return {"scan": scan.name, "n": n, "warmup": warmup, "stages_ms": stages,
+            "totals_ms": [round(r["total"], 3) for r in runs]}
+
+
+def concurrent(engine: Engine, scan: CanonicalScan, streams: int, per_stream: int) -> dict[str, Any]:
+    """`streams` threads, each inspecting `per_stream` scans back to back on the shared engine."""
+    manifest = scan.manifest
+    totals: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(streams + 1)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(per_stream):
+            t0 = time.perf_counter()
+            inspect_once(engine, scan, manifest)
+            with lock:
+                totals.append((time.perf_counter() - t0) * 1e3)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(streams)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"scan": scan.name, "streams": streams, "scans": len(totals), "seconds": round(wall, 3),
+            "scans_per_second": per_second(len(totals), wall), "latency_ms": summarize(totals)}
+
+
+def decode_formats(scan: CanonicalScan, n: int) -> dict[str, Any]:
+    """`read_scan` of the pair as deflated PNGs (the canonical files) and as stored (uncompressed) PNGs."""
+    out = {}
+    for label, (high, low) in (("png_deflate", (scan.high, scan.low)), ("png_stored", scan.stored_pair())):
+        read_scan(high, low)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            read_scan(high, low)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[label] = {"bytes": high.stat().st_size + low.stat().st_size, "decode_ms": summarize(times)}
+    return {"scan": scan.name, **out}
+
+
+def run_provider(model_dir: Path, scans: dict[str, CanonicalScan], providers: list[str], *, n: int,
+                 streams: list[int], per_stream: int) -> dict[str, Any]:
+    """Single-stream latency of every canonical scan and concurrent throughput on the 40-ft one."""
+    engine = Engine(model_dir, providers=providers)
+    engine.warm_up()
+    opts = engine.session.get_session_options()
+    return {
+        "providers": engine.session.get_providers(),
+        "intra_op_threads": opts.intra_op_num_threads,
+        "model_input": list(engine.spec.size),
+        "single_stream": {name: single_stream(engine, s, n) for name, s in scans.items()},
+        "concurrent": [concurrent(engine, scans["40ft"], k, per_stream) for k in streams],
+    }
+
+
+def run(model_dir: Path, scans: dict[str, CanonicalScan], *, quick: bool) -> dict[str, Any]:
+    """The section: CPU always, CUDA when onnxruntime offers it (otherwise a note says why not)."""
+    import onnxruntime as ort
+
+    n, per_stream, streams = (5, 2, [1, 2, 4]) if quick else (50, 10, [1, 2, 4])
+    out: dict[str, Any] = {"n": n, "decode_formats": decode_formats(scans["40ft"], n), "cpu": run_provider(model_dir, scans, ["CPUExecutionProvider"], n=n,
+                                                      streams=streams, per_stream=per_stream)}
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        out["cuda"] = run_provider(model_dir, scans, ["CUDAExecutionProvider", "CPUExecutionProvider"], n=n,
+                                   streams=streams, per_stream=per_stream)
+    else:
+        out["cuda"] = {"skipped": "onnxruntime has no CUDAExecutionProvider here "
+                                  f"(available: {', '.join(ort.get_available_providers())})"}
+    return out

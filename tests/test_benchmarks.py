@@ -1,0 +1,112 @@
+"""The benchmark's bookkeeping: percentiles, ratios, the table and the files. Nothing here is timed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import report
+from benchmarks.loadgen import drive
+from benchmarks.stats import per_second, summarize
+
+
+def stage(p50: float, n: int = 50) -> dict:
+    return {"n": n, "mean": p50, "min": p50 / 2, "p50": p50, "p95": p50 * 1.5, "p99": p50 * 2, "max": p50 * 2}
+
+
+def fake_results(**sections: dict) -> dict:
+    engine = {"status": "ok", "n": 50,
+              "decode_formats": {"scan": "40ft", "png_deflate": {"bytes": 5_500_000, "decode_ms": stage(60.0)}},
+              "cpu": {"single_stream": {
+                  "40ft": {"stages_ms": {"decode": stage(60.0), "preprocess": stage(20.0), "model": stage(90.0),
+                                         "postprocess": stage(1.0), "verify": stage(0.5), "total": stage(200.0)},
+                           "totals_ms": [190.0, 200.0, 210.0, 400.0]},
+                  "20ft": {"stages_ms": {"total": stage(125.0)}, "totals_ms": [120.0, 125.0, 130.0]}},
+                  "concurrent": [{"streams": 2, "scans_per_second": 6.5, "latency_ms": stage(300.0)}]},
+              "cuda": {"skipped": "no CUDA here"}}
+    http = {"status": "ok", "runs": [
+        {"concurrency": 1, "requests": 4, "ok": 4, "rejected_503": 0, "errors": 0, "inspections_per_second": 4.0,
+         "latency_ms": stage(250.0, 4), "latencies_ms": [240.0, 250.0, 260.0, 500.0],
+         "server_decode_engine_ms": stage(180.0, 4)},
+        {"concurrency": 16, "requests": 32, "ok": 20, "rejected_503": 12, "errors": 0,
+         "inspections_per_second": 5.0, "latency_ms": stage(1500.0, 20)}]}
+    models = {"status": "ok", "peer": {"params": 2_592_375}, "notes": ["eager PyTorch skipped: no checkpoint"],
+              "scope": "model stage only",
+              "rows": [{"input": [256, 768], "ours_onnx_ms": stage(20.0), "yolo11n_onnx_ms": stage(50.0)},
+                       {"input": [512, 1536], "ours_onnx_ms": stage(80.0), "ours_eager_ms": stage(160.0),
+                        "yolo11n_onnx_ms": stage(120.0)}]}
+    accuracy = {"status": "ok", "data": "data/sim", "boxes": {"source": "model card, test split", "mAP50": 0.61,
+                                                               "mAP": 0.402},
+                "verdicts": {"scans": 510, "mismatches": 200, "detection_rate": 0.9, "false_alarm_rate": 0.012,
+                             "roc_auc": 0.97, "calibrated_false_alarm": 0.01}}
+    base = {"engine": engine, "http": http, "models": models, "accuracy": accuracy}
+    base.update(sections)
+    return {"date": "2026-11-22", "quick": False,
+            "machine": {"cpu": "AMD EPYC 9654 96-Core Processor", "cores": 2, "memory_gb": 23.5,
+                        "versions": {"onnxruntime": "1.32.0", "torch": "2.14.1"},
+                        "onnxruntime_providers": ["CPUExecutionProvider"]},
+            "model": {"name": "default", "family": "fcos_lite / mobilenet_v3_small", "params": 1_000_000,
+                      "input": [256, 768]},
+            "inputs": {"40ft": {"width": 2462, "height": 800, "png_bytes": 5_500_000}},
+            "sections": base}
+
+
+def test_summarize_percentiles_and_empty():
+    s = summarize(range(1, 101))
+    assert s["n"] == 100 and s["min"] == 1 and s["max"] == 100 and s["mean"] == 50.5
+    assert s["p50"] == pytest.approx(50.5) and s["p95"] == pytest.approx(95.05) and s["p99"] == pytest.approx(99.01)
+    assert summarize([7.0]) == {"n": 1, "mean": 7.0, "min": 7.0, "p50": 7.0, "p95": 7.0, "p99": 7.0, "max": 7.0}
+    assert summarize([])["n"] == 0 and summarize([])["p99"] is None
+    assert per_second(10, 2.0) == 5.0 and per_second(3, 0.0) is None
+
+
+def test_comparisons_are_ratios_of_the_right_rows():
+    c = report.comparisons(fake_results())
+    assert c["engine_40ft_p50_ms"] == 200.0 and c["engine_40ft_p99_ms"] == 400.0
+    assert c["reference_over_engine_p50"] == 25.0 and c["reference_over_engine_p99"] == 12.5
+    assert c["http_40ft_p50_ms"] == 250.0 and c["reference_over_http_p50"] == 20.0
+    assert c["by_input"] == [{"input": [256, 768], "eager_over_onnx": None, "yolo11n_over_ours": 2.5},
+                             {"input": [512, 1536], "eager_over_onnx": 2.0, "yolo11n_over_ours": 1.5}]
+
+
+def test_markdown_table_rows():
+    md = report.markdown(fake_results())
+    assert "| **engine (CPU), total, 40ft** | 50 | **200** | 300 | **400** | 25.0× |" in md
+    assert "| engine (CPU), model | 50 | 90.0 | 135 | 180 | |" in md
+    assert "| **HTTP end to end, concurrency 1** | 4 | **250** | 375 | **500** | 20.0× |" in md
+    assert "20 ok, 12 × 503, 0 errors of 32" in md
+    assert "decode + engine inside the service, p50 | 180 ms of 250 ms end to end |" in md
+    assert "| 512×1536 | 80.0 | 160 | 120 | 1.5× |" in md and "| 256×768 | 20.0 | – | 50.0 | 2.5× |" in md
+    assert "| box mAP@0.5 (model card, test split) | 0.610 |" in md and "| box mAP@0.5:0.95 | 0.402 |" in md
+    assert "at the calibrated false-alarm rate 1.0% | 90.0% |" in md
+    assert "CUDA: skipped — no CUDA here." in md
+    assert "Note: eager PyTorch skipped: no checkpoint." in md
+
+
+def test_markdown_names_a_crashed_section_instead_of_numbers():
+    crashed = {"status": "error", "error": "RuntimeError: serve.py exited with 2"}
+    md = report.markdown(fake_results(http=crashed, accuracy={"status": "error", "error": "DatasetError: x"}))
+    assert "*http: error — RuntimeError: serve.py exited with 2*" in md
+    assert "*accuracy: error — DatasetError: x*" in md
+    assert "HTTP end to end" not in md
+    assert report.comparisons(fake_results(http=crashed))["http_40ft_p50_ms"] is None
+
+
+def test_write_names_files_by_date_and_machine(tmp_path):
+    paths = report.write(fake_results(), tmp_path)
+    assert paths["json"].name == "2026-11-22-2core-amd-epyc-9654.json"
+    assert paths["markdown"].name == "2026-11-22-2core-amd-epyc-9654.md"
+    assert paths["histogram"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(paths["json"].read_text())["machine"]["cores"] == 2
+    assert report.machine_slug({"cpu": "Intel(R) Xeon(R) Processor", "cores": 2}) == "2core-intel-xeon"
+
+
+def test_histogram_skipped_without_samples(tmp_path):
+    assert report.histogram({"sections": {}}, tmp_path / "h.png") is False
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_load_generator_refuses_non_loopback_targets():
+    with pytest.raises(ValueError, match="loopback"):
+        drive("http://192.0.2.1:8000", b"", b"", "{}", api_key="k", concurrency=1, requests=1, timeout=1)
