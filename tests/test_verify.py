@@ -110,3 +110,13 @@ def test_calibration_meets_the_false_alarm_rate():
         calibrate([0.5], [True], false_alarm=0.01)
     with pytest.raises(ValueError, match="false_alarm"):
         calibrate([0.5], [False], false_alarm=0.0)
+
+
+def test_image_level_scores_count_as_evidence_only_with_their_weight():
+    dets, m = [det("textiles", 0.95)], manifest("textiles")
+    image = {"tobacco": 0.9, "textiles": 0.97}
+    off = verify(dets, m, image_scores=image, config=VerifierConfig(image_weight=0.0))
+    on = verify(dets, m, image_scores=image, config=VerifierConfig(image_weight=1.0))
+    assert off.channel is Channel.GREEN and not off.findings and off.image_scores == image
+    assert kinds(on) == [(FindingKind.UNDECLARED, "tobacco")] and on.findings[0].evidence == []
+    assert on.risk > off.risk

@@ -13,6 +13,7 @@ scenario kind, with a ROC plot.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from xray.errors import DatasetError
 from xray.manifest import Manifest
 from xray.sources.files import read_scan
 from xray.verdict import Channel
-from xray.verify import calibrate
+from xray.verify import VerifierConfig, calibrate, verify
 
 
 def labelled_scans(root: str | Path, split: str) -> list[dict[str, Any]]:
@@ -60,32 +61,68 @@ def labelled_scans(root: str | Path, split: str) -> list[dict[str, Any]]:
 
 def score_split(engine: Engine, root: str | Path, split: str, *, limit: int | None = None,
                 progress: bool = True) -> list[dict[str, Any]]:
-    """Inspect every scan of a split; one record per scan with its risk, channel and truth."""
+    """Inspect every scan of a split; one record per scan with its risk, channel and truth.
+
+    Records keep the detections, image-level scores and manifest, so that the verdict
+    can be recomputed under other verifier settings without running the model again.
+    """
     records = []
     items = labelled_scans(root, split)[:limit]
     for it in tqdm(items, desc=f"inspect {split}", unit="scan", disable=not progress):
         scan = read_scan(it["high"], it["low"], scan_id=it["scan_id"], pixel_mm=it["pixel_mm"])
-        verdict = engine.inspect(scan, Manifest.load(it["manifest"]))
+        manifest = Manifest.load(it["manifest"])
+        dets, image_scores, timings = engine.detect_full(scan)
         t = it["truth"]
-        records.append({"scan_id": it["scan_id"], "scenario": t["scenario"], "mismatch": bool(t["mismatch"]),
-                        "undeclared_truth": t.get("undeclared", []), "missing_truth": t.get("missing", []),
-                        "risk": verdict.risk, "channel": verdict.channel.value,
-                        "findings": [(f.kind.value, f.category) for f in verdict.findings],
-                        "timings_ms": verdict.timings_ms})
+        record = {"scan_id": it["scan_id"], "scenario": t["scenario"], "mismatch": bool(t["mismatch"]),
+                  "undeclared_truth": t.get("undeclared", []), "missing_truth": t.get("missing", []),
+                  "detections": dets, "image_scores": image_scores, "manifest": manifest, "timings_ms": timings}
+        records.append(rescore(record, engine.verifier))
     return records
 
 
+def rescore(record: dict[str, Any], config: VerifierConfig) -> dict[str, Any]:
+    """The record with risk, channel and findings under a verifier config."""
+    t0 = time.perf_counter()
+    v = verify(record["detections"], record["manifest"], config=config, image_scores=record["image_scores"])
+    timings = {**record["timings_ms"], "verify": (time.perf_counter() - t0) * 1e3}
+    timings["total"] = sum(v_ for k, v_ in timings.items() if k != "total")
+    return {**record, "risk": v.risk, "channel": v.channel.value, "timings_ms": timings,
+            "findings": [(f.kind.value, f.category) for f in v.findings]}
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("detections", "manifest")}
+
+
 def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "val", false_alarm: float = 0.01,
-                    review_rate: float | None = None, limit: int | None = None, progress: bool = True) -> dict:
-    """Calibrate the verifier of a model on a split and store the thresholds in its card."""
+                    review_rate: float | None = None, limit: int | None = None, progress: bool = True,
+                    image_weights: tuple[float, ...] = (0.0, 0.5, 1.0)) -> dict:
+    """Calibrate the verifier of a model on a split and store the thresholds in its card.
+
+    The weight of the image-level head's evidence is chosen among `image_weights` by ROC
+    AUC on the split (ties go to the smaller weight); then the red threshold is set to
+    the false-alarm rate.
+    """
+    from sklearn.metrics import roc_auc_score
+
     engine = Engine(model_dir)
     records = score_split(engine, data, split, limit=limit, progress=progress)
-    risks = [r["risk"] for r in records]
     labels = [r["mismatch"] for r in records]
-    cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=engine.verifier)
+    aucs = {}
+    if 0 < sum(labels) < len(labels):
+        for w in image_weights:
+            cfg_w = engine.verifier.model_copy(update={"image_weight": w})
+            aucs[w] = float(roc_auc_score(labels, [rescore(r, cfg_w)["risk"] for r in records]))
+        best_w = max(aucs, key=lambda w: (round(aucs[w], 4), -w))
+    else:
+        best_w = engine.verifier.image_weight
+    base = engine.verifier.model_copy(update={"image_weight": best_w})
+    risks = [rescore(r, base)["risk"] for r in records]
+    cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=base)
     clean = [r for r, m in zip(risks, labels) if not m]
     bad = [r for r, m in zip(risks, labels) if m]
     result = {"data": str(data), "split": split, "scans": len(records), "mismatches": len(bad),
+              "image_weight": best_w, "roc_auc_by_image_weight": aucs,
               "false_alarm_target": false_alarm, "false_alarm": float(np.mean([r >= cfg.red for r in clean])),
               "detection_rate": float(np.mean([r >= cfg.red for r in bad])) if bad else None,
               "red": cfg.red, "yellow": cfg.yellow}
@@ -166,6 +203,6 @@ def evaluate_verdicts(model_dir: str | Path, data: str | Path, *, split: str = "
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "verdicts.json").write_text(json.dumps(report, indent=2))
-        (out / "verdict_records.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+        (out / "verdict_records.jsonl").write_text("\n".join(json.dumps(_public(r)) for r in records) + "\n")
         roc_plot(records, out / "roc.png", red=engine.verifier.red)
     return report

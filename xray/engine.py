@@ -192,23 +192,33 @@ class Engine:
         dets.sort(key=lambda d: -d.score)
         return dets
 
-    def detect(self, scan: Scan) -> tuple[list[Detection], dict[str, float]]:
-        """Detections in scan pixel coordinates, and the time of each stage in ms."""
+    def detect_full(self, scan: Scan) -> tuple[list[Detection], dict[str, float], dict[str, float]]:
+        """Detections in scan pixels, the image-level presence score per category (empty when
+        the model has no image head), and the time of each stage in ms."""
         t0 = time.perf_counter()
         passes = self.model_inputs(scan)
         t1 = time.perf_counter()
         raw = [(p, self._run(p.x)) for p in passes]
         t2 = time.perf_counter()
         dets = self.merge(raw, (scan.height, scan.width))
+        whole = raw[0][1]
+        image_scores = ({c: float(v) for c, v in zip(self.classes, np.asarray(whole["image_scores"]).reshape(-1))}
+                        if "image_scores" in whole else {})
         t3 = time.perf_counter()
-        return dets, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        return dets, image_scores, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
+                                    "postprocess": (t3 - t2) * 1e3}
+
+    def detect(self, scan: Scan) -> tuple[list[Detection], dict[str, float]]:
+        """Detections in scan pixel coordinates, and the time of each stage in ms."""
+        dets, _, timings = self.detect_full(scan)
+        return dets, timings
 
     def inspect(self, scan: Scan, manifest: Manifest) -> Verdict:
         """Detect goods and verify them against the manifest; timings per stage in the verdict."""
-        dets, timings = self.detect(scan)
+        dets, image_scores, timings = self.detect_full(scan)
         t0 = time.perf_counter()
-        verdict = verify(dets, manifest, scan_id=scan.id, config=self.verifier, model_id=self.model_id,
-                         model_version=self.model_version)
+        verdict = verify(dets, manifest, scan_id=scan.id, config=self.verifier, image_scores=image_scores,
+                         model_id=self.model_id, model_version=self.model_version)
         timings["verify"] = (time.perf_counter() - t0) * 1e3
         timings["total"] = sum(timings.values())
         return verdict.model_copy(update={"timings_ms": {k: round(v, 3) for k, v in timings.items()}})

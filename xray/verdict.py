@@ -48,6 +48,7 @@ class Verdict(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
     detections: list[Detection] = Field(default_factory=list)
     declared: list[str] = Field(default_factory=list)
+    image_scores: dict[str, float] = Field(default_factory=dict)  # scan-level presence per category
     model_id: str = ""
     model_version: str = ""
     timings_ms: dict[str, float] = Field(default_factory=dict)

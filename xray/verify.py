@@ -31,6 +31,8 @@ class VerifierConfig(BaseModel):
         yellow: Risk from which a scan goes to document / operator review.
         red: Risk from which a scan goes to physical inspection (a mismatch verdict).
         missing_weight: Weight of a declared line with no evidence.
+        image_weight: Weight of the model's image-level presence score as evidence
+            beside its boxes (0: boxes only); chosen on validation data.
         false_alarm_rate: The rate `red` was calibrated to (None if not calibrated).
     """
 
@@ -38,6 +40,7 @@ class VerifierConfig(BaseModel):
     yellow: float = Field(default=0.3, ge=0.0, le=1.0)
     red: float = Field(default=0.5, ge=0.0, le=1.0)
     missing_weight: float = Field(default=0.7, ge=0.0, le=1.0)
+    image_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     false_alarm_rate: float | None = None
 
     @model_validator(mode="after")
@@ -52,23 +55,32 @@ def category_weight(table: GoodsTable, category: str) -> float:
     return 0.5 + 0.5 * table[category].risk
 
 
-def evidence(detections: Iterable[Detection], table: GoodsTable) -> dict[str, float]:
-    """Best score per goods category (categories the table does not know are ignored)."""
+def evidence(detections: Iterable[Detection], table: GoodsTable, image_scores: dict[str, float] | None = None,
+             image_weight: float = 0.0) -> dict[str, float]:
+    """Evidence per goods category: its best box score, or the weighted image-level score
+    when that is higher (categories the table does not know are ignored)."""
     ev = {k: 0.0 for k in table.keys}
     for d in detections:
         if d.category in ev and d.score > ev[d.category]:
             ev[d.category] = d.score
+    for k, v in (image_scores or {}).items():
+        if k in ev:
+            ev[k] = max(ev[k], image_weight * float(v))
     return ev
 
 
 def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = "", config: VerifierConfig | None = None,
-           table: GoodsTable | None = None, model_id: str = "", model_version: str = "",
-           timings_ms: dict[str, float] | None = None) -> Verdict:
-    """Compare what the scan shows with what the manifest declares."""
+           table: GoodsTable | None = None, image_scores: dict[str, float] | None = None, model_id: str = "",
+           model_version: str = "", timings_ms: dict[str, float] | None = None) -> Verdict:
+    """Compare what the scan shows with what the manifest declares.
+
+    `image_scores` are the model's image-level presence probabilities per category,
+    counted as evidence with the config's `image_weight`.
+    """
     config = config or VerifierConfig()
     table = table or default_goods_table()
     declared, unknown = manifest.categories(table)
-    ev = evidence(detections, table)
+    ev = evidence(detections, table, image_scores, config.image_weight)
     boxes = {k: [d.box for d in detections if d.category == k and d.score >= config.present * 0.5] for k in table.keys}
     seen = [c for c in table.keys if ev[c] >= config.present]
 
@@ -110,8 +122,8 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
     else:
         outcome, channel = Outcome.MATCH, Channel.GREEN
     return Verdict(scan_id=scan_id, verdict=outcome, channel=channel, risk=risk, findings=findings,
-                   detections=list(detections), declared=declared, model_id=model_id, model_version=model_version,
-                   timings_ms=dict(timings_ms or {}))
+                   detections=list(detections), declared=declared, image_scores=dict(image_scores or {}),
+                   model_id=model_id, model_version=model_version, timings_ms=dict(timings_ms or {}))
 
 
 def _threshold_for_rate(clean_risks: list[float], rate: float) -> float:

@@ -1,0 +1,59 @@
+"""Calibration and verdict evaluation on a small labelled simulated split."""
+
+import json
+import shutil
+
+import pytest
+
+from xray.calibration import calibrate_model, evaluate_verdicts, labelled_scans, verdict_report
+from xray.errors import DatasetError
+from xray.simulate.dataset import generate_dataset
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cal") / "ds"
+    generate_dataset(root, count=8, seed=4, size="20ft", mismatch_rate=0.5, splits=(0.0, 0.0, 1.0), progress=False)
+    truth = [json.loads(line) for line in (root / "truth.jsonl").read_text().splitlines()]
+    assert 0 < sum(t["mismatch"] for t in truth) < len(truth)  # both kinds, or the seed needs changing
+    return root
+
+
+def test_calibration_stores_thresholds_in_the_model_card(tiny_model_dir, labelled, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    result = calibrate_model(model, labelled, split="test", false_alarm=0.25, progress=False)
+    card = json.loads((model / "model.json").read_text())
+    assert card["verifier"]["red"] == result["red"] and card["verifier"]["false_alarm_rate"] == 0.25
+    assert card["verifier"]["yellow"] <= card["verifier"]["red"]
+    assert result["false_alarm"] <= 0.25 and result["scans"] == 8
+    assert card["verifier"]["image_weight"] in result["roc_auc_by_image_weight"]
+
+
+def test_verdict_evaluation_reports_rates_and_draws_the_roc(tiny_model_dir, labelled, tmp_path):
+    report = evaluate_verdicts(tiny_model_dir, labelled, split="test", out=tmp_path / "out", progress=False)
+    assert report["scans"] == 8 and 0 <= report["detection_rate"] <= 1 and 0 <= report["false_alarm_rate"] <= 1
+    assert sum(v["scans"] for v in report["flagged_by_scenario"].values()) == 8
+    assert (tmp_path / "out" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = (tmp_path / "out" / "verdict_records.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and "risk" in json.loads(lines[0])
+
+
+def test_verdict_report_counts_what_is_flagged():
+    records = [{"mismatch": True, "risk": 0.9, "scenario": "concealment", "undeclared_truth": ["tobacco"],
+                "findings": [("undeclared", "tobacco")], "channel": "red"},
+               {"mismatch": True, "risk": 0.2, "scenario": "missing", "undeclared_truth": [], "findings": [],
+                "channel": "green"},
+               {"mismatch": False, "risk": 0.1, "scenario": "clean", "undeclared_truth": [], "findings": [],
+                "channel": "green"},
+               {"mismatch": False, "risk": 0.6, "scenario": "clean", "undeclared_truth": [], "findings": [],
+                "channel": "red"}]
+    r = verdict_report(records, red=0.5)
+    assert r["detection_rate"] == 0.5 and r["false_alarm_rate"] == 0.5 and r["roc_auc"] == 0.75
+    assert r["concealed_cigarettes"] == {"scans": 1, "detected": 1.0, "named_tobacco": 1.0}
+    assert r["flagged_by_scenario"]["clean"] == {"scans": 2, "flagged": 0.5}
+
+
+def test_a_folder_without_truth_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="truth.jsonl"):
+        labelled_scans(tmp_path, "test")
