@@ -1,19 +1,24 @@
 """The verifier: detections + manifest -> a customs `Verdict` with findings, risk and channel.
 
-Evidence per goods category is the best detection score of that category (0 if none).
-Risk is continuous in the evidence, so it can be calibrated to a false-alarm rate:
-
-    risk = 1 - prod_c (1 - w_c * undeclared_c) * prod_d (1 - w_missing * not_seen_d)
-
-where undeclared_c is the evidence of a category that no declared line explains (a
-compatible category explains it too), w_c grows with the category's risk weight
-(tobacco, firearms), and not_seen_d = 1 - evidence of the best category compatible with
-declared line d. Findings name what drives the risk, with their evidence boxes.
+Evidence per goods category is the best detection score of that category (0 if none),
+or the model's image-level presence score when that is higher and weighted in. Risk is
+continuous in the evidence, so it can be calibrated to a false-alarm rate. Each
+category that no declared line explains (a compatible category explains it too) is a
+term w_c * evidence_c, with w_c growing with the category's risk weight (tobacco,
+firearms); each declared line is a term w_missing * (1 - evidence of the best
+compatible category). The risk is the largest term (`combine="max"`), or their
+noisy-OR. The max is the default: measured on the simulator's validation split, the
+noisy-OR lets low-score noise from many categories add up in clean scans (ROC AUC
+0.945 vs 0.954, and half the detection rate at 2 % false alarms). Findings name what
+drives the risk, with their evidence boxes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -33,6 +38,7 @@ class VerifierConfig(BaseModel):
         missing_weight: Weight of a declared line with no evidence.
         image_weight: Weight of the model's image-level presence score as evidence
             beside its boxes (0: boxes only); chosen on validation data.
+        combine: How the terms become one risk: the largest, or their noisy-OR.
         false_alarm_rate: The rate `red` was calibrated to (None if not calibrated).
     """
 
@@ -41,6 +47,7 @@ class VerifierConfig(BaseModel):
     red: float = Field(default=0.5, ge=0.0, le=1.0)
     missing_weight: float = Field(default=0.7, ge=0.0, le=1.0)
     image_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    combine: Literal["max", "noisy_or"] = "max"
     false_alarm_rate: float | None = None
 
     @model_validator(mode="after")
@@ -86,12 +93,13 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
 
     unexplained = {c: ev[c] for c in table.keys if not any(table.compatible(c, d) for d in declared)}
     not_seen = {d: 1.0 - max(ev[c] for c in table.keys if table.compatible(c, d)) for d in declared}
-    keep = 1.0
-    for c, e in unexplained.items():
-        keep *= 1.0 - category_weight(table, c) * e
-    for m in not_seen.values():
-        keep *= 1.0 - config.missing_weight * m
-    risk = min(max(1.0 - keep, 0.0), 1.0)
+    terms = [category_weight(table, c) * e for c, e in unexplained.items()]
+    terms += [config.missing_weight * m for m in not_seen.values()]
+    if config.combine == "max":
+        risk = max(terms, default=0.0)
+    else:
+        risk = 1.0 - float(np.prod([1.0 - t for t in terms]))
+    risk = min(max(risk, 0.0), 1.0)
 
     findings: list[Finding] = []
     undeclared_seen = [c for c in seen if c in unexplained]
