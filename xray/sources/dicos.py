@@ -37,7 +37,8 @@ from pydicom.uid import (
 from pydicom.valuerep import DT, format_number_as_ds
 
 from xray.errors import ScanError, ScanReadError
-from xray.scan import MAX_PIXELS, MAX_SIDE, Scan, ScanKind
+from xray.scan import Scan, ScanKind
+from xray.sources.base import check_image_size
 
 # Transfer syntaxes whose pixel data is stored raw, so its length can be checked.
 _UNCOMPRESSED = {
@@ -98,14 +99,7 @@ def _scan_of_dataset(ds: Dataset, path: Path, *, scan_id: str, pixel_mm: tuple[f
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     # Check the header's claims before decoding anything (decompression bombs).
-    if rows < 1 or cols < 1:
-        raise ScanReadError(path, f"image header has no size (Rows={rows}, Columns={cols})")
-    if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > MAX_PIXELS:
-        raise ScanReadError(
-            path,
-            f"image header claims {cols}x{rows} pixels, beyond the {MAX_SIDE}-pixel side / "
-            f"{MAX_PIXELS}-pixel limit (corrupt header or decompression bomb)",
-        )
+    check_image_size(path, cols, rows)
     if samples not in (1, 3):
         raise ScanReadError(path, f"{samples} samples per pixel; expected 1 (grey) or 3 (colour)")
     if frames not in (1, 2) or (samples == 3 and frames != 1):

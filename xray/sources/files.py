@@ -29,8 +29,8 @@ import numpy as np
 import tifffile
 
 from xray.errors import ScanError, ScanReadError
-from xray.scan import MAX_PIXELS, MAX_SIDE, Scan, ScanKind
-from xray.sources.base import ImageSource
+from xray.scan import Scan, ScanKind
+from xray.sources.base import ImageSource, check_image_size
 from xray.sources.dicos import decode_dicos
 
 log = logging.getLogger(__name__)
@@ -234,17 +234,6 @@ def _decode(f: ScanFile) -> _Image:
         raise ScanReadError(f.path, f"cannot decode {f.format.upper()} file: {e}") from e
 
 
-def _check_size(path: Path, width: int, height: int) -> None:
-    if width < 1 or height < 1:
-        raise ScanReadError(path, f"image header gives no size ({width}x{height})")
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        raise ScanReadError(
-            path,
-            f"image header claims {width}x{height} pixels, beyond the {MAX_SIDE}-pixel side / "
-            f"{MAX_PIXELS}-pixel limit (corrupt header or decompression bomb)",
-        )
-
-
 def _to_unit(path: Path, pixels: np.ndarray, *, bits: int | None = None) -> tuple[np.ndarray, int]:
     """Pixel values as float32 in [0, 1], with the bit depth they came from.
 
@@ -284,7 +273,7 @@ def _decode_png(f: ScanFile) -> _Image:
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise ScanReadError(f.path, "truncated or corrupt PNG: no IHDR header")
     width, height = struct.unpack(">II", data[16:24])
-    _check_size(f.path, width, height)
+    check_image_size(f.path, width, height)
     if not _png_complete(data):
         raise ScanReadError(f.path, "truncated PNG: the file ends before its IEND chunk")
     # IMREAD_UNCHANGED keeps 16-bit samples; any other flag would cut them to 8 bits.
@@ -310,7 +299,7 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 def _decode_jpeg(f: ScanFile) -> _Image:
     data = f.data
     size, scan_start = _jpeg_header(f)
-    _check_size(f.path, *size)
+    check_image_size(f.path, *size)
     # Entropy-coded data never holds FF D9, so an end-of-image marker after the scan
     # start proves the file is complete (libjpeg would silently grey-fill a truncated one).
     if data.rfind(b"\xff\xd9") < scan_start:
@@ -369,7 +358,7 @@ def _decode_tiff(f: ScanFile) -> _Image:
                 f"TIFF holds images of shape {shape}; expected one image (single energy), "
                 "two (high, low energy) or one RGB image",
             )
-        _check_size(f.path, width, height)
+        check_image_size(f.path, width, height)
         for p in series.pages:
             if p is None:
                 continue
