@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.inputs import CanonicalScan
-from benchmarks.stats import per_second, summarize
+from benchmarks.stats import per_second, run_threads, summarize
 from xray.engine import Engine
 from xray.manifest import Manifest
 from xray.sources.files import read_scan
@@ -48,9 +48,8 @@ def concurrent(engine: Engine, scan: CanonicalScan, streams: int, per_stream: in
     manifest = scan.manifest
     totals: list[float] = []
     lock = threading.Lock()
-    start = threading.Barrier(streams + 1)
 
-    def worker() -> None:
+    def worker(start: threading.Barrier) -> None:
         start.wait()
         for _ in range(per_stream):
             t0 = time.perf_counter()
@@ -58,14 +57,7 @@ def concurrent(engine: Engine, scan: CanonicalScan, streams: int, per_stream: in
             with lock:
                 totals.append((time.perf_counter() - t0) * 1e3)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(streams)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads(worker, streams)
     return {"scan": scan.name, "streams": streams, "scans": len(totals), "seconds": round(wall, 3),
             "scans_per_second": per_second(len(totals), wall), "latency_ms": summarize(totals)}
 

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from benchmarks.stats import per_second, summarize
+from benchmarks.stats import per_second, run_threads, summarize
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -49,9 +49,8 @@ def drive(url: str, high: bytes, low: bytes, manifest: str, *, api_key: str, con
     busy_ms: list[float] = []
     statuses: dict[str, int] = {}
     errors: list[str] = []
-    start = threading.Barrier(concurrency + 1)
 
-    def client() -> None:
+    def client(start: threading.Barrier) -> None:
         # trust_env=False: never route loopback traffic through a proxy from the environment.
         with httpx.Client(base_url=url, timeout=timeout, trust_env=False, headers={"X-API-Key": api_key}) as c:
             start.wait()
@@ -81,14 +80,7 @@ def drive(url: str, high: bytes, low: bytes, manifest: str, *, api_key: str, con
                 if r is not None and r.status_code == 503:
                     time.sleep(min(1.0, float(r.headers.get("retry-after", "1") or 1)))
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads(client, concurrency)
     n_ok = len(ok_ms)
     return {"concurrency": concurrency, "requests": requests, "seconds": round(wall, 3), "ok": n_ok,
             "status_counts": dict(sorted(statuses.items())), "rejected_503": statuses.get("503", 0),

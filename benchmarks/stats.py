@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -25,3 +27,18 @@ def summarize(values_ms: Sequence[float]) -> dict[str, float | int | None]:
 def per_second(count: int, seconds: float) -> float | None:
     """Items per second, or None when nothing was timed."""
     return round(count / seconds, 3) if seconds > 0 else None
+
+
+def run_threads(worker: Callable[[threading.Barrier], None], count: int) -> float:
+    """Run `count` threads of `worker` and return the wall time in seconds from the moment
+    all of them have called `wait()` on the barrier they are given (set-up excluded) until
+    the last one ends."""
+    start = threading.Barrier(count + 1)
+    threads = [threading.Thread(target=worker, args=(start,), daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
