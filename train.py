@@ -2,6 +2,7 @@
 
     python train.py --data DATASET --model models/xray_s.yaml --epochs 50 --out runs/NAME
     python train.py ... --resume          # continue runs/NAME/last.pt
+    python train.py ... --init runs/A/best.pt   # fine-tune: A's weights, fresh schedule
 
 The run folder gets last.pt, best.pt, metrics.csv, config.yaml and plots; export the
 result with `xray export runs/NAME/best.pt --out models/NAME`.
@@ -26,6 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning stage)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -39,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         summary = fit(data=args.data, config=args.model, out=args.out, epochs=args.epochs, device=args.device,
-                      resume=args.resume, batch_size=args.batch_size, workers=args.workers, seed=args.seed,
+                      resume=args.resume, init=args.init, batch_size=args.batch_size, workers=args.workers, seed=args.seed,
                       progress=not args.no_progress)
     except XrayError as e:
         print(f"error: {e}", file=sys.stderr)

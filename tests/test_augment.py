@@ -116,3 +116,15 @@ def test_tip_over_goods_lands_on_goods() -> None:
         _, boxes, _ = project(att, goods, np.array([1]), np.ones((1, 20, 30), np.float32), 0, rng=rng, over_goods=1.0)
         cx, cy = (boxes[1, 0] + boxes[1, 2]) / 2, (boxes[1, 1] + boxes[1, 3]) / 2
         assert 300 <= cx <= 500 and 50 <= cy <= 180
+
+
+def test_detail_channels_move_with_the_pixels_but_keep_their_values() -> None:
+    att = _block_image((40, 20, 140, 90))
+    texture = np.zeros((1, *att.shape[1:]), np.float32)
+    texture[0, 20:90, 40:140] = 0.25
+    aug = Augment({**OFF, "hflip": 1.0, "gain": [1.5, 1.5]})
+    img, boxes, _ = aug(np.concatenate([att, texture]), np.array([[40, 20, 140, 90]]), np.array([0]),
+                        rng=np.random.default_rng(0), geometric_only=1)
+    assert img.shape == (3, 128, 384)
+    assert np.allclose(_pixel_box(img[2:] * 10), boxes[0], atol=1e-3) and np.allclose(_pixel_box(img), boxes[0], atol=1e-3)
+    assert set(np.unique(img[2]).tolist()) == {0.0, 0.25}  # flipped, but no gain on the detail channel

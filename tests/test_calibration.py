@@ -27,7 +27,7 @@ def test_calibration_stores_thresholds_in_the_model_card(tiny_model_dir, labelle
     assert card["verifier"]["red"] == result["red"] and card["verifier"]["false_alarm_rate"] == 0.25
     assert card["verifier"]["yellow"] <= card["verifier"]["red"]
     assert result["false_alarm"] <= 0.25 and result["scans"] == 8
-    assert card["verifier"]["image_weight"] in result["roc_auc_by_image_weight"]
+    assert result["evidence_rule"] in result["roc_auc_by_rule"]
 
 
 def test_verdict_evaluation_reports_rates_and_draws_the_roc(tiny_model_dir, labelled, tmp_path):

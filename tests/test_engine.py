@@ -113,3 +113,17 @@ def test_tiling_adds_tiles_only_for_scans_much_larger_than_training_scale(tiny_m
     engine = Engine(tiny_model_dir, threads=1, tile=True)
     small = read_scan(scan_files[0].high, scan_files[0].low)
     assert len(engine.model_inputs(small)) == 1  # fits at the training scale: one pass
+
+
+def test_engine_preprocessing_equals_training_preprocessing_with_the_detail_channel(tiny_engine, scan_files):
+    import copy
+    from dataclasses import replace
+
+    engine = copy.copy(tiny_engine)
+    engine.spec = replace(tiny_engine.spec, mode="dual_ratio_detail", mean=None, std=None)
+    root = scan_files[0].high.parents[2]
+    ds = XrayDataset(root, "test", spec=engine.spec, classes=engine.classes, image_labels="none")
+    x_train = ds[0][0].numpy()
+    x_engine = engine.model_inputs(read_scan(scan_files[0].high, scan_files[0].low))[0].x
+    assert x_engine.shape == x_train.shape == (4, *engine.spec.size) and np.allclose(x_engine, x_train, atol=1e-5)
+    assert x_engine[3].std() > 0  # the fixture scans have texture

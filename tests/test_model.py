@@ -151,3 +151,42 @@ def test_preprocess_imports_without_torch() -> None:
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False,
                        env={"PYTHONPATH": str(root), "PATH": ""})
     assert r.returncode == 0, r.stderr
+
+
+def test_detail_channel_keeps_fine_lines_that_shrinking_averages_away() -> None:
+    # Two goods blocks of equal mean attenuation: one uniform, one of thin lines every
+    # 4 px (like the ten-pack lines of a cigarette master case) shrunk 3x into the input.
+    h, w = 384, 1152
+    a = np.zeros((h, w), np.float32)
+    a[100:300, 100:500] = 1.0
+    lines = np.zeros((200, 400), np.float32)
+    lines[::4] = 4.0
+    a[100:300, 600:1000] = lines
+    scan = Scan(id="d", channels=np.exp(-np.stack([a, a * 1.2])).astype(np.float32), kind=ScanKind.DUAL)
+    spec = InputSpec(mode="dual_ratio_detail", size=(128, 384), mean=(0, 0, 0, 0), std=(1, 1, 1, 1))
+    x, lb = preprocess(scan, spec)
+    assert x.shape == (4, 128, 384)
+    uniform, lined = (slice(45, 90), slice(45, 150)), (slice(45, 90), slice(215, 320))
+    # Shrunk, both blocks look alike in attenuation; the detail channel tells them apart.
+    assert x[0][uniform].mean() == pytest.approx(x[0][lined].mean(), rel=0.05)
+    assert x[3][lined].mean() > 10 * x[3][uniform].mean() and x[3][lined].mean() > 0.5
+    # The first three channels are the dual_ratio input.
+    plain = preprocess(scan, InputSpec(mode="dual_ratio", size=(128, 384), mean=(0, 0, 0), std=(1, 1, 1)))[0]
+    assert np.allclose(x[:3], plain, atol=1e-5)
+    assert lb.resized_hw == (128, 384) and np.allclose(x[3][:20], 0.0)  # air has no texture
+
+
+def test_config_base_is_merged_section_by_section(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text((MODELS_DIR / "tiny.yaml").read_text())
+    (tmp_path / "child.yaml").write_text("_base_: base.yaml\ntrain: {epochs: 2}\ninput: {mode: dual}\n")
+    base, child = load_config(tmp_path / "base.yaml"), load_config(tmp_path / "child.yaml")
+    assert child["train"]["epochs"] == 2 and child["input"]["mode"] == "dual"
+    assert child["model"] == base["model"] and child["input"]["size"] == base["input"]["size"]
+    assert {k: v for k, v in child["train"].items() if k != "epochs"} == {k: v for k, v in base["train"].items()
+                                                                          if k != "epochs"}
+    (tmp_path / "self.yaml").write_text("_base_: self.yaml\n")
+    with pytest.raises(ConfigError, match="own _base_"):
+        load_config(tmp_path / "self.yaml")
+    (tmp_path / "gone.yaml").write_text("_base_: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml"):
+        load_config(tmp_path / "gone.yaml")

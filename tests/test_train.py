@@ -15,7 +15,7 @@ from fixtures_dataset import write_dataset
 
 from xray.data.augment import Augment
 from xray.data.dataset import XrayDataset, collate
-from xray.errors import DatasetError
+from xray.errors import ConfigError, DatasetError
 from xray.model import build_model, load_config, model_from_checkpoint
 from xray.model.preprocess import InputSpec
 from xray.train import loop
@@ -243,3 +243,30 @@ def test_augmented_items_stay_consistent(data: Path) -> None:
             assert set(target["labels"].tolist()) == set(np.where(image_labels.numpy() == 1)[0].tolist())
     a, b = ds[0], ds[0]
     assert torch.equal(a[0], b[0])  # same epoch and index: same augmentation
+
+
+def test_init_inflates_the_stem_for_a_new_input_channel(data: Path, run: Path, tmp_path: Path) -> None:
+    """A dual_ratio run fine-tuned with the detail channel: starts out computing what the old model did."""
+    cfg = load_config(TINY)
+    cfg["input"] = {**cfg["input"], "mode": "dual_ratio_detail", "mean": None, "std": None}
+    old = torch.load(run / "best.pt", weights_only=False)
+    model = build_model(cfg, num_classes=13).eval()
+    inflated = loop.load_inflated(model, old["model"])
+    assert len(inflated) == 1  # the stem convolution only
+    ref, _ = model_from_checkpoint(run / "best.pt")
+    x = XrayDataset(data, "val", spec=SPEC)[0][0][None]
+    with torch.no_grad():
+        a = ref(x)[0]
+        b = model(torch.cat([x, torch.randn(1, 1, *x.shape[2:])], 1))[0]  # any detail channel
+    assert torch.allclose(a["scores"], b["scores"], atol=1e-5) and torch.allclose(a["boxes"], b["boxes"], atol=1e-3)
+
+    out = tmp_path / "ft"
+    loop.fit(data=data, config=cfg, out=out, epochs=1, device="cpu", progress=False, plots=False,
+             init=run / "best.pt")
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert ckpt["input"]["mode"] == "dual_ratio_detail" and ckpt["config"]["init"]["from"] == str(run / "best.pt")
+    other = load_config(TINY)
+    other["model"] = {**other["model"], "head_channels": other["model"]["head_channels"] * 2}
+    with pytest.raises(ConfigError, match="--init"):
+        loop.fit(data=data, config=other, out=tmp_path / "bad", epochs=1, device="cpu", progress=False,
+                 plots=False, init=run / "best.pt")

@@ -5,7 +5,8 @@ import pytest
 from xray.detection import Detection
 from xray.manifest import Manifest, ManifestLine
 from xray.verdict import Channel, FindingKind, Outcome
-from xray.verify import VerifierConfig, calibrate, verify
+from xray.goods import default_goods_table
+from xray.verify import PresenceMap, VerifierConfig, calibrate, category_weight, verify
 
 HS = {"textiles": "620342", "tobacco": "240220", "machinery": "847989", "electronics": "851712",
       "tyres": "401110", "paper": "480100"}
@@ -120,3 +121,36 @@ def test_image_level_scores_count_as_evidence_only_with_their_weight():
     assert off.channel is Channel.GREEN and not off.findings and off.image_scores == image
     assert kinds(on) == [(FindingKind.UNDECLARED, "tobacco")] and on.findings[0].evidence == []
     assert on.risk > off.risk
+
+
+def test_presence_maps_replace_the_raw_scores_of_their_categories():
+    # A category whose boxes are unreliable: a 0.6 box means little once calibrated.
+    noisy = PresenceMap(bias=-3.0, box=0.5, image=0.0)
+    dets, m = [det("textiles", 0.95), det("tobacco", 0.6)], manifest("textiles")
+    raw = verify(dets, m)
+    mapped = verify(dets, m, config=VerifierConfig(presence={"tobacco": noisy}))
+    assert kinds(raw) == [(FindingKind.UNDECLARED, "tobacco")] and kinds(mapped) == []
+    assert mapped.risk == pytest.approx(category_weight(default_goods_table(), "tobacco") * noisy(0.6, 0.0))
+    assert noisy(0.9, 0.0) > noisy(0.6, 0.0) > noisy(0.0, 0.0) > 0.0  # increasing, floored at no box
+    # Stored with the card: the config round-trips through JSON.
+    cfg = VerifierConfig(presence={"tobacco": noisy})
+    assert VerifierConfig.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+def test_presence_maps_fitted_on_records_learn_which_scores_mean_loaded():
+    import random
+
+    from xray.calibration import fit_presence
+
+    rnd = random.Random(0)
+    records = []
+    for i in range(200):
+        loaded = i % 2 == 0
+        box = rnd.uniform(0.5, 0.9) if loaded else rnd.uniform(0.05, 0.6)
+        records.append({"detections": [det("tobacco", box)], "image_scores": {"tobacco": rnd.random()},
+                        "loaded_truth": ["tobacco"] if loaded else []})
+    maps = fit_presence(records)
+    assert set(maps) == {"tobacco"}  # the others were never loaded: no map
+    t = maps["tobacco"]
+    assert t.box > 1.0 and abs(t.image) < t.box / 3  # the box score carries the information, the image score none
+    assert t(0.85, 0.5) > 0.9 and t(0.1, 0.5) < 0.1

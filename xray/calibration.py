@@ -26,7 +26,8 @@ from xray.errors import DatasetError
 from xray.manifest import Manifest
 from xray.sources.files import read_scan
 from xray.verdict import Channel
-from xray.verify import VerifierConfig, calibrate, verify
+from xray.goods import default_goods_table
+from xray.verify import PresenceMap, VerifierConfig, score_logit, best_scores, calibrate, verify
 
 
 def labelled_scans(root: str | Path, split: str) -> list[dict[str, Any]]:
@@ -75,6 +76,7 @@ def score_split(engine: Engine, root: str | Path, split: str, *, limit: int | No
         t = it["truth"]
         record = {"scan_id": it["scan_id"], "scenario": t["scenario"], "mismatch": bool(t["mismatch"]),
                   "undeclared_truth": t.get("undeclared", []), "missing_truth": t.get("missing", []),
+                  "loaded_truth": sorted(set(t.get("loaded", [])) | set(t.get("undeclared", []))),
                   "detections": dets, "image_scores": image_scores, "manifest": manifest, "timings_ms": timings}
         records.append(rescore(record, engine.verifier))
     return records
@@ -94,35 +96,81 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("detections", "manifest")}
 
 
+def fit_presence(records: list[dict[str, Any]], *, min_positives: int = 10) -> dict[str, PresenceMap]:
+    """Fit each category's presence map (logistic regression of "loaded" on the logits of
+    its best box score and image-level score) on scored records with `loaded_truth`.
+
+    Categories loaded in fewer than `min_positives` scans (or in all but that many) keep
+    the uncalibrated rule.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    table = default_goods_table()
+    best = [best_scores(r["detections"], table) for r in records]
+    maps = {}
+    for c in table.keys:
+        X = np.array([[score_logit(b[c]), score_logit(float(r["image_scores"].get(c, 0.0)))]
+                      for b, r in zip(best, records)])
+        y = np.array([c in r["loaded_truth"] for r in records])
+        if min(y.sum(), (~y).sum()) < min_positives:
+            continue
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
+        maps[c] = PresenceMap(bias=float(lr.intercept_[0]), box=float(lr.coef_[0][0]), image=float(lr.coef_[0][1]))
+    return maps
+
+
+def cross_fitted_risks(records: list[dict[str, Any]], base: VerifierConfig, *, folds: int = 2,
+                       seed: int = 0) -> list[float]:
+    """Each record's risk under presence maps fitted on the other folds: an honest estimate
+    of how the maps fitted on all records will do on new scans."""
+    order = np.random.default_rng(seed).permutation(len(records))
+    risks = [0.0] * len(records)
+    for k in range(folds):
+        held = set(order[k::folds].tolist())
+        maps = fit_presence([r for i, r in enumerate(records) if i not in held])
+        cfg = base.model_copy(update={"presence": maps})
+        for i in held:
+            risks[i] = rescore(records[i], cfg)["risk"]
+    return risks
+
+
 def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "val", false_alarm: float = 0.01,
                     review_rate: float | None = None, limit: int | None = None, progress: bool = True,
                     image_weights: tuple[float, ...] = (0.0, 0.5, 1.0)) -> dict:
     """Calibrate the verifier of a model on a split and store the thresholds in its card.
 
-    The weight of the image-level head's evidence is chosen among `image_weights` by ROC
-    AUC on the split (ties go to the smaller weight); then the red threshold is set to
-    the false-alarm rate.
+    The evidence rule is chosen by ROC AUC on the split: the best box score with the
+    image-level score weighted by one of `image_weights`, or per-category presence maps
+    fitted on the split (their AUC measured by 2-fold cross-fitting, so that the choice
+    is not won in-sample). Ties go to the simpler rule. The red threshold is then set to
+    the false-alarm rate (on the cross-fitted risks when presence maps win).
     """
     from sklearn.metrics import roc_auc_score
 
     engine = Engine(model_dir)
     records = score_split(engine, data, split, limit=limit, progress=progress)
     labels = [r["mismatch"] for r in records]
-    aucs = {}
+    plain = engine.verifier.model_copy(update={"presence": {}})
+    aucs: dict[str, float] = {}
+    candidates: dict[str, tuple[VerifierConfig, list[float]]] = {}
     if 0 < sum(labels) < len(labels):
         for w in image_weights:
-            cfg_w = engine.verifier.model_copy(update={"image_weight": w})
-            aucs[w] = float(roc_auc_score(labels, [rescore(r, cfg_w)["risk"] for r in records]))
-        best_w = max(aucs, key=lambda w: (round(aucs[w], 4), -w))
+            cfg_w = plain.model_copy(update={"image_weight": w})
+            candidates[f"image_weight={w}"] = (cfg_w, [rescore(r, cfg_w)["risk"] for r in records])
+        if all("loaded_truth" in r for r in records) and fit_presence(records):
+            risks_cf = cross_fitted_risks(records, plain)
+            candidates["presence"] = (plain.model_copy(update={"presence": fit_presence(records)}), risks_cf)
+        aucs = {k: float(roc_auc_score(labels, risks)) for k, (_, risks) in candidates.items()}
+        rule = max(aucs, key=lambda k: (round(aucs[k], 4), -list(candidates).index(k)))
+        base, risks = candidates[rule]
     else:
-        best_w = engine.verifier.image_weight
-    base = engine.verifier.model_copy(update={"image_weight": best_w})
-    risks = [rescore(r, base)["risk"] for r in records]
+        rule, base = "config", engine.verifier
+        risks = [rescore(r, base)["risk"] for r in records]
     cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=base)
     clean = [r for r, m in zip(risks, labels) if not m]
     bad = [r for r, m in zip(risks, labels) if m]
     result = {"data": str(data), "split": split, "scans": len(records), "mismatches": len(bad),
-              "image_weight": best_w, "roc_auc_by_image_weight": aucs,
+              "evidence_rule": rule, "image_weight": base.image_weight, "roc_auc_by_rule": aucs,
               "false_alarm_target": false_alarm, "false_alarm": float(np.mean([r >= cfg.red for r in clean])),
               "detection_rate": float(np.mean([r >= cfg.red for r in bad])) if bad else None,
               "red": cfg.red, "yellow": cfg.yellow}

@@ -28,7 +28,7 @@ from xray.model.preprocess import (
     base_channels,
     finish,
     fit,
-    resize,
+    shrink,
 )
 from xray.scan import Scan
 from xray.verdict import Verdict
@@ -133,12 +133,12 @@ class Engine:
         training scale."""
         base = base_channels(scan, self.spec)
         lb = fit(base.shape[1:], self.spec.size)
-        passes = [Pass(finish(resize(base, lb.resized_hw), self.spec), lb)]
+        passes = [Pass(finish(shrink(base, lb.resized_hw, self.spec), self.spec), lb)]
         if not (self.tile and self.train_scale and lb.sy * self.max_shrink < float(self.train_scale)):
             return passes
         h, w = base.shape[1:]
         s = float(self.train_scale)
-        big = resize(base, (max(1, round(h * s)), max(1, round(w * s))))
+        big = shrink(base, (max(1, round(h * s)), max(1, round(w * s))), self.spec)
         H, W = self.spec.size
         bh, bw = big.shape[1:]
 

@@ -243,6 +243,7 @@ def parity_inputs(spec: InputSpec, *, data: str | Path | None = None, split: str
         coarse = rng.uniform(0, 4, size=(hh // 16, ww // 16)).astype(np.float32)
         att = cv2.resize(coarse, (ww, hh), interpolation=cv2.INTER_LINEAR)
         base = np.stack([att, att * 1.1][: 1 if spec.mode == "single" else 2]) if spec.physical else np.stack([att / 4] * 3)
+        base = np.concatenate([base] + [np.abs(np.gradient(att, axis=0))[None]] * spec.detail_channels)
         out.append(finish(base.astype(np.float32), size))
     return out
 

@@ -49,6 +49,8 @@ class Verdict(BaseModel):
     detections: list[Detection] = Field(default_factory=list)
     declared: list[str] = Field(default_factory=list)
     image_scores: dict[str, float] = Field(default_factory=dict)  # scan-level presence per category
+    # What the verifier weighed per category (calibrated presence, or the best score it used).
+    evidence: dict[str, float] = Field(default_factory=dict)
     model_id: str = ""
     model_version: str = ""
     timings_ms: dict[str, float] = Field(default_factory=dict)

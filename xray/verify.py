@@ -28,6 +28,32 @@ from xray.manifest import Manifest
 from xray.verdict import Channel, Finding, FindingKind, Outcome, Verdict
 
 
+SCORE_FLOOR = 0.01  # a category with no box (the graph returns none under 0.05) scores this
+
+
+def score_logit(p: float) -> float:
+    p = min(max(p, SCORE_FLOOR), 1.0 - SCORE_FLOOR)
+    return float(np.log(p / (1.0 - p)))
+
+
+class PresenceMap(BaseModel):
+    """One category's calibrated evidence: P(loaded) = sigmoid(bias + box * logit(b) + image * logit(i)),
+    with b its best box score and i its image-level score (both floored at `SCORE_FLOOR`).
+
+    Fitted by logistic regression on a labelled validation split (`xray calibrate`), so
+    that evidence means the same across categories: a noisy category's 0.4 and a
+    reliable one's 0.4 are not the same probability that the goods are there.
+    """
+
+    bias: float
+    box: float
+    image: float = 0.0
+
+    def __call__(self, box_score: float, image_score: float) -> float:
+        z = self.bias + self.box * score_logit(box_score) + self.image * score_logit(image_score)
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+
 class VerifierConfig(BaseModel):
     """Thresholds of the verifier; calibrated on validation data and stored in the model card.
 
@@ -39,6 +65,8 @@ class VerifierConfig(BaseModel):
         image_weight: Weight of the model's image-level presence score as evidence
             beside its boxes (0: boxes only); chosen on validation data.
         combine: How the terms become one risk: the largest, or their noisy-OR.
+        presence: Calibrated evidence per category (replaces the box/image rule for
+            the categories it names).
         false_alarm_rate: The rate `red` was calibrated to (None if not calibrated).
     """
 
@@ -48,6 +76,7 @@ class VerifierConfig(BaseModel):
     missing_weight: float = Field(default=0.7, ge=0.0, le=1.0)
     image_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     combine: Literal["max", "noisy_or"] = "max"
+    presence: dict[str, PresenceMap] = Field(default_factory=dict)
     false_alarm_rate: float | None = None
 
     @model_validator(mode="after")
@@ -63,17 +92,28 @@ def category_weight(table: GoodsTable, category: str) -> float:
 
 
 def evidence(detections: Iterable[Detection], table: GoodsTable, image_scores: dict[str, float] | None = None,
-             image_weight: float = 0.0) -> dict[str, float]:
-    """Evidence per goods category: its best box score, or the weighted image-level score
-    when that is higher (categories the table does not know are ignored)."""
-    ev = {k: 0.0 for k in table.keys}
-    for d in detections:
-        if d.category in ev and d.score > ev[d.category]:
-            ev[d.category] = d.score
-    for k, v in (image_scores or {}).items():
-        if k in ev:
-            ev[k] = max(ev[k], image_weight * float(v))
+             image_weight: float = 0.0, presence: dict[str, PresenceMap] | None = None) -> dict[str, float]:
+    """Evidence per goods category in [0, 1]: its calibrated presence map where there is one,
+    else its best box score, or the weighted image-level score when that is higher
+    (categories the table does not know are ignored)."""
+    best = best_scores(detections, table)
+    image = {k: float(v) for k, v in (image_scores or {}).items() if k in best}
+    ev = {}
+    for k in table.keys:
+        if presence and k in presence:
+            ev[k] = presence[k](best[k], image.get(k, 0.0))
+        else:
+            ev[k] = max(best[k], image_weight * image.get(k, 0.0))
     return ev
+
+
+def best_scores(detections: Iterable[Detection], table: GoodsTable) -> dict[str, float]:
+    """The best box score per goods category (0 where there is no box)."""
+    best = {k: 0.0 for k in table.keys}
+    for d in detections:
+        if d.category in best and d.score > best[d.category]:
+            best[d.category] = d.score
+    return best
 
 
 def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = "", config: VerifierConfig | None = None,
@@ -87,7 +127,7 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
     config = config or VerifierConfig()
     table = table or default_goods_table()
     declared, unknown = manifest.categories(table)
-    ev = evidence(detections, table, image_scores, config.image_weight)
+    ev = evidence(detections, table, image_scores, config.image_weight, config.presence)
     boxes = {k: [d.box for d in detections if d.category == k and d.score >= config.present * 0.5] for k in table.keys}
     seen = [c for c in table.keys if ev[c] >= config.present]
 
@@ -131,6 +171,7 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
         outcome, channel = Outcome.MATCH, Channel.GREEN
     return Verdict(scan_id=scan_id, verdict=outcome, channel=channel, risk=risk, findings=findings,
                    detections=list(detections), declared=declared, image_scores=dict(image_scores or {}),
+                   evidence={k: round(v, 4) for k, v in ev.items() if v > 0.0},
                    model_id=model_id, model_version=model_version, timings_ms=dict(timings_ms or {}))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
 
 from xray.errors import ConfigError
@@ -206,6 +207,8 @@ class Augment:
                     scale=tuple(c["scale"]),
                     translate_percent={"x": (-t, t), "y": (-t / 2, t / 2)},
                     fill=0.0,  # A = 0 is air
+                    fill_mask=0.0,
+                    mask_interpolation=cv2.INTER_LINEAR,  # the mask carries measured detail channels
                     p=c["affine"],
                 ),
                 AttenuationGain(tuple(c["gain"]), c["channel_gain"], p=0.8),
@@ -218,16 +221,27 @@ class Augment:
         )
 
     def __call__(
-        self, att: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator
+        self, att: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator,
+        geometric_only: int = 0,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Augment (C, H, W) attenuation with (N, 4) xyxy boxes and (N,) labels; same shapes out."""
+        """Augment (C, H, W) attenuation with (N, 4) xyxy boxes and (N,) labels; same shapes out.
+
+        The last `geometric_only` channels (measured detail, not attenuation) move with
+        the pixels but get no gain, contrast, noise or blur.
+        """
         _, H, W = att.shape
         boxes = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0, [W, H, W, H])
         self.pipeline.set_random_seed(int(rng.integers(2**31)))
+        n = att.shape[0] - geometric_only
+        extra = {"mask": np.ascontiguousarray(att[n:].transpose(1, 2, 0))} if geometric_only else {}
         out = self.pipeline(
-            image=np.ascontiguousarray(np.clip(att / A_MAX, 0.0, 1.0).transpose(1, 2, 0)),
+            image=np.ascontiguousarray(np.clip(att[:n] / A_MAX, 0.0, 1.0).transpose(1, 2, 0)),
             bboxes=boxes,
             labels=np.asarray(labels, np.int64),
+            **extra,
         )
         img = np.ascontiguousarray(out["image"].transpose(2, 0, 1) * A_MAX, dtype=np.float32)
+        if geometric_only:
+            mask = np.asarray(out["mask"], np.float32).reshape(H, W, geometric_only)
+            img = np.concatenate([img, np.ascontiguousarray(mask.transpose(2, 0, 1))])
         return img, np.asarray(out["bboxes"], np.float32).reshape(-1, 4), np.asarray(out["labels"], np.int64)

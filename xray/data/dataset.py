@@ -24,7 +24,7 @@ from xray.data.augment import Augment, extract_patch, project, rescale_patch
 from xray.errors import DatasetError, ManifestError, ScanError
 from xray.goods import default_goods_table
 from xray.manifest import Manifest
-from xray.model.preprocess import InputSpec, base_channels, finish, fit, resize
+from xray.model.preprocess import InputSpec, base_channels, finish, fit, shrink
 from xray.scan import Scan, ScanKind
 
 IMAGE_LABEL_SOURCES = ("boxes", "manifest", "none")
@@ -243,10 +243,10 @@ class XrayDataset(Dataset):
                     image_labels[got[1]] = 1.0
 
         lb = fit(base.shape[1:], self.spec.size)
-        base = resize(base, lb.resized_hw)
+        base = shrink(base, lb.resized_hw, self.spec)
         boxes = lb.to_input(boxes)
         if augment:
-            base, boxes, labels = self.augment(base, boxes, labels, rng=rng)
+            base, boxes, labels = self.augment(base, boxes, labels, rng=rng, geometric_only=self.spec.detail_channels)
         image = finish(base, self.spec)
 
         if self.image_label_source == "boxes":

@@ -7,6 +7,9 @@ A model config is a YAML file with sections:
     train:  {...}                               # read by xray.train.loop
     augment: {...}                              # read by xray.data.augment
     export: {...}                               # read by xray.export
+
+A config may start with `_base_: other.yaml` (relative to itself) and override keys of
+the base's sections, e.g. a fine-tuning stage that changes only `train` and `augment`.
 """
 
 from __future__ import annotations
@@ -64,6 +67,18 @@ def load_config(path: str | Path) -> dict[str, Any]:
         cfg = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read model config: {e}") from e
+    if isinstance(cfg, dict) and "_base_" in cfg:
+        # A config may name a base (relative to itself) and override some keys of its sections.
+        base_path = Path(path).parent / str(cfg.pop("_base_"))
+        if base_path.resolve() == Path(path).resolve():
+            raise ConfigError(f"{path}: a config cannot be its own _base_")
+        base = load_config(base_path)
+        for section, values in cfg.items():
+            if isinstance(values, dict) and isinstance(base.get(section), dict):
+                base[section] = {**base[section], **values}
+            else:
+                base[section] = values
+        cfg = base
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or "name" not in cfg["model"]:
         raise ConfigError(f"{path}: a model config needs a 'model' section with a 'name'")
     for section in ("input", "train", "augment", "export"):

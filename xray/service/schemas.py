@@ -53,8 +53,9 @@ class GoodsRow(BaseModel):
     category: str
     name: str
     declared: bool
-    seen: bool = Field(description="best score reached the model's presence threshold")
-    best_score: float
+    seen: bool = Field(description="the verifier's evidence reached the presence threshold")
+    evidence: float = Field(description="what the verifier weighed: calibrated presence or best score, in [0, 1]")
+    best_score: float = Field(description="best box score of the category")
 
 
 class Inspection(Verdict):
@@ -113,15 +114,17 @@ def links_for(inspection_id: str) -> Links:
 
 
 def declared_vs_found(verdict: Verdict, present: float) -> list[GoodsRow]:
-    """Declared categories and every category the model scored at half the presence threshold or more."""
+    """Declared categories and every category with half the presence threshold of evidence or more."""
     table = default_goods_table()
     best: dict[str, float] = {}
     for d in verdict.detections:
         best[d.category] = max(best.get(d.category, 0.0), d.score)
-    shown = list(verdict.declared) + [c for c in sorted(best, key=lambda c: -best[c])
-                                      if c not in verdict.declared and best[c] >= present / 2]
+    ev = verdict.evidence or best  # verdicts stored before evidence was recorded: the box scores
+    shown = list(verdict.declared) + [c for c in sorted(ev, key=lambda c: -ev[c])
+                                      if c not in verdict.declared and ev[c] >= present / 2]
     return [GoodsRow(category=c, name=table[c].name if c in table.keys else c, declared=c in verdict.declared,
-                     seen=best.get(c, 0.0) >= present, best_score=round(best.get(c, 0.0), 4)) for c in shown]
+                     seen=ev.get(c, 0.0) >= present, evidence=round(ev.get(c, 0.0), 4),
+                     best_score=round(best.get(c, 0.0), 4)) for c in shown]
 
 
 def _review(row: ReviewRow | InspectionRow) -> Review | None:

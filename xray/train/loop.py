@@ -57,6 +57,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def load_inflated(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load weights into a model whose input has more channels than the weights' model had.
+
+    A weight that differs only in its input-channel dimension (the stem convolution) is
+    copied into the first channels and the new channels start at zero, so the model
+    starts out computing exactly what the old one did and learns to use the new input.
+
+    Returns:
+        Names of the inflated tensors.
+
+    Raises:
+        ConfigError: any other mismatch of names or shapes.
+    """
+    own = model.state_dict()
+    if set(own) != set(state):
+        raise ConfigError(f"--init: the checkpoint's layers differ: {sorted(set(own) ^ set(state))[:5]}")
+    inflated, merged = [], {}
+    for name, w in state.items():
+        target = own[name]
+        if w.shape == target.shape:
+            merged[name] = w
+        elif w.dim() == 4 and w.shape[0] == target.shape[0] and w.shape[2:] == target.shape[2:] and w.shape[1] < target.shape[1]:
+            new = torch.zeros_like(target)
+            new[:, : w.shape[1]] = w
+            merged[name] = new
+            inflated.append(name)
+        else:
+            raise ConfigError(f"--init: {name} has shape {tuple(w.shape)}, the model needs {tuple(target.shape)}")
+    model.load_state_dict(merged)
+    return inflated
+
+
 def resolve_device(device: str) -> torch.device:
     """`auto` -> cuda when available, else cpu."""
     if device == "auto":
@@ -196,6 +228,7 @@ def fit(
     epochs: int | None = None,
     device: str = "auto",
     resume: bool = False,
+    init: str | Path | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
     seed: int | None = None,
@@ -205,6 +238,8 @@ def fit(
     """Train a detector on a dataset in the xray format; returns a summary of the run.
 
     Arguments left None take the config's `train` section (then `TRAIN_DEFAULTS`).
+    `init` starts from another run's weights (same model and classes) with a fresh
+    optimizer and schedule: a fine-tuning stage.
     """
     cfg = load_config(config) if not isinstance(config, dict) else {**config}
     unknown = set(cfg.get("train", {})) - set(TRAIN_DEFAULTS)
@@ -255,8 +290,17 @@ def fit(
         best, best_metrics = tuple(ckpt.get("best", best)), ckpt.get("best_metrics")
         torch.set_rng_state(ckpt["rng"]["torch"])
         generator.set_state(ckpt["rng"]["loader"])
-    elif csv_path.exists():
-        csv_path.unlink()  # a fresh run does not append to an old run's metrics
+    else:
+        if init is not None:
+            if not Path(init).is_file():
+                raise ConfigError(f"--init: {init} does not exist")
+            ckpt = torch.load(init, map_location=dev, weights_only=False)
+            if ckpt.get("classes") != classes or ckpt.get("config", {}).get("model") != cfg["model"]:
+                raise ConfigError(f"--init: {init} was trained with another model config or class list")
+            load_inflated(model, ckpt["model"])
+            cfg["init"] = {"from": str(init), "epoch": ckpt.get("epoch"), "metrics": ckpt.get("metrics")}
+        if csv_path.exists():
+            csv_path.unlink()  # a fresh run does not append to an old run's metrics
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     fields = None

@@ -163,7 +163,7 @@ function renderGoods(insp) {
       <td>${esc(g.name)}</td>
       <td class="${g.declared ? "yes" : "no"}">${g.declared ? "yes" : "no"}</td>
       <td class="${undeclared ? "flag" : g.seen ? "yes" : "no"}">${g.seen ? "yes" : "no"}</td>
-      <td class="num">${g.best_score.toFixed(2)}</td></tr>`;
+      <td class="num" title="best box score ${g.best_score.toFixed(2)}">${g.evidence.toFixed(2)}</td></tr>`;
   }).join("");
 }
 
