@@ -1,7 +1,9 @@
 """The verifier: detections + manifest -> a customs `Verdict` with findings, risk and channel.
 
-Evidence per goods category is the best detection score of that category (0 if none),
-or the model's image-level presence score when that is higher and weighted in. Risk is
+Evidence per goods category is the probability that the goods are loaded, from a
+per-category logistic map of its best box score and image-level score fitted on labelled
+validation scans (`PresenceMap`, written by `xray calibrate`); without a map, the best
+box score, or the weighted image-level score when that is higher. Risk is
 continuous in the evidence, so it can be calibrated to a false-alarm rate. Each
 category that no declared line explains (a compatible category explains it too) is a
 term w_c * evidence_c, with w_c growing with the category's risk weight (tobacco,
