@@ -142,7 +142,9 @@ def run(model_dir: Path, scans: dict[str, CanonicalScan], cache: Path, *, quick:
         if eager is not None:
             row["ours_eager_ms"] = time_eager(eager, x, n=n)
         if peer is not None:
-            row["yolo11n_onnx_ms"] = time_session(engine_session(peer["files"][f"{h}x{w}"]), x, n=n)
+            # YOLO11n takes 3 channels; ours may take more (the detail channel): same pixels, its width.
+            x3 = np.ascontiguousarray(np.resize(x, (x.shape[0], 3, *x.shape[2:])), dtype=np.float32)
+            row["yolo11n_onnx_ms"] = time_session(engine_session(peer["files"][f"{h}x{w}"]), x3, n=n)
         rows.append(row)
     return {"n": n, "model": card.get("name"), "model_params": card.get("architecture", {}).get("params"),
             "peer": {k: peer[k] for k in ("ultralytics", "nc", "params")} if peer else None,
