@@ -61,8 +61,8 @@ model: setup
 	$(BIN)/python train.py --data $(MODEL_DATA) --model models/default-ft.yaml --out $(MODEL_FT) --threads 2 \
 		$$(test -f $(MODEL_FT)/last.pt && echo --resume || echo --init $(MODEL_RUN)/best.pt)
 	$(BIN)/xray export $(MODEL_FT)/best.pt --out models/default --data $(MODEL_DATA) --split test --latency-runs 40
-	$(BIN)/xray calibrate --model models/default --data $(CALIB_DATA) --split val --false-alarm 0.02
-	$(BIN)/xray evaluate --verdicts --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_FT)/verdicts
+	$(BIN)/xray calibrate --model models/default --data $(CALIB_DATA) --split val --false-alarm 0.02 --flip
+	$(BIN)/xray evaluate --verdicts --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_FT)/verdicts-flip
 
 # Benchmarks: latency per stage, HTTP under load, ONNX vs eager vs YOLO11n, accuracy, throughput.
 # Writes benchmarks/results/<date>-<machine>.{json,md} and -latency.png; fails only if a section crashes.

@@ -28,6 +28,17 @@ def test_calibration_stores_thresholds_in_the_model_card(tiny_model_dir, labelle
     assert card["verifier"]["yellow"] <= card["verifier"]["red"]
     assert result["false_alarm"] <= 0.25 and result["scans"] == 8
     assert result["evidence_rule"] in result["roc_auc_by_rule"]
+    assert card["engine"]["flip"] is False and result["flip"] is False
+
+
+def test_calibration_with_flip_records_it_for_later_engines(tiny_model_dir, labelled, tmp_path):
+    from xray.engine import Engine
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    calibrate_model(model, labelled, split="test", false_alarm=0.25, progress=False, flip=True)
+    assert json.loads((model / "model.json").read_text())["engine"] == {"flip": True}
+    assert Engine(model, threads=1).flip
 
 
 def test_verdict_evaluation_reports_rates_and_draws_the_roc(tiny_model_dir, labelled, tmp_path):

@@ -127,3 +127,39 @@ def test_engine_preprocessing_equals_training_preprocessing_with_the_detail_chan
     x_engine = engine.model_inputs(read_scan(scan_files[0].high, scan_files[0].low))[0].x
     assert x_engine.shape == x_train.shape == (4, *engine.spec.size) and np.allclose(x_engine, x_train, atol=1e-5)
     assert x_engine[3].std() > 0  # the fixture scans have texture
+
+
+def test_fuse_mirror_averages_each_box_with_its_mirrored_match():
+    from xray.engine import fuse_mirror
+
+    out = {"boxes": np.array([[10, 10, 30, 40], [60, 10, 90, 40]], np.float32), "scores": np.array([0.8, 0.6], np.float32),
+           "labels": np.array([0, 1]), "image_scores": np.array([0.2, 0.9], np.float32)}
+    # Mirrored in a 100 px wide region: the first box seen again at 70..90 (same class), the
+    # second box's mirror carries another class, so it has no match.
+    mirrored = {"boxes": np.array([[70, 11, 90, 40], [10, 10, 40, 40]], np.float32),
+                "scores": np.array([0.6, 0.7], np.float32), "labels": np.array([0, 0]),
+                "image_scores": np.array([0.4, 0.7], np.float32)}
+    fused = fuse_mirror(out, mirrored, width=100)
+    assert np.allclose(fused["scores"], [0.7, 0.3]) and np.array_equal(fused["boxes"], out["boxes"])
+    assert np.allclose(fused["image_scores"], [0.3, 0.8])
+    empty = {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32), "labels": np.zeros(0, int)}
+    assert np.allclose(fuse_mirror(out, empty, width=100)["scores"], [0.4, 0.3])
+
+
+def test_flip_is_taken_from_the_card_and_keeps_the_boxes_in_place(tiny_model_dir, tmp_path, scan_files):
+    import json
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    card = json.loads((model / "model.json").read_text())
+    card["engine"] = {"flip": True}
+    (model / "model.json").write_text(json.dumps(card))
+    flipped, plain = Engine(model, threads=1), Engine(model, threads=1, flip=False)
+    assert flipped.flip and not plain.flip and not Engine(tiny_model_dir, threads=1).flip
+    scan = read_scan(scan_files[0].high, scan_files[0].low)
+    a, ia, _ = plain.detect_full(scan)
+    b, ib, _ = flipped.detect_full(scan)
+    boxes = {d.box for d in a}
+    assert all(d.box in boxes for d in b)  # the mirrored pass moves no box, it only re-scores
+    assert set(ia) == set(ib) and ia != ib

@@ -136,18 +136,20 @@ def cross_fitted_risks(records: list[dict[str, Any]], base: VerifierConfig, *, f
 
 def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "val", false_alarm: float = 0.01,
                     review_rate: float | None = None, limit: int | None = None, progress: bool = True,
-                    image_weights: tuple[float, ...] = (0.0, 0.5, 1.0)) -> dict:
+                    image_weights: tuple[float, ...] = (0.0, 0.5, 1.0), flip: bool = False) -> dict:
     """Calibrate the verifier of a model on a split and store the thresholds in its card.
 
     The evidence rule is chosen by ROC AUC on the split: the best box score with the
     image-level score weighted by one of `image_weights`, or per-category presence maps
     fitted on the split (their AUC measured by 2-fold cross-fitting, so that the choice
     is not won in-sample). Ties go to the simpler rule. The red threshold is then set to
-    the false-alarm rate (on the cross-fitted risks when presence maps win).
+    the false-alarm rate (on the cross-fitted risks when presence maps win). With `flip`
+    the engine averages each scan with its mirror image (`xray.engine.fuse_mirror`); the
+    card records it, so that every later engine on the model does the same.
     """
     from sklearn.metrics import roc_auc_score
 
-    engine = Engine(model_dir)
+    engine = Engine(model_dir, flip=flip)
     records = score_split(engine, data, split, limit=limit, progress=progress)
     labels = [r["mismatch"] for r in records]
     plain = engine.verifier.model_copy(update={"presence": {}})
@@ -170,13 +172,14 @@ def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "va
     clean = [r for r, m in zip(risks, labels) if not m]
     bad = [r for r, m in zip(risks, labels) if m]
     result = {"data": str(data), "split": split, "scans": len(records), "mismatches": len(bad),
-              "evidence_rule": rule, "image_weight": base.image_weight, "roc_auc_by_rule": aucs,
+              "flip": flip, "evidence_rule": rule, "image_weight": base.image_weight, "roc_auc_by_rule": aucs,
               "false_alarm_target": false_alarm, "false_alarm": float(np.mean([r >= cfg.red for r in clean])),
               "detection_rate": float(np.mean([r >= cfg.red for r in bad])) if bad else None,
               "red": cfg.red, "yellow": cfg.yellow}
     card_path = Path(model_dir) / "model.json"
     card = json.loads(card_path.read_text())
     card["verifier"] = cfg.model_dump()
+    card["engine"] = {**(card.get("engine") or {}), "flip": flip}
     card["calibration"] = result
     card_path.write_text(json.dumps(card, indent=2))
     return result

@@ -48,7 +48,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from xray.calibration import calibrate_model
 
     result = calibrate_model(args.model, args.data, split=args.split, false_alarm=args.false_alarm,
-                             review_rate=args.review_rate, limit=args.limit, progress=not args.quiet)
+                             review_rate=args.review_rate, limit=args.limit, progress=not args.quiet, flip=args.flip)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--false-alarm", type=float, default=0.01, help="largest share of matching scans sent to red")
     s.add_argument("--review-rate", type=float, default=None, help="largest share sent to yellow or red")
     s.add_argument("--limit", type=int, default=None, help="use at most this many scans")
+    s.add_argument("--flip", action="store_true",
+                   help="test-time augmentation: average each scan with its mirror image (one more model pass)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_calibrate)
     return p
