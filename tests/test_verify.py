@@ -86,7 +86,9 @@ def test_unknown_hs_code_is_a_finding_and_sends_to_review():
 def test_weak_evidence_lands_in_yellow():
     cfg = VerifierConfig(present=0.5, yellow=0.2, red=0.6)
     v = verify([det("textiles", 0.95), det("tyres", 0.35)], manifest("textiles"), config=cfg)
-    assert 0.2 <= v.risk < 0.6 and v.channel is Channel.YELLOW and not v.findings  # below `present`
+    assert 0.2 <= v.risk < 0.6 and v.channel is Channel.YELLOW
+    # Below `present`, so not "seen"; the review still learns what raised the risk.
+    assert kinds(v) == [(FindingKind.UNDECLARED, "tyres")] and "suspected" in v.findings[0].detail
 
 
 def test_risk_rises_with_evidence():
@@ -154,3 +156,18 @@ def test_presence_maps_fitted_on_records_learn_which_scores_mean_loaded():
     t = maps["tobacco"]
     assert t.box > 1.0 and abs(t.image) < t.box / 3  # the box score carries the information, the image score none
     assert t(0.85, 0.5) > 0.9 and t(0.1, 0.5) < 0.1
+
+
+def test_a_red_or_yellow_verdict_always_names_what_drives_it():
+    cfg = VerifierConfig(yellow=0.3, red=0.4)
+    # Tobacco under the presence threshold (0.5), yet enough for red: the finding names it.
+    v = verify([det("textiles", 0.95), det("tobacco", 0.45)], manifest("textiles"), config=cfg)
+    assert v.channel is Channel.RED and kinds(v) == [(FindingKind.UNDECLARED, "tobacco")]
+    assert "suspected" in v.findings[0].detail and v.findings[0].confidence == pytest.approx(0.45)
+    assert v.findings[0].evidence  # the weak box is still drawn
+    # A declared line with weak evidence drives it instead.
+    w = verify([det("textiles", 0.95), det("paper", 0.45)], manifest("textiles", "paper"), config=cfg)
+    assert w.channel is not Channel.GREEN and kinds(w) == [(FindingKind.NOT_SEEN, "paper")]
+    # Green stays without findings.
+    g = verify([det("textiles", 0.95), det("tobacco", 0.1)], manifest("textiles"), config=cfg)
+    assert g.channel is Channel.GREEN and g.findings == []

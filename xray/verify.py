@@ -162,6 +162,19 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
                              detail=f"{table[c].name.lower()} seen, not declared") for c in undeclared_seen]
         findings += [Finding(kind=FindingKind.NOT_SEEN, category=d, confidence=not_seen[d],
                              detail=f"declared {d}, not seen") for d in missing]
+    if risk >= config.yellow and not findings:
+        # Review or inspection, with nothing past the presence threshold: name what drives the risk.
+        top_u = max(unexplained, key=lambda c: category_weight(table, c) * unexplained[c], default=None)
+        top_m = max(not_seen, key=lambda d: not_seen[d], default=None)
+        u_term = category_weight(table, top_u) * unexplained[top_u] if top_u else 0.0
+        m_term = config.missing_weight * not_seen[top_m] if top_m else 0.0
+        if top_u and u_term >= m_term:
+            findings.append(Finding(kind=FindingKind.UNDECLARED, category=top_u, confidence=ev[top_u],
+                                    evidence=boxes[top_u],
+                                    detail=f"{table[top_u].name.lower()} suspected, not declared (weak evidence)"))
+        elif top_m:
+            findings.append(Finding(kind=FindingKind.NOT_SEEN, category=top_m, confidence=not_seen[top_m],
+                                    detail=f"declared {top_m}, weak evidence of it"))
     findings += [Finding(kind=FindingKind.UNKNOWN_HS, confidence=1.0, detail=f"HS code {code} maps to no goods category")
                  for code in unknown]
 
