@@ -171,3 +171,21 @@ def test_a_red_or_yellow_verdict_always_names_what_drives_it():
     # Green stays without findings.
     g = verify([det("textiles", 0.95), det("tobacco", 0.1)], manifest("textiles"), config=cfg)
     assert g.channel is Channel.GREEN and g.findings == []
+
+
+def test_the_overlay_draws_the_weak_boxes_a_finding_cites():
+    import numpy as np
+
+    from xray.overlay import UNDECLARED_BGR, draw_overlay
+    from xray.scan import Scan, ScanKind
+
+    scan = Scan(id="o", channels=np.full((2, 300, 600), 0.8, np.float32), kind=ScanKind.DUAL)
+    cfg = VerifierConfig(yellow=0.3, red=0.4)
+    v = verify([det("textiles", 0.95, (20, 40, 200, 260)), det("tobacco", 0.45, (300, 40, 500, 260))],
+               manifest("textiles"), config=cfg)
+    assert v.findings[0].evidence == [(300.0, 40.0, 500.0, 260.0)]
+    picture = draw_overlay(scan, v, present=0.5)
+    legend = int(34 * max(0.5, 600 / 1800))  # the legend strip under the scan (overlay's layout)
+    scan_rows = picture[-(300 + legend):-legend]
+    red = np.all(scan_rows == np.array(UNDECLARED_BGR, np.uint8), axis=2)
+    assert red[:, 300:505].any() and not red[:, :290].any()  # the weak tobacco box is drawn, in red

@@ -34,7 +34,8 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: i
     Args:
         scan: The scan the verdict is about.
         verdict: The verdict (its detections and findings).
-        present: Detections below this score are not drawn.
+        present: Detections below this score are not drawn, unless a finding cites them
+            as its evidence (a weak but suspected undeclared category).
         width: Resize the picture to this width (default: scan width).
     """
     table = default_goods_table()
@@ -43,8 +44,9 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: i
                if f.kind in (FindingKind.UNDECLARED, FindingKind.SUBSTITUTION, FindingKind.FALSE_EMPTY)}
     thick = max(2, scan.width // 600)
     scale_txt = max(0.5, scan.width / 2400)
+    cited = {tuple(b) for f in verdict.findings for b in f.evidence}
     for d in verdict.detections:
-        if d.score < present:
+        if d.score < present and tuple(d.box) not in cited:
             continue
         colour = UNDECLARED_BGR if d.category in flagged else DECLARED_BGR
         x1, y1, x2, y2 = (int(round(v)) for v in d.box)
