@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from xray.engine import Engine
 from xray.errors import DatasetError
+from xray.goods import default_goods_table
 from xray.manifest import Manifest
 from xray.sources.files import read_scan
 from xray.verdict import Channel
-from xray.goods import default_goods_table
-from xray.verify import PresenceMap, VerifierConfig, score_logit, best_scores, calibrate, verify
+from xray.verify import PresenceMap, VerifierConfig, best_scores, calibrate, score_logit, verify
 
 
 def labelled_scans(root: str | Path, split: str) -> list[dict[str, Any]]:
@@ -159,9 +159,9 @@ def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "va
         for w in image_weights:
             cfg_w = plain.model_copy(update={"image_weight": w})
             candidates[f"image_weight={w}"] = (cfg_w, [rescore(r, cfg_w)["risk"] for r in records])
-        if all("loaded_truth" in r for r in records) and fit_presence(records):
-            risks_cf = cross_fitted_risks(records, plain)
-            candidates["presence"] = (plain.model_copy(update={"presence": fit_presence(records)}), risks_cf)
+        maps = fit_presence(records) if all("loaded_truth" in r for r in records) else {}
+        if maps:
+            candidates["presence"] = (plain.model_copy(update={"presence": maps}), cross_fitted_risks(records, plain))
         aucs = {k: float(roc_auc_score(labels, risks)) for k, (_, risks) in candidates.items()}
         rule = max(aucs, key=lambda k: (round(aucs[k], 4), -list(candidates).index(k)))
         base, risks = candidates[rule]

@@ -135,12 +135,13 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
 
     unexplained = {c: ev[c] for c in table.keys if not any(table.compatible(c, d) for d in declared)}
     not_seen = {d: 1.0 - max(ev[c] for c in table.keys if table.compatible(c, d)) for d in declared}
-    terms = [category_weight(table, c) * e for c, e in unexplained.items()]
-    terms += [config.missing_weight * m for m in not_seen.values()]
+    # The risk terms, keyed by what drives them (undeclared ones first: they win ties).
+    terms = {(FindingKind.UNDECLARED, c): category_weight(table, c) * e for c, e in unexplained.items()}
+    terms |= {(FindingKind.NOT_SEEN, d): config.missing_weight * m for d, m in not_seen.items()}
     if config.combine == "max":
-        risk = max(terms, default=0.0)
+        risk = max(terms.values(), default=0.0)
     else:
-        risk = 1.0 - float(np.prod([1.0 - t for t in terms]))
+        risk = 1.0 - float(np.prod([1.0 - t for t in terms.values()]))
     risk = min(max(risk, 0.0), 1.0)
 
     findings: list[Finding] = []
@@ -162,19 +163,15 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
                              detail=f"{table[c].name.lower()} seen, not declared") for c in undeclared_seen]
         findings += [Finding(kind=FindingKind.NOT_SEEN, category=d, confidence=not_seen[d],
                              detail=f"declared {d}, not seen") for d in missing]
-    if risk >= config.yellow and not findings:
+    if risk >= config.yellow and not findings and terms:
         # Review or inspection, with nothing past the presence threshold: name what drives the risk.
-        top_u = max(unexplained, key=lambda c: category_weight(table, c) * unexplained[c], default=None)
-        top_m = max(not_seen, key=lambda d: not_seen[d], default=None)
-        u_term = category_weight(table, top_u) * unexplained[top_u] if top_u else 0.0
-        m_term = config.missing_weight * not_seen[top_m] if top_m else 0.0
-        if top_u and u_term >= m_term:
-            findings.append(Finding(kind=FindingKind.UNDECLARED, category=top_u, confidence=ev[top_u],
-                                    evidence=boxes[top_u],
-                                    detail=f"{table[top_u].name.lower()} suspected, not declared (weak evidence)"))
-        elif top_m:
-            findings.append(Finding(kind=FindingKind.NOT_SEEN, category=top_m, confidence=not_seen[top_m],
-                                    detail=f"declared {top_m}, weak evidence of it"))
+        kind, c = max(terms, key=lambda k: terms[k])
+        if kind is FindingKind.UNDECLARED:
+            findings.append(Finding(kind=kind, category=c, confidence=ev[c], evidence=boxes[c],
+                                    detail=f"{table[c].name.lower()} suspected, not declared (weak evidence)"))
+        else:
+            findings.append(Finding(kind=kind, category=c, confidence=not_seen[c],
+                                    detail=f"declared {c}, weak evidence of it"))
     findings += [Finding(kind=FindingKind.UNKNOWN_HS, confidence=1.0, detail=f"HS code {code} maps to no goods category")
                  for code in unknown]
 
