@@ -9,22 +9,11 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
+from pixels import H, W, as_u16, levels16
 from xray.errors import ScanError, ScanReadError
 from xray.scan import Scan, ScanKind
 from xray.sources.dicos import read_dicos, write_dicos
 from xray.sources.files import read_scan
-
-H, W = 40, 56
-
-
-def levels16(seed: int = 0) -> np.ndarray:
-    values = np.random.default_rng(seed).integers(0, 65536, size=(H, W), dtype=np.uint16)
-    values.flat[:6] = [0, 1, 12345, 32767, 65534, 65535]
-    return values
-
-
-def as_u16(channels: np.ndarray) -> np.ndarray:
-    return np.round(channels.astype(np.float64) * 65535).astype(np.uint16)
 
 
 def make_scan(kind: ScanKind = ScanKind.SINGLE, **fields: object) -> Scan:

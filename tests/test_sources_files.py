@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from pixels import H, W, as_u16, levels16
 from xray.errors import ScanReadError
 from xray.scan import MAX_SIDE, Scan, ScanKind
 from xray.sources.files import (
@@ -20,20 +21,6 @@ from xray.sources.files import (
     write_png16,
     write_tiff,
 )
-
-H, W = 48, 64
-
-
-def levels16(seed: int = 0) -> np.ndarray:
-    """uint16 (H, W) spanning 0..65535, with odd values that 8-bit or float16 paths would lose."""
-    values = np.random.default_rng(seed).integers(0, 65536, size=(H, W), dtype=np.uint16)
-    values.flat[:6] = [0, 1, 12345, 32767, 65534, 65535]
-    return values
-
-
-def as_u16(channels: np.ndarray) -> np.ndarray:
-    return np.round(channels.astype(np.float64) * 65535).astype(np.uint16)
-
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

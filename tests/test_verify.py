@@ -125,6 +125,16 @@ def test_image_level_scores_count_as_evidence_only_with_their_weight():
     assert on.risk > off.risk
 
 
+def test_a_finding_from_the_image_head_cites_the_best_box_of_its_category():
+    # Only faint tobacco boxes (below half the presence threshold): the image head carries the
+    # finding, and the officer is shown the strongest of those boxes, not none and not all.
+    dets = [det("textiles", 0.95), det("tobacco", 0.08, (5, 5, 50, 50)), det("tobacco", 0.15, (300, 40, 500, 200))]
+    v = verify(dets, manifest("textiles"), image_scores={"tobacco": 0.9, "textiles": 0.97},
+               config=VerifierConfig(image_weight=1.0))
+    assert kinds(v) == [(FindingKind.UNDECLARED, "tobacco")]
+    assert v.findings[0].evidence == [(300, 40, 500, 200)]
+
+
 def test_presence_maps_replace_the_raw_scores_of_their_categories():
     # A category whose boxes are unreliable: a 0.6 box means little once calibrated.
     noisy = PresenceMap(bias=-3.0, box=0.5, image=0.0)

@@ -131,6 +131,12 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
     declared, unknown = manifest.categories(table)
     ev = evidence(detections, table, image_scores, config.image_weight, config.presence)
     boxes = {k: [d.box for d in detections if d.category == k and d.score >= config.present * 0.5] for k in table.keys}
+    for k, kept in boxes.items():
+        if not kept:
+            # Evidence carried by the image-level head alone: cite the category's best box, if
+            # any, so that the officer is shown where the model looked.
+            top = max((d for d in detections if d.category == k), key=lambda d: d.score, default=None)
+            boxes[k] = [top.box] if top is not None else []
     seen = [c for c in table.keys if ev[c] >= config.present]
 
     unexplained = {c: ev[c] for c in table.keys if not any(table.compatible(c, d) for d in declared)}

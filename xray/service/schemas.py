@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from xray.goods import default_goods_table
 from xray.service.store import InspectionRow, ReviewRow, as_utc
 from xray.verdict import Channel, Outcome, Verdict
+from xray.verify import best_scores
 
 
 class ErrorBody(BaseModel):
@@ -116,9 +117,7 @@ def links_for(inspection_id: str) -> Links:
 def declared_vs_found(verdict: Verdict, present: float) -> list[GoodsRow]:
     """Declared categories and every category with half the presence threshold of evidence or more."""
     table = default_goods_table()
-    best: dict[str, float] = {}
-    for d in verdict.detections:
-        best[d.category] = max(best.get(d.category, 0.0), d.score)
+    best = best_scores(verdict.detections, table)
     ev = verdict.evidence or best  # verdicts stored before evidence was recorded: the box scores
     shown = list(verdict.declared) + [c for c in sorted(ev, key=lambda c: -ev[c])
                                       if c not in verdict.declared and ev[c] >= present / 2]

@@ -287,6 +287,8 @@ def fit(
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch = ckpt["epoch"] + 1
+        if ckpt["config"].get("init"):
+            cfg["init"] = ckpt["config"]["init"]  # a resumed fine-tuning run keeps its provenance
         best, best_metrics = tuple(ckpt.get("best", best)), ckpt.get("best_metrics")
         torch.set_rng_state(ckpt["rng"]["torch"])
         generator.set_state(ckpt["rng"]["loader"])
