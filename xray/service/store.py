@@ -99,7 +99,7 @@ class InspectionRow(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     client: Mapped[str] = mapped_column(String(64))  # API key id, "anonymous" or "folder"
-    scan_id: Mapped[str] = mapped_column(String(200))
+    scan_id: Mapped[str] = mapped_column(Text)  # a file stem: up to 255 bytes, and PostgreSQL enforces lengths
     container_id: Mapped[str | None] = mapped_column(String(64))
     image_sha256: Mapped[list[str]] = mapped_column(JSON)  # high first for a dual-energy pair
     image_paths: Mapped[list[str]] = mapped_column(JSON)  # relative to the data directory
@@ -167,7 +167,8 @@ class Store:
 
     Args:
         data_dir: Holds ``images/``, ``overlays/`` and, by default, ``xray.sqlite``.
-        url: SQLAlchemy database URL (default: SQLite in the data directory).
+        url: SQLAlchemy database URL (default: SQLite in the data directory), e.g.
+            ``postgresql+psycopg://user@host/dbname`` (needs the ``postgres`` extra).
     """
 
     def __init__(self, data_dir: str | Path, url: str | None = None):
