@@ -199,3 +199,24 @@ def test_the_overlay_draws_the_weak_boxes_a_finding_cites():
     scan_rows = picture[-(300 + legend):-legend]
     red = np.all(scan_rows == np.array(UNDECLARED_BGR, np.uint8), axis=2)
     assert red[:, 300:505].any() and not red[:, :290].any()  # the weak tobacco box is drawn, in red
+
+
+def test_the_overlay_does_not_draw_another_class_at_the_coordinates_a_finding_cites():
+    import numpy as np
+
+    from xray.overlay import DECLARED_BGR, draw_overlay
+    from xray.scan import Scan, ScanKind
+
+    # The head scores every class at one place: a weak firearms box with the very coordinates
+    # of the cited tobacco box must not be drawn (nor in the "declared" colour).
+    scan = Scan(id="o", channels=np.full((2, 300, 600), 0.8, np.float32), kind=ScanKind.DUAL)
+    cfg = VerifierConfig(yellow=0.3, red=0.4)
+    weak = (300, 40, 500, 260)
+    v = verify([det("textiles", 0.95, (20, 40, 200, 260)), det("tobacco", 0.45, weak), det("firearms", 0.3, weak)],
+               manifest("textiles"), config=cfg)
+    assert kinds(v) == [(FindingKind.UNDECLARED, "tobacco")]
+    picture = draw_overlay(scan, v, present=0.5)
+    legend = int(34 * max(0.5, 600 / 1800))
+    scan_rows = picture[-(300 + legend):-legend]
+    green = np.all(scan_rows == np.array(DECLARED_BGR, np.uint8), axis=2)
+    assert green[:, :210].any() and not green[:, 290:].any()

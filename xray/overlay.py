@@ -44,9 +44,11 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: i
                if f.kind in (FindingKind.UNDECLARED, FindingKind.SUBSTITUTION, FindingKind.FALSE_EMPTY)}
     thick = max(2, scan.width // 600)
     scale_txt = max(0.5, scan.width / 2400)
-    cited = {tuple(b) for f in verdict.findings for b in f.evidence}
+    # Keyed by category too: the head scores every class at one place, so another class's
+    # box can have the very coordinates a finding cites.
+    cited = {(f.category, tuple(b)) for f in verdict.findings for b in f.evidence}
     for d in verdict.detections:
-        if d.score < present and tuple(d.box) not in cited:
+        if d.score < present and (d.category, tuple(d.box)) not in cited:
             continue
         colour = UNDECLARED_BGR if d.category in flagged else DECLARED_BGR
         x1, y1, x2, y2 = (int(round(v)) for v in d.box)
