@@ -9,7 +9,9 @@ PORT ?= 8000
 # The default model's training data: fixed seed, so `make model` reproduces it.
 MODEL_DATA ?= data/sim
 MODEL_RUN ?= runs/default
-MODEL_FT ?= runs/default-ft
+# Fine-tuning stages after models/default.yaml, each from the best weights of the one before.
+FT_STAGES ?= default-ft default-ft2 default-ft3
+MODEL_FT ?= runs/$(lastword $(FT_STAGES))
 CALIB_DATA ?= data/calib
 
 .PHONY: setup run test sample model bench bench-quick clean
@@ -47,10 +49,10 @@ sample: setup
 	$(BIN)/xray simulate --out $(SAMPLE) --count 24 --seed 0 --workers 2
 	$(BIN)/python -m xray.simulate.gallery $(SAMPLE) --out $(SAMPLE)/gallery.png
 
-# Reproduce the bundled model: simulate (fixed seeds), train in two stages (each resumes a
-# stopped run): models/default.yaml, then models/default-ft.yaml from its best weights;
-# export with parity check and test-split mAP, calibrate the verifier on a separate
-# 1,200-scan validation set, evaluate verdicts on the held-out test split.
+# Reproduce the bundled model: simulate (fixed seeds), train models/default.yaml, then the
+# fine-tuning stages in order (each run resumes where it stopped); export the last stage
+# with parity check and test-split mAP, calibrate the verifier on a separate 1,200-scan
+# validation set, evaluate verdicts on the held-out test split.
 model: setup
 	test -f $(MODEL_DATA)/dataset.json || $(BIN)/xray simulate --out $(MODEL_DATA) --count 3000 --seed 2026 \
 		--workers 2 --mismatch-rate 0.4 --splits 0.75,0.08,0.17
@@ -58,8 +60,11 @@ model: setup
 		--workers 2 --mismatch-rate 0.4 --splits 0,1,0
 	$(BIN)/python train.py --data $(MODEL_DATA) --model models/default.yaml --out $(MODEL_RUN) --threads 2 \
 		$$(test -f $(MODEL_RUN)/last.pt && echo --resume)
-	$(BIN)/python train.py --data $(MODEL_DATA) --model models/default-ft.yaml --out $(MODEL_FT) --threads 2 \
-		$$(test -f $(MODEL_FT)/last.pt && echo --resume || echo --init $(MODEL_RUN)/best.pt)
+	prev=$(MODEL_RUN); for stage in $(FT_STAGES); do \
+		$(BIN)/python train.py --data $(MODEL_DATA) --model models/$$stage.yaml --out runs/$$stage --threads 2 \
+			$$(test -f runs/$$stage/last.pt && echo --resume || echo --init $$prev/best.pt) || exit 1; \
+		prev=runs/$$stage; \
+	done
 	$(BIN)/xray export $(MODEL_FT)/best.pt --out models/default --data $(MODEL_DATA) --split test --latency-runs 40
 	$(BIN)/xray calibrate --model models/default --data $(CALIB_DATA) --split val --false-alarm 0.02 --flip
 	$(BIN)/xray evaluate --verdicts --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_FT)/verdicts-flip
