@@ -22,6 +22,7 @@ from xray.sources.files import (
     write_tiff,
 )
 
+
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -360,3 +361,29 @@ def test_pseudo_colour_image_cannot_be_an_energy_channel(tmp_path: Path) -> None
     with pytest.raises(ScanReadError, match="rgb image") as info:
         read_scan(tmp_path / "rgb.png", tmp_path / "low.png")
     assert info.value.path == str(tmp_path / "rgb.png")
+
+
+def _read_pair_into(queue, high: Path, low: Path) -> None:  # runs in a forked child
+    queue.put(read_scan(high, low).channels.shape)
+
+
+def test_a_forked_child_reads_a_pair_after_its_parent_did(tmp_path: Path) -> None:
+    # The pair is decoded on a thread pool. A child forked after the parent used it (a
+    # DataLoader worker, a pre-fork server) inherits the pool without its threads and hung
+    # on its first pair before the pool was made per process.
+    import multiprocessing
+
+    high, low = tmp_path / "a_high.png", tmp_path / "a_low.png"
+    write_png16(high, levels16(1) / 65535.0)
+    write_png16(low, levels16(2) / 65535.0)
+    assert read_scan(high, low).channels.shape == (2, H, W)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_pair_into, args=(queue, high, low))
+    child.start()
+    child.join(30)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0
+    assert queue.get(timeout=5) == (2, H, W)

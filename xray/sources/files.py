@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +36,27 @@ from xray.sources.base import ImageSource, check_image_size
 from xray.sources.dicos import decode_dicos
 
 log = logging.getLogger(__name__)
-_DECODER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="xray-decode")
+_decoder: ThreadPoolExecutor | None = None
+_decoder_lock = threading.Lock()
+
+
+def _decoder_pool() -> ThreadPoolExecutor:
+    """The process's decode threads, made on first use."""
+    global _decoder
+    with _decoder_lock:
+        if _decoder is None:
+            _decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="xray-decode")
+        return _decoder
+
+
+def _forget_decoder_pool() -> None:
+    # A forked child (a DataLoader worker, a pre-fork server) inherits the pool but not its
+    # threads: work submitted to it would wait for ever. The child makes its own.
+    global _decoder, _decoder_lock
+    _decoder, _decoder_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_decoder_pool)
 
 # Suffixes that name scan files; anything else in a folder (".part", ".tmp") is not one.
 SCAN_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm", ".dicos"})
@@ -176,7 +198,7 @@ def decode_scan(
         image = _decode(high)
     else:
         # The codecs release the GIL: decoding both energies at once halves the wait.
-        future = _DECODER.submit(_decode, low)
+        future = _decoder_pool().submit(_decode, low)
         try:
             first = _decode(high)
         finally:
