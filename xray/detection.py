@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -25,3 +26,16 @@ class Detection(BaseModel):
     def area(self) -> float:
         x1, y1, x2, y2 = self.box
         return (x2 - x1) * (y2 - y1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N, 4) with every box in b (M, 4), xyxy."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+
+    def area(z: np.ndarray) -> np.ndarray:
+        return (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])
+
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from xray.detection import Detection
+from xray.detection import Detection, box_iou
 from xray.errors import ConfigError
 from xray.manifest import Manifest
 from xray.model.preprocess import (
@@ -37,15 +37,6 @@ from xray.verify import VerifierConfig, verify
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 # Execution providers in order of preference; the first one available is used.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of (N, 4) and (M, 4) xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def fuse_mirror(out: dict[str, np.ndarray], mirrored: dict[str, np.ndarray], width: int,

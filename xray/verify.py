@@ -118,6 +118,15 @@ def best_scores(detections: Iterable[Detection], table: GoodsTable) -> dict[str,
     return best
 
 
+def _evidence_boxes(detections: list[Detection], floor: float) -> list[tuple[float, float, float, float]]:
+    """A category's boxes scoring `floor` or more; when none does (evidence carried by the
+    image-level head alone), its best box, so that the officer is shown where the model looked."""
+    kept = [d.box for d in detections if d.score >= floor]
+    if kept or not detections:
+        return kept
+    return [max(detections, key=lambda d: d.score).box]
+
+
 def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = "", config: VerifierConfig | None = None,
            table: GoodsTable | None = None, image_scores: dict[str, float] | None = None, model_id: str = "",
            model_version: str = "", timings_ms: dict[str, float] | None = None) -> Verdict:
@@ -130,13 +139,11 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
     table = table or default_goods_table()
     declared, unknown = manifest.categories(table)
     ev = evidence(detections, table, image_scores, config.image_weight, config.presence)
-    boxes = {k: [d.box for d in detections if d.category == k and d.score >= config.present * 0.5] for k in table.keys}
-    for k, kept in boxes.items():
-        if not kept:
-            # Evidence carried by the image-level head alone: cite the category's best box, if
-            # any, so that the officer is shown where the model looked.
-            top = max((d for d in detections if d.category == k), key=lambda d: d.score, default=None)
-            boxes[k] = [top.box] if top is not None else []
+    by_category: dict[str, list[Detection]] = {k: [] for k in table.keys}
+    for d in detections:
+        if d.category in by_category:
+            by_category[d.category].append(d)
+    boxes = {k: _evidence_boxes(ds, config.present * 0.5) for k, ds in by_category.items()}
     seen = [c for c in table.keys if ev[c] >= config.present]
 
     unexplained = {c: ev[c] for c in table.keys if not any(table.compatible(c, d) for d in declared)}

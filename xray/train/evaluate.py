@@ -21,6 +21,7 @@ from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader
 
 from xray.data.dataset import XrayDataset, collate
+from xray.detection import box_iou
 from xray.errors import XrayError
 
 
@@ -115,16 +116,6 @@ def coco_map(coco_gt: COCO, results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (N, 4) with every box in b (M, 4), xyxy."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
 def confusion_matrix(
     dataset: XrayDataset, predictions: list[dict[str, Any]], *, iou: float = 0.5, score_thresh: float = 0.3
 ) -> np.ndarray:
@@ -142,7 +133,7 @@ def confusion_matrix(
         keep = p["scores"] >= score_thresh
         pb, pl = p["boxes"][keep], p["labels"][keep]
         used = np.zeros(len(pb), bool)
-        ious = _box_iou(gt_boxes, pb)
+        ious = box_iou(gt_boxes, pb)
         # Most certain matches first, so that a weaker overlap cannot take a box away.
         order = np.argsort(-ious.max(axis=1)) if len(pb) else range(len(gt_boxes))
         for g in order:
