@@ -8,16 +8,18 @@ import shutil
 from itertools import pairwise
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from fixtures_dataset import write_dataset
 
 from xray.data.augment import Augment
-from xray.data.dataset import XrayDataset, collate
+from xray.data.dataset import XrayDataset, collate, read_scan
 from xray.errors import ConfigError, DatasetError
 from xray.model import build_model, load_config, model_from_checkpoint
 from xray.model.preprocess import InputSpec
+from xray.scan import ScanKind
 from xray.train import loop
 from xray.train.evaluate import evaluate_main
 
@@ -67,7 +69,9 @@ def test_classes_mapped_by_name(data: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("breakage, message", [
     ("no_split", "no annotations for split"),
     ("unknown_category", "not a model class"),
-    ("missing_image", "image file missing"),
+    ("missing_image", "file not found"),
+    ("truncated_image", "truncated PNG"),
+    ("low_size_differs", "low-energy image is"),
     ("bad_bbox", "bad bbox"),
     ("not_json", "not a COCO detection file"),
     ("bad_manifest", "manifest"),
@@ -83,6 +87,12 @@ def test_malformed_datasets(data: Path, tmp_path: Path, breakage: str, message: 
         coco["categories"][0]["name"] = "unicorns"
     elif breakage == "missing_image":
         (root / "images" / coco["images"][0]["file_name"]).unlink()
+    elif breakage == "truncated_image":
+        png = root / "images" / coco["images"][0]["file_name"]
+        png.write_bytes(png.read_bytes()[:-40])
+    elif breakage == "low_size_differs":
+        low = root / "images" / coco["images"][0]["low_file_name"]
+        cv2.imwrite(str(low), cv2.imread(str(low), cv2.IMREAD_UNCHANGED)[:-8])
     elif breakage == "bad_bbox":
         coco["annotations"][0]["bbox"] = [1, 2, -5, 4]
     elif breakage == "not_json":
@@ -94,6 +104,16 @@ def test_malformed_datasets(data: Path, tmp_path: Path, breakage: str, message: 
     with pytest.raises(DatasetError, match=message):
         ds = XrayDataset(root, "train", spec=SPEC, image_labels="manifest")
         ds[0]
+
+
+def test_dataset_scans_keep_the_entry_labels(data: Path) -> None:
+    """Training reads scans through the inspection reader but keeps the dataset's id, spacing and energies."""
+    entry = json.loads((data / "annotations" / "train.json").read_text())["images"][0]
+    scan = read_scan(data, entry)
+    assert scan.id == entry["scan_id"] and scan.kind is ScanKind.DUAL
+    assert scan.energies == tuple(entry["energies"]) and scan.pixel_mm == tuple(entry["pixel_mm"])
+    high = cv2.imread(str(data / "images" / entry["file_name"]), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(scan.channels[0], high.astype(np.float32) / np.float32(65535.0))
 
 
 def test_single_energy_dataset_for_dual_model(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """A torch Dataset over a folder in the xray dataset format (datasets/FORMAT.md).
 
-COCO boxes through pycocotools, 16-bit transmission PNGs through OpenCV, one manifest
+COCO boxes through pycocotools, scan files through `xray.sources.files`, one manifest
 per scan. Classes are mapped by category *name* to the model's class list (the order
 of xray/goods.yaml by default), so a user's dataset with other category ids works.
 """
@@ -14,65 +14,43 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from xray.data.augment import Augment, extract_patch, project, rescale_patch
-from xray.errors import DatasetError, ManifestError, ScanError
+from xray.errors import DatasetError, ManifestError, ScanError, ScanReadError
 from xray.goods import default_goods_table
 from xray.manifest import Manifest
 from xray.model.preprocess import InputSpec, base_channels, finish, fit, shrink
-from xray.scan import Scan, ScanKind
+from xray.scan import Scan
+from xray.sources.files import ScanFile, decode_scan
 
 IMAGE_LABEL_SOURCES = ("boxes", "manifest", "none")
 
 
-def _read_png(path: Path) -> tuple[np.ndarray, int]:
-    """An image file as float32 in [0, 1] (H, W) or (H, W, 3) RGB, and its bit depth."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: image file missing")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DatasetError(f"{path}: not a readable image")
-    if img.dtype == np.uint16:
-        out, depth = img.astype(np.float32) / 65535.0, 16
-    elif img.dtype == np.uint8:
-        out, depth = img.astype(np.float32) / 255.0, 8
-    else:
-        raise DatasetError(f"{path}: expected 8- or 16-bit pixels, got {img.dtype}")
-    if out.ndim == 3:
-        if out.shape[2] == 4:
-            out = out[:, :, :3]
-        out = np.ascontiguousarray(out[:, :, ::-1])  # OpenCV's BGR -> RGB
-    return out, depth
-
-
 def read_scan(root: str | Path, entry: dict[str, Any]) -> Scan:
-    """Read the scan of one COCO image entry of a dataset in the xray format."""
+    """Read the scan of one COCO image entry of a dataset in the xray format.
+
+    The files go through the same reader as scans sent for inspection
+    (`xray.sources.files`), so training and inference see the same pixels.
+    """
     images = Path(root) / "images"
-    high, depth = _read_png(images / entry["file_name"])
+    high = images / entry["file_name"]
     low_name = entry.get("low_file_name")
-    scan_id = str(entry.get("scan_id") or Path(entry["file_name"]).stem)
-    meta = {"file_name": entry["file_name"], "low_file_name": low_name}
-    pixel_mm = tuple(entry.get("pixel_mm") or (5.0, 5.0))
-    energies = tuple(entry.get("energies") or ())
     try:
-        if high.ndim == 3:
-            return Scan(id=scan_id, channels=high.transpose(2, 0, 1).copy(), kind=ScanKind.RGB,
-                        pixel_mm=pixel_mm, bit_depth=depth, meta=meta)
-        if low_name:
-            low, _ = _read_png(images / low_name)
-            if low.shape != high.shape:
-                raise DatasetError(f"{images / low_name}: size {low.shape} differs from the high energy {high.shape}")
-            return Scan(id=scan_id, channels=np.stack([high, low]), kind=ScanKind.DUAL, pixel_mm=pixel_mm,
-                        bit_depth=depth, energies=energies, meta=meta)
-        return Scan(id=scan_id, channels=high[None], kind=ScanKind.SINGLE, pixel_mm=pixel_mm, bit_depth=depth,
-                    energies=energies, meta=meta)
-    except ScanError as e:
-        raise DatasetError(f"{images / entry['file_name']}: {e}") from e
+        scan = decode_scan(
+            ScanFile.load(high),
+            ScanFile.load(images / low_name) if low_name else None,
+            scan_id=str(entry.get("scan_id") or Path(entry["file_name"]).stem),
+            pixel_mm=tuple(entry.get("pixel_mm") or (5.0, 5.0)),
+            energies=tuple(entry.get("energies") or ()) or None,
+        )
+    except ScanReadError as e:
+        raise DatasetError(str(e)) from e
+    scan.meta.update(file_name=entry["file_name"], low_file_name=low_name)
+    return scan
 
 
 class XrayDataset(Dataset):

@@ -205,7 +205,8 @@ def decode_scan(
             second = future.result()
         image = _pair(high, first, low, second)
         files.append(low)
-    labels = image.energies or energies or ()
+    # Labels stored in the files win, then the caller's, then the plain names of a pair.
+    labels = image.energies or energies or (("high", "low") if low is not None else ())
     if len(labels) != image.channels.shape[0] or image.kind is ScanKind.RGB:
         labels = ()
     meta = {**image.meta, "paths": [str(f.path) for f in files], "formats": [f.format for f in files]}
@@ -238,7 +239,7 @@ def _pair(high: ScanFile, hi: _Image, low: ScanFile, lo: _Image) -> _Image:
         channels=np.concatenate([hi.channels, lo.channels]),
         kind=ScanKind.DUAL,
         bit_depth=min(hi.bit_depth, lo.bit_depth),  # provenance: the coarser of the two
-        energies=hi.energies + lo.energies if hi.energies and lo.energies else ("high", "low"),
+        energies=hi.energies + lo.energies if hi.energies and lo.energies else (),
         pixel_mm=hi.pixel_mm or lo.pixel_mm,
         meta={**lo.meta, **hi.meta},
     )
