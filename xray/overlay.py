@@ -47,16 +47,21 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: i
     # Keyed by category too: the head scores every class at one place, so another class's
     # box can have the very coordinates a finding cites.
     cited = {(f.category, tuple(b)) for f in verdict.findings for b in f.evidence}
-    for d in verdict.detections:
-        if d.score < present and (d.category, tuple(d.box)) not in cited:
-            continue
-        colour = UNDECLARED_BGR if d.category in flagged else DECLARED_BGR
+    shown = [d for d in verdict.detections if d.score >= present or (d.category, tuple(d.box)) in cited]
+    # Strongest last, so that its frame is on top; all labels after all frames, so none is hidden.
+    shown.sort(key=lambda d: d.score)
+    colours = [UNDECLARED_BGR if d.category in flagged else DECLARED_BGR for d in shown]
+    for d, colour in zip(shown, colours):
         x1, y1, x2, y2 = (int(round(v)) for v in d.box)
         cv2.rectangle(img, (x1, y1), (x2, y2), colour, thick)
-        label = f"{d.category} {d.score:.2f}"
-        (tw, th), _ = cv2.getTextSize(label, _FONT, scale_txt, 1)
-        cv2.rectangle(img, (x1, max(0, y1 - th - 8)), (x1 + tw + 6, y1), colour, -1)
-        cv2.putText(img, label, (x1 + 3, y1 - 5), _FONT, scale_txt, (255, 255, 255), 1, cv2.LINE_AA)
+    labels = [f"{d.category} {d.score:.2f}" for d in shown]
+    sizes = [cv2.getTextSize(t, _FONT, scale_txt, 1)[0] for t in labels]
+    order = sorted(range(len(shown)), key=lambda i: -shown[i].score)  # strongest gets the best place
+    places = label_places([shown[i].box for i in order], [(w + 6, h + 8) for w, h in (sizes[i] for i in order)],
+                          img.shape[:2])
+    for i, (lx, ly, lw, lh) in zip(order, places):
+        cv2.rectangle(img, (lx, ly), (lx + lw, ly + lh), colours[i], -1)
+        cv2.putText(img, labels[i], (lx + 3, ly + lh - 5), _FONT, scale_txt, (255, 255, 255), 1, cv2.LINE_AA)
     if width:
         img = cv2.resize(img, (width, int(round(img.shape[0] * width / img.shape[1]))), interpolation=cv2.INTER_AREA)
     w = img.shape[1]
@@ -80,3 +85,28 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: i
     if names:
         cv2.putText(legend, names, (x, int(line_h * 0.7)), _FONT, 0.6 * s, UNDECLARED_BGR, 1, cv2.LINE_AA)
     return np.vstack([banner, img, legend])
+
+
+def label_places(boxes: list[tuple[float, float, float, float]], sizes: list[tuple[int, int]],
+                 shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Where each box's label goes, as (x, y, w, h), in the order given (first served first).
+
+    A label sits just above its box's top-left corner; where that would cover a label
+    already placed, or leave the picture, it moves down along the box's left edge, one
+    label height at a time, until it is clear (or the box ends).
+    """
+    height, width = shape
+    placed: list[tuple[int, int, int, int]] = []
+    for (x1, y1, _, y2), (w, h) in zip(boxes, sizes):
+        x = min(max(0, round(x1)), max(0, width - w))
+        top = round(y1) - h
+        y = max(0, top)
+        for candidate in range(top, max(top, round(y2) - h) + 1, h):
+            if candidate < 0 or candidate + h > height:
+                continue
+            if not any(x < px + pw and px < x + w and candidate < py + ph and py < candidate + h
+                       for px, py, pw, ph in placed):
+                y = candidate
+                break
+        placed.append((x, y, w, h))
+    return placed

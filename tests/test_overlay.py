@@ -1,0 +1,61 @@
+"""Where the evidence picture puts its box labels: never over one another, never off the picture."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from xray.goods import default_goods_table
+from xray.manifest import Manifest, ManifestLine
+from xray.overlay import DECLARED_BGR, UNDECLARED_BGR, draw_overlay, label_places
+from xray.scan import Scan, ScanKind
+from xray.verdict import Detection
+from xray.verify import VerifierConfig, verify
+
+
+def overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    (ax, ay, aw, ah), (bx, by, bw, bh) = a, b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+def test_a_label_sits_above_its_box_when_there_is_room() -> None:
+    assert label_places([(100, 50, 300, 200)], [(80, 20)], (400, 600)) == [(100, 30, 80, 20)]
+
+
+def test_labels_of_boxes_sharing_a_corner_do_not_cover_each_other() -> None:
+    boxes = [(100, 50, 300, 200), (100, 50, 280, 190), (102, 52, 250, 150)]
+    places = label_places(boxes, [(80, 20)] * 3, (400, 600))
+    assert places[0] == (100, 30, 80, 20)  # the first served keeps the best place
+    assert not any(overlaps(a, b) for a, b in itertools.combinations(places, 2))
+    for (x1, y1, x2, y2), (x, y, w, h) in zip(boxes, places):
+        assert x == round(x1) and y1 - h <= y <= y2  # along the box's left edge
+
+
+def test_labels_stay_inside_the_picture() -> None:
+    # A box at the very top and one at the right edge: the label moves inside.
+    places = label_places([(10, 0, 200, 100), (590, 100, 600, 300)], [(80, 20), (80, 20)], (400, 600))
+    for x, y, w, h in places:
+        assert 0 <= x and x + w <= 600 and 0 <= y and y + h <= 400
+    assert places[0] == (10, 0, 80, 20)
+
+
+def test_both_labels_are_drawn_where_a_declared_and_an_undeclared_box_share_a_corner() -> None:
+    scan = Scan(id="o", channels=np.full((2, 300, 600), 0.8, np.float32), kind=ScanKind.DUAL)
+    table = default_goods_table()
+    manifest = Manifest(container_id="MSCU1234565", lines=[ManifestLine(hs_code=table.hs_code_for("textiles"))])
+    v = verify([Detection(box=(300, 60, 550, 280), category="textiles", score=0.9),
+                Detection(box=(302, 62, 500, 260), category="tobacco", score=0.8)],
+               manifest, config=VerifierConfig(yellow=0.3, red=0.4))
+    picture = draw_overlay(scan, v, present=0.5)
+    legend = int(34 * max(0.5, 600 / 1800))
+    rows = picture[-(300 + legend):-legend]
+
+    def filled_rows(colour: tuple[int, int, int]) -> np.ndarray:
+        # Rows where the label background fills most of a 30-px run next to the boxes' left edge.
+        hit = np.all(rows[:, 306:336] == np.array(colour, np.uint8), axis=2)
+        return np.where(hit.mean(axis=1) > 0.8)[0]
+
+    green, red = filled_rows(DECLARED_BGR), filled_rows(UNDECLARED_BGR)
+    assert len(green) >= 10 and len(red) >= 10  # both labels are there, and neither covers the other
+    assert set(green).isdisjoint(red)
