@@ -56,8 +56,8 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: i
         cv2.rectangle(img, (x1, y1), (x2, y2), colour, thick)
     labels = [f"{d.category} {d.score:.2f}" for d in shown]
     sizes = [cv2.getTextSize(t, _FONT, scale_txt, 1)[0] for t in labels]
-    order = sorted(range(len(shown)), key=lambda i: -shown[i].score)  # strongest gets the best place
-    places = label_places([shown[i].box for i in order], [(w + 6, h + 8) for w, h in (sizes[i] for i in order)],
+    order = range(len(shown) - 1, -1, -1)  # strongest first: it gets the best place
+    places = label_places([shown[i].box for i in order], [(sizes[i][0] + 6, sizes[i][1] + 8) for i in order],
                           img.shape[:2])
     for i, (lx, ly, lw, lh) in zip(order, places):
         cv2.rectangle(img, (lx, ly), (lx + lw, ly + lh), colours[i], -1)
