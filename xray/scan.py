@@ -16,6 +16,8 @@ MAX_PIXELS = 64_000_000
 MAX_SIDE = 32_768
 # Transmission floor: a 16-bit scanner cannot report less than one count.
 MIN_TRANSMISSION = 1.0 / 65535.0
+# Pixel spacing (row, column) in mm when a file does not carry it: a typical cargo portal.
+DEFAULT_PIXEL_MM: tuple[float, float] = (5.0, 5.0)
 
 
 class ScanKind(str, Enum):
@@ -50,7 +52,7 @@ class Scan:
     id: str
     channels: np.ndarray
     kind: ScanKind
-    pixel_mm: tuple[float, float] = (5.0, 5.0)
+    pixel_mm: tuple[float, float] = DEFAULT_PIXEL_MM
     bit_depth: int = 16
     energies: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
