@@ -130,7 +130,7 @@ class DatasetWriter:
         self.boxes: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.truth: list[dict[str, Any]] = []
         self.seen: dict[str, tuple[str, str]] = {}  # content hash -> (scan id, file) of imported scans
-        self.refused: dict[str, str] = {}  # content hash -> file, of scans the reader refused
+        self.refused: dict[str, tuple[str, str]] = {}  # content hash -> (file, reason) of scans the reader refused
         for d in ["annotations", "manifests", *(f"images/{s}" for s in SPLITS)]:
             (self.out / d).mkdir(parents=True, exist_ok=True)
         # Accepted files wait here until every scan is read and the splits are dealt.
@@ -159,13 +159,14 @@ class DatasetWriter:
                         duplicate_of=first_id)
             return None
         if digest in self.refused:
-            report.skip(high, f"same bytes as {self.refused[digest]}, which was not imported", row=row)
+            first_file, reason = self.refused[digest]
+            report.skip(high, f"same bytes as {first_file}, which was not imported: {reason}", row=row)
             return None
         try:
             scan = decode_scan(high_file, low_file, scan_id=scan_id, pixel_mm=pixel_mm)
         except ScanReadError as e:
             report.skip(e.path, e.reason, row=row)
-            self.refused[digest] = str(high)
+            self.refused[digest] = (str(high), e.reason)
             return None
         self.seen[digest] = (scan_id, str(high))
         return self.stage(scan_id, high_file, low_file, scan)

@@ -13,11 +13,13 @@ import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 from xray.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
+Item = TypeVar("Item", bound=Hashable)
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -35,12 +37,12 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
 
 
 def assign_splits(
-    strata: Mapping[Hashable, str],
-    groups: Mapping[Hashable, str],
+    strata: Mapping[Item, str],
+    groups: Mapping[Item, str],
     *,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
-) -> dict[Hashable, str]:
+) -> dict[Item, str]:
     """Split items into train/val/test, the same for the same inputs and seed.
 
     Args:
@@ -54,7 +56,7 @@ def assign_splits(
         Item -> split name.
     """
     shares = check_fractions(fractions)
-    members: dict[str, list[Hashable]] = defaultdict(list)
+    members: dict[str, list[Item]] = defaultdict(list)
     for item in strata:
         members[groups.get(item) or f"\0{item}"].append(item)
     # A group's stratum is the one most of its items have (ties: the smallest name, for determinism).
@@ -70,7 +72,7 @@ def assign_splits(
         by_stratum["\0rare"] = sorted(g for s in rare for g in by_stratum.pop(s))
 
     rng = random.Random(seed)
-    split_of: dict[Hashable, str] = {}
+    split_of: dict[Item, str] = {}
     for stratum in sorted(by_stratum):
         group_ids = sorted(by_stratum[stratum])
         rng.shuffle(group_ids)
