@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 
 from xray.data.archive import import_archive
 from xray.data.dataset import XrayDataset
@@ -154,16 +155,21 @@ def test_archive_outcomes_give_loaded_and_mismatch(tmp_path: Path) -> None:
         {"file": "c.png", "container_id": "C3", "hs_codes": "", "outcome": "found_empty"},
         {"file": "d.png", "container_id": "C4", "hs_codes": "2203", "outcome": "found_empty"},
         {"file": "e.png", "container_id": "C5", "hs_codes": "2203", "outcome": "lost"},
+        {"file": "../decl.jsonl", "container_id": "C6", "hs_codes": "2203"},
+        {"file": "f.tif", "container_id": "C7", "hs_codes": "8703"},
     ]
+    dual = np.stack([_grey(10), _grey(11)]).astype(np.uint16) * 257
+    tifffile.imwrite(scans / "f.tif", dual, photometric="minisblack")
     for i, name in enumerate(["a_high", "a_low", "b", "c", "d", "e"]):
         _write(scans / f"{name}.png", _grey(i).astype(np.uint16) * 257)  # 16-bit
     table = tmp_path / "decl.jsonl"
     table.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
     report = import_archive(scans, table, tmp_path / "ds", progress=False)
 
-    assert report.imported == 4
+    assert report.imported == 5
     reasons = sorted(s.reason for s in report.skipped)
     assert any("outcome 'lost'" in r for r in reasons) and any("not a JSON object" in r for r in reasons)
+    assert any("outside the scans folder" in r for r in reasons)
     truth = {t["scan_id"]: t for t in map(json.loads, (tmp_path / "ds" / "truth.jsonl").read_text().splitlines())}
     assert truth["a"]["loaded"] == ["machinery"] and truth["a"]["mismatch"] is False
     assert truth["b"]["loaded"] == ["tobacco", "textiles"] and truth["b"]["undeclared"] == ["tobacco"]
@@ -174,6 +180,12 @@ def test_archive_outcomes_give_loaded_and_mismatch(tmp_path: Path) -> None:
                  for e in json.loads((tmp_path / "ds" / "annotations" / f"{s}.json").read_text())["images"]
                  if e["scan_id"] == "a")
     assert entry["low_file_name"].endswith("a_low.png") and entry["pixel_mm"] == [4.0, 5.0]
+    assert "outcome" not in truth["f"] and truth["f"]["declared"] == ["vehicles"]
+    f_entries = [e for s in ("train", "val", "test") if (tmp_path / "ds" / "annotations" / f"{s}.json").is_file()
+                 for e in json.loads((tmp_path / "ds" / "annotations" / f"{s}.json").read_text())["images"]
+                 if e["scan_id"] == "f"]
+    assert f_entries[0]["file_name"].endswith("f_high.tif") and f_entries[0]["low_file_name"] is None
+    assert f_entries[0]["energies"] == []  # a two-page TIFF without labels: dual energy, unlabelled
 
 
 @pytest.mark.parametrize("header", ["file,hs_codes", "file,container_id", "container_id,hs_codes"])

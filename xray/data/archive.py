@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import math
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -99,8 +100,9 @@ def _text(row: dict[str, Any], key: str) -> str:
 
 
 def _scan_path(scans_dir: Path, name: str) -> Path:
-    path = (scans_dir / name).resolve()
-    if not path.is_relative_to(scans_dir.resolve()):
+    # Checked on the names, not resolved: a folder of symlinks into the archive's storage is fine.
+    path = Path(os.path.normpath(scans_dir / name))
+    if not path.is_relative_to(os.path.normpath(scans_dir)):
         raise _RowError(f"{name!r} is outside the scans folder {scans_dir}")
     return path
 
