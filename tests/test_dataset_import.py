@@ -157,16 +157,19 @@ def test_archive_outcomes_give_loaded_and_mismatch(tmp_path: Path) -> None:
         {"file": "e.png", "container_id": "C5", "hs_codes": "2203", "outcome": "lost"},
         {"file": "../decl.jsonl", "container_id": "C6", "hs_codes": "2203"},
         {"file": "f.tif", "container_id": "C7", "hs_codes": "8703"},
+        {"file": "g.png", "container_id": "C8", "hs_codes": "3004.90"},  # medicines: no goods category
     ]
     dual = np.stack([_grey(10), _grey(11)]).astype(np.uint16) * 257
     tifffile.imwrite(scans / "f.tif", dual, photometric="minisblack")
-    for i, name in enumerate(["a_high", "a_low", "b", "c", "d", "e"]):
+    for i, name in enumerate(["a_high", "a_low", "b", "c", "d", "e", "g"]):
         _write(scans / f"{name}.png", _grey(i).astype(np.uint16) * 257)  # 16-bit
     table = tmp_path / "decl.jsonl"
     table.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
     report = import_archive(scans, table, tmp_path / "ds", progress=False)
 
-    assert report.imported == 5
+    assert report.imported == 6
+    assert report.counts["unmapped"] == {truth_split: 1 for truth_split in report.counts["unmapped"]}
+    assert any("300490 (1 lines)" in w for w in report.warnings)
     reasons = sorted(s.reason for s in report.skipped)
     assert any("outcome 'lost'" in r for r in reasons) and any("not a JSON object" in r for r in reasons)
     assert any("outside the scans folder" in r for r in reasons)

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,14 +273,17 @@ def import_archive(
     writer = DatasetWriter(out, goods.keys)
 
     accepted: list[tuple[Declaration, Staged, list[str]]] = []
+    unmapped_codes: Counter[str] = Counter()
     for decl in tqdm(declarations, desc="import", unit="scan", disable=not progress):
         staged = writer.accept(report, decl.scan_id, decl.high, decl.low, pixel_mm=decl.pixel_mm, row=decl.row)
         if staged is None:
             continue
         declared, unmapped = decl.manifest.categories(goods)
-        if unmapped:
-            report.warnings.append(f"{decl.scan_id}: HS codes {', '.join(unmapped)} map to no goods category")
+        unmapped_codes.update(unmapped)
         accepted.append((decl, staged, declared))
+    if unmapped_codes:  # one line, not one per scan: an archive can hold thousands
+        report.warnings.append(f"HS codes that map to no goods category (kept in the manifests): "
+                               f"{', '.join(f'{c} ({n} lines)' for c, n in unmapped_codes.most_common())}")
     if not accepted:
         writer.abandon(report)
         raise DatasetError(f"{table}: no scan could be imported ({len(report.skipped)} skipped; "
