@@ -187,7 +187,7 @@ function renderTimings(insp) {
     <div class="bar"><div style="width:${Math.round((100 * ms) / max)}%"></div></div>
     <span class="ms">${ms.toFixed(1)} ms</span></div>`;
   let html = stages.map((s) => row(s, t[s])).join("");
-  if ("total" in t) html += `<div class="row total"><span>model total</span><span></span><span class="ms">${t.total.toFixed(1)} ms</span></div>`;
+  if ("total" in t) html += `<div class="row total"><span>total</span><span></span><span class="ms">${t.total.toFixed(1)} ms</span></div>`;
   $("#timings").innerHTML = html || `<span class="muted">No timings recorded.</span>`;
 }
 
