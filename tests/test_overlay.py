@@ -6,11 +6,11 @@ import itertools
 
 import numpy as np
 
+from xray.detection import Detection, Detections
 from xray.goods import default_goods_table
 from xray.manifest import Manifest, ManifestLine
 from xray.overlay import DECLARED_BGR, UNDECLARED_BGR, draw_overlay, label_places
 from xray.scan import Scan, ScanKind
-from xray.detection import Detection, Detections
 from xray.verify import VerifierConfig, verify
 
 
@@ -28,7 +28,7 @@ def test_labels_of_boxes_sharing_a_corner_do_not_cover_each_other() -> None:
     places = label_places(boxes, [(80, 20)] * 3, (400, 600))
     assert places[0] == (100, 30, 80, 20)  # the first served keeps the best place
     assert not any(overlaps(a, b) for a, b in itertools.combinations(places, 2))
-    for (x1, y1, x2, y2), (x, y, w, h) in zip(boxes, places):
+    for (x1, y1, _x2, y2), (x, y, _w, h) in zip(boxes, places):
         assert x == round(x1) and y1 - h <= y <= y2  # along the box's left edge
 
 

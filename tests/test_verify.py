@@ -3,9 +3,9 @@
 import pytest
 
 from xray.detection import Detection, Detections, DomainCheck
+from xray.goods import default_goods_table
 from xray.manifest import Manifest, ManifestLine
 from xray.verdict import Channel, FindingKind, Outcome
-from xray.goods import default_goods_table
 from xray.verify import PresenceMap, VerifierConfig, calibrate, category_weight, verify
 
 HS = {"textiles": "620342", "tobacco": "240220", "machinery": "847989", "electronics": "851712",

@@ -174,16 +174,17 @@ class Engine:
     def merge(self, raw: list[tuple[Pass, dict[str, np.ndarray]]], scan_hw: tuple[int, int]) -> list[Detection]:
         """Map each pass's detections to scan pixels, drop tile detections cut by an inner
         tile edge, and merge what several passes found (class-wise NMS)."""
-        boxes, scores, labels = [], [], []
+        boxes: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
         for p, out in raw:
-            b = np.asarray(out["boxes"], np.float32).reshape(-1, 4)
+            b: np.ndarray = np.asarray(out["boxes"], np.float32).reshape(-1, 4)
             sc = np.asarray(out["scores"], np.float32).reshape(-1)
             lab = np.asarray(out["labels"]).reshape(-1).astype(int)
             if p.scale != 1.0:
                 th, tw = p.lb.scan_hw
                 cut = np.zeros(len(b), bool)
-                for side, (inner, coord, limit) in enumerate(zip(p.inner, (b[:, 0], b[:, 1], b[:, 2], b[:, 3]),
-                                                                 (0, 0, tw, th))):
+                for inner, coord, limit in zip(p.inner, (b[:, 0], b[:, 1], b[:, 2], b[:, 3]), (0, 0, tw, th)):
                     if inner:
                         cut |= np.abs(coord - limit) <= EDGE_PX
                 b, sc, lab = b[~cut], sc[~cut], lab[~cut]
@@ -195,14 +196,15 @@ class Engine:
             labels.append(lab)
         b, sc, lab = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
         if len(raw) > 1 and len(sc):
-            keep = cv2.dnn.NMSBoxesBatched([[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in b],
+            kept = cv2.dnn.NMSBoxesBatched([[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in b],
                                            sc.astype(float).tolist(), lab.tolist(), self.min_score,
                                            float(self.card["outputs"].get("nms_iou", 0.5)))
-            keep = np.asarray(keep, int).reshape(-1)
+            keep = np.asarray(kept, int).reshape(-1)
             b, sc, lab = b[keep], sc[keep], lab[keep]
         h, w = scan_hw
         b = np.clip(b, 0, [w, h, w, h])
-        dets = [Detection(box=tuple(float(v) for v in bb), category=self.classes[k], score=float(min(max(s_, 0.0), 1.0)))
+        dets = [Detection(box=(float(bb[0]), float(bb[1]), float(bb[2]), float(bb[3])), category=self.classes[k],
+                          score=float(np.clip(s_, 0.0, 1.0)))
                 for bb, s_, k in zip(b, sc, lab) if s_ >= self.min_score and bb[2] > bb[0] and bb[3] > bb[1]]
         dets.sort(key=lambda d: -d.score)
         return dets

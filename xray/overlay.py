@@ -81,7 +81,7 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, width: int | None = None) -> n
         cv2.rectangle(legend, (x, 6), (x + line_h - 12, line_h - 6), colour, -1)
         cv2.putText(legend, text, (x + line_h, int(line_h * 0.7)), _FONT, 0.6 * s, (20, 20, 20), 1, cv2.LINE_AA)
         x += int(320 * s)
-    names = ", ".join(f"{table[c].name}" for c in sorted(flagged) if c in table.keys)
+    names = ", ".join(f"{table[c].name}" for c in sorted(c for c in flagged if c is not None) if c in table.keys)
     if names:
         cv2.putText(legend, names, (x, int(line_h * 0.7)), _FONT, 0.6 * s, UNDECLARED_BGR, 1, cv2.LINE_AA)
     return np.vstack([banner, img, legend])

@@ -3,7 +3,7 @@ renderer (API, console, overlay, audit store) needs, so that none of them decide
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
@@ -14,13 +14,13 @@ Box = tuple[float, float, float, float]
 STAGES = ("decode", "preprocess", "model", "postprocess", "verify")
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     MATCH = "match"
     MISMATCH = "mismatch"
     INCONCLUSIVE = "inconclusive"
 
 
-class Channel(str, Enum):
+class Channel(StrEnum):
     """Customs lanes: release, document/operator review, physical inspection."""
 
     GREEN = "green"
@@ -28,7 +28,7 @@ class Channel(str, Enum):
     RED = "red"
 
 
-class FindingKind(str, Enum):
+class FindingKind(StrEnum):
     UNDECLARED = "undeclared"  # seen, and no declared line explains it
     NOT_SEEN = "not_seen"  # declared, and no evidence of it
     SUBSTITUTION = "substitution"  # declared A, loaded B

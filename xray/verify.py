@@ -31,7 +31,6 @@ from xray.manifest import Manifest
 from xray.scan import Scan
 from xray.verdict import Box, Channel, Finding, FindingKind, GoodsEvidence, Outcome, Verdict, stage_timings
 
-
 SCORE_FLOOR = 0.01  # a category with no box (the graph returns none under 0.05) scores this
 
 

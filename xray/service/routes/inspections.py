@@ -103,10 +103,10 @@ def get_overlay(inspection_id: str, store: StoreDep, _client: Client) -> FileRes
 def review_inspection(inspection_id: str, body: ReviewIn, store: StoreDep, client: Client) -> Inspection:
     """Record an officer's decision: confirm the channel or override it (labelled feedback for retraining)."""
     row = found(store, inspection_id)
-    channel = body.channel if body.decision == "override" else Channel(row.channel)
+    channel = body.channel if body.decision == "override" and body.channel is not None else Channel(row.channel)
     if body.decision == "confirm" and body.channel is not None and body.channel != channel:
         raise HTTPException(status_code=422, detail=f"confirm keeps the channel {channel.value}; "
                                                     f"use decision 'override' to change it to {body.channel.value}")
-    reviewed = store.review(row.id, decision=body.decision, channel=channel, note=body.note,  # type: ignore[arg-type]
+    reviewed = store.review(row.id, decision=body.decision, channel=channel, note=body.note,
                             reviewer=body.reviewer, client=client)
     return inspection_of(reviewed or found(store, inspection_id))
