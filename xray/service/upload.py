@@ -41,14 +41,14 @@ class UploadTooLarge(Exception):
 
 def _limited(receive: Receive, max_bytes: int) -> Receive:
     """A receive channel that stops a body larger than `max_bytes` while it streams in."""
-    seen = 0
+    received = 0
 
     async def receive_limited() -> Message:
-        nonlocal seen
+        nonlocal received
         message = await receive()
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > max_bytes:
+            received += len(message.get("body", b""))
+            if received > max_bytes:
                 raise UploadTooLarge()
         return message
 

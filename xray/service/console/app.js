@@ -174,7 +174,7 @@ function renderFindings(insp) {
     return;
   }
   list.innerHTML = insp.findings.map((f) => `<li>
-    <span class="kind ${esc(f.kind)}">${esc(f.kind.replace("_", " "))}</span>
+    <span class="kind ${esc(f.kind)}">${esc(f.kind.replaceAll("_", " "))}</span>
     <span>${esc(f.detail || f.category || "")}</span>
     <span class="conf">${f.confidence.toFixed(2)}</span></li>`).join("");
 }
