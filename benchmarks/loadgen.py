@@ -32,7 +32,7 @@ def server_side_ms(response: httpx.Response) -> float | None:
     """Decode + engine time the service reports in the inspection's `timings_ms` (None if absent)."""
     try:
         t = response.json()["timings_ms"]
-        return float(t.get("decode", 0.0)) + float(t["total"])
+        return float(t["total"])  # decode included
     except (ValueError, KeyError, TypeError):
         return None
 

@@ -5,13 +5,15 @@ import pytest
 import torch
 
 from xray.data.dataset import XrayDataset
-from xray.engine import Engine, Pass, choose_providers
+from xray.engine import Engine, Pass
 from xray.errors import ConfigError
 from xray.manifest import Manifest
 from xray.model.preprocess import Letterbox
 from xray.model.registry import model_from_checkpoint
+from xray.runtime import choose_providers
 from xray.sources.files import read_scan
 from xray.verdict import Channel
+from xray.verify import Inspector, VerifierConfig, verify
 
 
 def _checkpoint(model_dir):
@@ -51,8 +53,9 @@ def test_engine_detections_match_eager_torch(tiny_model_dir, tiny_engine, scan_f
     compared = 0
     for f in scan_files:
         scan = read_scan(f.high, f.low)
-        dets, timings = tiny_engine.detect(scan)
-        assert set(timings) == {"preprocess", "model", "postprocess"}
+        found = tiny_engine.detect(scan)
+        dets = found.detections
+        assert set(found.timings_ms) == {"preprocess", "model", "postprocess"}
         first = tiny_engine.model_inputs(scan)[0]
         x, lb = first.x, first.lb
         with torch.no_grad():
@@ -73,10 +76,16 @@ def test_engine_detections_match_eager_torch(tiny_model_dir, tiny_engine, scan_f
 
 def test_inspect_returns_a_verdict_with_stage_timings(tiny_engine, scan_files):
     f = scan_files[0]
-    v = tiny_engine.inspect(read_scan(f.high, f.low), Manifest.load(f.manifest))
+    inspector = Inspector(tiny_engine)
+    scan = read_scan(f.high, f.low)
+    v = inspector.inspect(scan, Manifest.load(f.manifest), decode_ms=2.0)
     assert v.scan_id == f.high.stem.replace("_high", "") and v.channel in set(Channel)
-    assert {"preprocess", "model", "postprocess", "verify", "total"} <= set(v.timings_ms)
-    assert v.model_id == tiny_engine.model_id and 0 <= v.risk <= 1
+    assert list(v.timings_ms) == ["decode", "preprocess", "model", "postprocess", "verify", "total"]
+    assert v.model_id == tiny_engine.model_id and v.model_version == tiny_engine.model_version and 0 <= v.risk <= 1
+    assert inspector.config == VerifierConfig.from_card(tiny_engine.card)
+    # The same as detecting and verifying by hand: the inspector adds nothing of its own.
+    by_hand = verify(tiny_engine.detect(scan), Manifest.load(f.manifest), config=inspector.config)
+    assert by_hand.model_dump(exclude={"timings_ms"}) == v.model_dump(exclude={"timings_ms"})
 
 
 def test_tile_merge_reports_an_object_on_a_seam_once(tiny_model_dir):
@@ -158,8 +167,8 @@ def test_flip_is_taken_from_the_card_and_keeps_the_boxes_in_place(tiny_model_dir
     flipped, plain = Engine(model, threads=1), Engine(model, threads=1, flip=False)
     assert flipped.flip and not plain.flip and not Engine(tiny_model_dir, threads=1).flip
     scan = read_scan(scan_files[0].high, scan_files[0].low)
-    a, ia, _ = plain.detect_full(scan)
-    b, ib, _ = flipped.detect_full(scan)
+    pa, pb = plain.detect(scan), flipped.detect(scan)
+    a, ia, b, ib = pa.detections, pa.image_scores, pb.detections, pb.image_scores
     boxes = {d.box for d in a}
     assert all(d.box in boxes for d in b)  # the mirrored pass moves no box, it only re-scores
     assert set(ia) == set(ib) and ia != ib

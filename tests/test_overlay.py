@@ -6,11 +6,11 @@ import itertools
 
 import numpy as np
 
+from xray.detection import Detection, Detections
 from xray.goods import default_goods_table
 from xray.manifest import Manifest, ManifestLine
 from xray.overlay import DECLARED_BGR, UNDECLARED_BGR, draw_overlay, label_places
 from xray.scan import Scan, ScanKind
-from xray.verdict import Detection
 from xray.verify import VerifierConfig, verify
 
 
@@ -28,7 +28,7 @@ def test_labels_of_boxes_sharing_a_corner_do_not_cover_each_other() -> None:
     places = label_places(boxes, [(80, 20)] * 3, (400, 600))
     assert places[0] == (100, 30, 80, 20)  # the first served keeps the best place
     assert not any(overlaps(a, b) for a, b in itertools.combinations(places, 2))
-    for (x1, y1, x2, y2), (x, y, w, h) in zip(boxes, places):
+    for (x1, y1, _x2, y2), (x, y, _w, h) in zip(boxes, places):
         assert x == round(x1) and y1 - h <= y <= y2  # along the box's left edge
 
 
@@ -44,10 +44,10 @@ def test_both_labels_are_drawn_where_a_declared_and_an_undeclared_box_share_a_co
     scan = Scan(id="o", channels=np.full((2, 300, 600), 0.8, np.float32), kind=ScanKind.DUAL)
     table = default_goods_table()
     manifest = Manifest(container_id="MSCU1234565", lines=[ManifestLine(hs_code=table.hs_code_for("textiles"))])
-    v = verify([Detection(box=(300, 60, 550, 280), category="textiles", score=0.9),
-                Detection(box=(302, 62, 500, 260), category="tobacco", score=0.8)],
+    v = verify(Detections(detections=[Detection(box=(300, 60, 550, 280), category="textiles", score=0.9),
+                                      Detection(box=(302, 62, 500, 260), category="tobacco", score=0.8)]),
                manifest, config=VerifierConfig(yellow=0.3, red=0.4))
-    picture = draw_overlay(scan, v, present=0.5)
+    picture = draw_overlay(scan, v)
     legend = int(34 * max(0.5, 600 / 1800))
     rows = picture[-(300 + legend):-legend]
 

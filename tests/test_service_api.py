@@ -408,21 +408,3 @@ def test_fuzzed_bodies_never_give_5xx(client, scan_files) -> None:
             text[rng.randrange(len(text))] = rng.randrange(256)
         r = client.post("/v1/inspections", files={"scan": ("f.png", bytes(data)), "manifest": ("m.json", bytes(text))})
         assert r.status_code < 500, (r.status_code, r.text[:200])
-
-
-def test_goods_table_shows_the_evidence_the_verifier_weighed():
-    """Goods seen by the image-level head alone (no box) appear in the table as seen, with that evidence."""
-    from xray.detection import Detection
-    from xray.manifest import Manifest, ManifestLine
-    from xray.service.schemas import declared_vs_found
-    from xray.verify import VerifierConfig, verify
-
-    m = Manifest(container_id="MSKU1234565", lines=[ManifestLine(hs_code="620342")])
-    v = verify([Detection(box=(0, 0, 10, 10), category="textiles", score=0.9)], m,
-               image_scores={"tobacco": 0.8, "textiles": 0.95}, config=VerifierConfig(image_weight=1.0))
-    rows = {r.category: r for r in declared_vs_found(v, present=0.5)}
-    assert rows["textiles"].declared and rows["textiles"].seen and rows["textiles"].evidence == pytest.approx(0.95)
-    assert rows["textiles"].best_score == pytest.approx(0.9)
-    assert not rows["tobacco"].declared and rows["tobacco"].seen and rows["tobacco"].best_score == 0.0
-    finding = next(f for f in v.findings if f.category == "tobacco")
-    assert finding.confidence == pytest.approx(rows["tobacco"].evidence)

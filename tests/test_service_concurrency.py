@@ -12,7 +12,7 @@ from xray.service import Settings, create_app
 
 
 class HeldEngine:
-    """The real engine, except that `inspect` waits until the test lets it go."""
+    """The real engine, except that `detect` waits until the test lets it go."""
 
     def __init__(self, engine):
         self._engine = engine
@@ -22,10 +22,10 @@ class HeldEngine:
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
-    def inspect(self, scan, manifest):
+    def detect(self, scan):
         self.entered.release()
         assert self.release.wait(timeout=30), "the test never released the engine"
-        return self._engine.inspect(scan, manifest)
+        return self._engine.detect(scan)
 
 
 def post_scan(url: str, key: str | None, scan, timeout: float = 30) -> httpx.Response:

@@ -15,6 +15,7 @@ from xray.service import Settings, create_app
 from xray.service.intake import FolderIntake
 from xray.service.metrics import Metrics
 from xray.service.store import Store
+from xray.verify import Inspector
 
 
 def drop(src: Path, folder: Path, name: str) -> Path:
@@ -65,7 +66,7 @@ def intake_parts(tmp_path, tiny_engine):
     made: list[FolderIntake] = []
 
     def make() -> FolderIntake:
-        intake = FolderIntake(watch, engine=tiny_engine, store=store, metrics=Metrics(), present=0.5, settle_s=0.0,
+        intake = FolderIntake(watch, inspector=Inspector(tiny_engine), store=store, metrics=Metrics(), settle_s=0.0,
                               pairing_timeout_s=0.5, poll_s=0.05)
         made.append(intake)
         return intake
@@ -94,6 +95,7 @@ def test_scan_without_manifest_is_recorded_not_lost(intake_parts, scan_files) ->
     answer = json.loads((watch / "orphan.verdict.json").read_text())
     assert answer["verdict"] == "inconclusive" and answer["channel"] == "yellow"
     assert "no manifest orphan.json" in answer["note"]
+    assert [f["kind"] for f in answer["findings"]] == ["no_manifest"]  # the verifier's rule, not the intake's
     row = store.get(answer["inspection_id"])
     assert row.client == "folder" and row.manifest is None and len(row.image_paths) == 2
     assert (store.data_dir / row.image_paths[0]).is_file()

@@ -2,10 +2,10 @@
 
 import pytest
 
-from xray.detection import Detection
+from xray.detection import Detection, Detections, DomainCheck
+from xray.goods import default_goods_table
 from xray.manifest import Manifest, ManifestLine
 from xray.verdict import Channel, FindingKind, Outcome
-from xray.goods import default_goods_table
 from xray.verify import PresenceMap, VerifierConfig, calibrate, category_weight, verify
 
 HS = {"textiles": "620342", "tobacco": "240220", "machinery": "847989", "electronics": "851712",
@@ -21,78 +21,83 @@ def det(cat, score, box=(10, 20, 110, 220)):
     return Detection(box=box, category=cat, score=score)
 
 
+def verdict_of(dets, m, *, scan_id="", image_scores=None, domain=None, **kw):
+    """The verifier's verdict on hand-made detections."""
+    return verify(Detections(scan_id=scan_id, detections=dets, image_scores=image_scores or {}, domain=domain), m, **kw)
+
+
 def kinds(v):
     return [(f.kind, f.category) for f in v.findings]
 
 
 def test_clean_match_goes_green():
-    v = verify([det("textiles", 0.95), det("textiles", 0.9)], manifest("textiles"), scan_id="a")
+    v = verdict_of([det("textiles", 0.95), det("textiles", 0.9)], manifest("textiles"), scan_id="a")
     assert v.verdict is Outcome.MATCH and v.channel is Channel.GREEN and not v.findings
     assert v.risk < 0.1 and v.declared == ["textiles"] and v.scan_id == "a"
 
 
 def test_concealed_cigarettes_are_undeclared_and_red():
-    v = verify([det("textiles", 0.95), det("tobacco", 0.8, (300, 40, 500, 200))], manifest("textiles"))
+    v = verdict_of([det("textiles", 0.95), det("tobacco", 0.8, (300, 40, 500, 200))], manifest("textiles"))
     assert kinds(v) == [(FindingKind.UNDECLARED, "tobacco")]
     assert v.findings[0].evidence == [(300, 40, 500, 200)] and v.findings[0].confidence == pytest.approx(0.8)
     assert v.verdict is Outcome.MISMATCH and v.channel is Channel.RED
 
 
 def test_high_risk_goods_weigh_more_than_low_risk_goods():
-    tob = verify([det("textiles", 0.95), det("tobacco", 0.6)], manifest("textiles"))
-    pap = verify([det("textiles", 0.95), det("paper", 0.6)], manifest("textiles"))
+    tob = verdict_of([det("textiles", 0.95), det("tobacco", 0.6)], manifest("textiles"))
+    pap = verdict_of([det("textiles", 0.95), det("paper", 0.6)], manifest("textiles"))
     assert tob.risk > pap.risk
 
 
 def test_compatible_categories_explain_each_other():
-    v = verify([det("electronics", 0.9)], manifest("machinery"))
+    v = verdict_of([det("electronics", 0.9)], manifest("machinery"))
     assert v.channel is Channel.GREEN and not v.findings
 
 
 def test_declared_goods_not_seen():
-    v = verify([det("textiles", 0.9)], manifest("textiles", "tyres"))
+    v = verdict_of([det("textiles", 0.9)], manifest("textiles", "tyres"))
     assert kinds(v) == [(FindingKind.NOT_SEEN, "tyres")]
     assert v.findings[0].confidence == pytest.approx(1.0)
     assert v.channel is Channel.RED
 
 
 def test_substitution_when_nothing_declared_is_there():
-    v = verify([det("tobacco", 0.9)], manifest("textiles"))
+    v = verdict_of([det("tobacco", 0.9)], manifest("textiles"))
     assert kinds(v) == [(FindingKind.SUBSTITUTION, "tobacco")]
     assert "declared textiles" in v.findings[0].detail and v.channel is Channel.RED
 
 
 def test_false_empty():
-    v = verify([det("machinery", 0.85)], manifest())
+    v = verdict_of([det("machinery", 0.85)], manifest())
     assert kinds(v) == [(FindingKind.FALSE_EMPTY, "machinery")] and v.channel is Channel.RED
 
 
 def test_genuinely_empty_container_declared_empty_is_green():
-    v = verify([det("machinery", 0.1)], manifest())
+    v = verdict_of([det("machinery", 0.1)], manifest())
     assert v.channel is Channel.GREEN and not v.findings
 
 
 def test_goods_declared_but_container_empty():
-    v = verify([], manifest("paper"))
+    v = verdict_of([], manifest("paper"))
     assert kinds(v) == [(FindingKind.EMPTY, None)] and v.verdict is Outcome.MISMATCH
 
 
 def test_unknown_hs_code_is_a_finding_and_sends_to_review():
-    v = verify([det("textiles", 0.95)], manifest("textiles", extra_codes=("999999",)))
+    v = verdict_of([det("textiles", 0.95)], manifest("textiles", extra_codes=("999999",)))
     assert kinds(v) == [(FindingKind.UNKNOWN_HS, None)] and "999999" in v.findings[0].detail
     assert v.channel is Channel.YELLOW and v.verdict is Outcome.INCONCLUSIVE
 
 
 def test_weak_evidence_lands_in_yellow():
     cfg = VerifierConfig(present=0.5, yellow=0.2, red=0.6)
-    v = verify([det("textiles", 0.95), det("tyres", 0.35)], manifest("textiles"), config=cfg)
+    v = verdict_of([det("textiles", 0.95), det("tyres", 0.35)], manifest("textiles"), config=cfg)
     assert 0.2 <= v.risk < 0.6 and v.channel is Channel.YELLOW
     # Below `present`, so not "seen"; the review still learns what raised the risk.
     assert kinds(v) == [(FindingKind.UNDECLARED, "tyres")] and "suspected" in v.findings[0].detail
 
 
 def test_risk_rises_with_evidence():
-    risks = [verify([det("textiles", 0.9), det("tobacco", s)], manifest("textiles")).risk for s in (0.1, 0.4, 0.7, 0.95)]
+    risks = [verdict_of([det("textiles", 0.9), det("tobacco", s)], manifest("textiles")).risk for s in (0.1, 0.4, 0.7, 0.95)]
     assert risks == sorted(risks) and risks[0] < risks[-1]
 
 
@@ -118,8 +123,8 @@ def test_calibration_meets_the_false_alarm_rate():
 def test_image_level_scores_count_as_evidence_only_with_their_weight():
     dets, m = [det("textiles", 0.95)], manifest("textiles")
     image = {"tobacco": 0.9, "textiles": 0.97}
-    off = verify(dets, m, image_scores=image, config=VerifierConfig(image_weight=0.0))
-    on = verify(dets, m, image_scores=image, config=VerifierConfig(image_weight=1.0))
+    off = verdict_of(dets, m, image_scores=image, config=VerifierConfig(image_weight=0.0))
+    on = verdict_of(dets, m, image_scores=image, config=VerifierConfig(image_weight=1.0))
     assert off.channel is Channel.GREEN and not off.findings and off.image_scores == image
     assert kinds(on) == [(FindingKind.UNDECLARED, "tobacco")] and on.findings[0].evidence == []
     assert on.risk > off.risk
@@ -129,7 +134,7 @@ def test_a_finding_from_the_image_head_cites_the_best_box_of_its_category():
     # Only faint tobacco boxes (below half the presence threshold): the image head carries the
     # finding, and the officer is shown the strongest of those boxes, not none and not all.
     dets = [det("textiles", 0.95), det("tobacco", 0.08, (5, 5, 50, 50)), det("tobacco", 0.15, (300, 40, 500, 200))]
-    v = verify(dets, manifest("textiles"), image_scores={"tobacco": 0.9, "textiles": 0.97},
+    v = verdict_of(dets, manifest("textiles"), image_scores={"tobacco": 0.9, "textiles": 0.97},
                config=VerifierConfig(image_weight=1.0))
     assert kinds(v) == [(FindingKind.UNDECLARED, "tobacco")]
     assert v.findings[0].evidence == [(300, 40, 500, 200)]
@@ -139,8 +144,8 @@ def test_presence_maps_replace_the_raw_scores_of_their_categories():
     # A category whose boxes are unreliable: a 0.6 box means little once calibrated.
     noisy = PresenceMap(bias=-3.0, box=0.5, image=0.0)
     dets, m = [det("textiles", 0.95), det("tobacco", 0.6)], manifest("textiles")
-    raw = verify(dets, m)
-    mapped = verify(dets, m, config=VerifierConfig(presence={"tobacco": noisy}))
+    raw = verdict_of(dets, m)
+    mapped = verdict_of(dets, m, config=VerifierConfig(presence={"tobacco": noisy}))
     assert kinds(raw) == [(FindingKind.UNDECLARED, "tobacco")] and kinds(mapped) == []
     assert mapped.risk == pytest.approx(category_weight(default_goods_table(), "tobacco") * noisy(0.6, 0.0))
     assert noisy(0.9, 0.0) > noisy(0.6, 0.0) > noisy(0.0, 0.0) > 0.0  # increasing, floored at no box
@@ -171,15 +176,15 @@ def test_presence_maps_fitted_on_records_learn_which_scores_mean_loaded():
 def test_a_red_or_yellow_verdict_always_names_what_drives_it():
     cfg = VerifierConfig(yellow=0.3, red=0.4)
     # Tobacco under the presence threshold (0.5), yet enough for red: the finding names it.
-    v = verify([det("textiles", 0.95), det("tobacco", 0.45)], manifest("textiles"), config=cfg)
+    v = verdict_of([det("textiles", 0.95), det("tobacco", 0.45)], manifest("textiles"), config=cfg)
     assert v.channel is Channel.RED and kinds(v) == [(FindingKind.UNDECLARED, "tobacco")]
     assert "suspected" in v.findings[0].detail and v.findings[0].confidence == pytest.approx(0.45)
     assert v.findings[0].evidence  # the weak box is still drawn
     # A declared line with weak evidence drives it instead.
-    w = verify([det("textiles", 0.95), det("paper", 0.45)], manifest("textiles", "paper"), config=cfg)
+    w = verdict_of([det("textiles", 0.95), det("paper", 0.45)], manifest("textiles", "paper"), config=cfg)
     assert w.channel is not Channel.GREEN and kinds(w) == [(FindingKind.NOT_SEEN, "paper")]
     # Green stays without findings.
-    g = verify([det("textiles", 0.95), det("tobacco", 0.1)], manifest("textiles"), config=cfg)
+    g = verdict_of([det("textiles", 0.95), det("tobacco", 0.1)], manifest("textiles"), config=cfg)
     assert g.channel is Channel.GREEN and g.findings == []
 
 
@@ -191,10 +196,10 @@ def test_the_overlay_draws_the_weak_boxes_a_finding_cites():
 
     scan = Scan(id="o", channels=np.full((2, 300, 600), 0.8, np.float32), kind=ScanKind.DUAL)
     cfg = VerifierConfig(yellow=0.3, red=0.4)
-    v = verify([det("textiles", 0.95, (20, 40, 200, 260)), det("tobacco", 0.45, (300, 40, 500, 260))],
+    v = verdict_of([det("textiles", 0.95, (20, 40, 200, 260)), det("tobacco", 0.45, (300, 40, 500, 260))],
                manifest("textiles"), config=cfg)
     assert v.findings[0].evidence == [(300.0, 40.0, 500.0, 260.0)]
-    picture = draw_overlay(scan, v, present=0.5)
+    picture = draw_overlay(scan, v)
     legend = int(34 * max(0.5, 600 / 1800))  # the legend strip under the scan (overlay's layout)
     scan_rows = picture[-(300 + legend):-legend]
     red = np.all(scan_rows == np.array(UNDECLARED_BGR, np.uint8), axis=2)
@@ -212,11 +217,86 @@ def test_the_overlay_does_not_draw_another_class_at_the_coordinates_a_finding_ci
     scan = Scan(id="o", channels=np.full((2, 300, 600), 0.8, np.float32), kind=ScanKind.DUAL)
     cfg = VerifierConfig(yellow=0.3, red=0.4)
     weak = (300, 40, 500, 260)
-    v = verify([det("textiles", 0.95, (20, 40, 200, 260)), det("tobacco", 0.45, weak), det("firearms", 0.3, weak)],
+    v = verdict_of([det("textiles", 0.95, (20, 40, 200, 260)), det("tobacco", 0.45, weak), det("firearms", 0.3, weak)],
                manifest("textiles"), config=cfg)
     assert kinds(v) == [(FindingKind.UNDECLARED, "tobacco")]
-    picture = draw_overlay(scan, v, present=0.5)
+    picture = draw_overlay(scan, v)
     legend = int(34 * max(0.5, 600 / 1800))
     scan_rows = picture[-(300 + legend):-legend]
     green = np.all(scan_rows == np.array(DECLARED_BGR, np.uint8), axis=2)
     assert green[:, :210].any() and not green[:, 290:].any()
+
+
+def test_goods_table_shows_the_evidence_the_verifier_weighed():
+    """Goods seen by the image-level head alone (no box) appear in the table as seen, with that evidence."""
+    v = verdict_of([Detection(box=(0, 0, 10, 10), category="textiles", score=0.9)], manifest("textiles"),
+                   image_scores={"tobacco": 0.8, "textiles": 0.95}, config=VerifierConfig(image_weight=1.0))
+    rows = {g.category: g for g in v.goods}
+    assert rows["textiles"].declared and rows["textiles"].seen and rows["textiles"].evidence == pytest.approx(0.95)
+    assert rows["textiles"].best_score == pytest.approx(0.9) and rows["textiles"].boxes == [(0, 0, 10, 10)]
+    assert not rows["tobacco"].declared and rows["tobacco"].seen and rows["tobacco"].best_score == 0.0
+    assert rows["tobacco"].boxes == [] and rows["tobacco"].threshold == 0.5
+    finding = next(f for f in v.findings if f.category == "tobacco")
+    assert finding.confidence == pytest.approx(rows["tobacco"].evidence)
+
+
+def old_declared_vs_found(v, present):
+    """The goods table as the service derived it before the verdict carried it (kept as the reference)."""
+    from xray.verify import best_scores, evidence
+
+    table = default_goods_table()
+    best = best_scores(v.detections, table)
+    ev = {k: round(e, 4) for k, e in evidence(v.detections, table, v.image_scores, 0.0).items() if e > 0.0}
+    shown = list(v.declared) + [c for c in sorted(ev, key=lambda c: -ev[c]) if c not in v.declared and ev[c] >= present / 2]
+    return [(c, table[c].name, c in v.declared, ev.get(c, 0.0) >= present, round(ev.get(c, 0.0), 4),
+             round(best.get(c, 0.0), 4)) for c in shown]
+
+
+@pytest.mark.parametrize("dets, cats", [
+    ([det("textiles", 0.95), det("tobacco", 0.8)], ("textiles",)),
+    ([det("textiles", 0.95), det("tobacco", 0.3), det("paper", 0.24), det("tyres", 0.26)], ("textiles", "tyres")),
+    ([det("machinery", 0.6), det("electronics", 0.55), det("electronics", 0.7)], ("machinery",)),
+    ([], ("paper",)),
+    ([det("machinery", 0.85)], ()),
+    ([det("tobacco", 0.9), det("firearms", 0.49), det("textiles", 0.51)], ("textiles", "electronics")),
+])
+def test_verdict_goods_are_the_rows_the_service_used_to_derive(dets, cats):
+    for present in (0.5, 0.3):
+        v = verdict_of(dets, manifest(*cats), config=VerifierConfig(present=present, yellow=0.2, red=0.6))
+        rows = [(g.category, g.name, g.declared, g.seen, g.evidence, g.best_score) for g in v.goods]
+        assert rows == old_declared_vs_found(v, present)
+        for g in v.goods:  # the boxes drawn are those reaching the threshold
+            assert sorted(g.boxes) == sorted(d.box for d in dets if d.category == g.category and d.score >= present)
+
+
+@pytest.mark.parametrize("cats", [("textiles",), ()])
+def test_an_out_of_domain_scan_is_never_red(cats):
+    dets = [det("textiles", 0.95), det("tobacco", 0.99), det("firearms", 0.99)]
+    cfg = VerifierConfig(yellow=0.3, red=0.4)
+    assert verdict_of(dets, manifest(*cats), config=cfg).channel is Channel.RED  # in domain: inspection
+    far = DomainCheck(in_domain=False, distance=7.5, threshold=3.0, reason="scan unlike the training scans")
+    v = verdict_of(dets, manifest(*cats), config=cfg, domain=far)
+    assert v.verdict is Outcome.INCONCLUSIVE and v.channel is Channel.YELLOW and v.risk < cfg.red
+    assert v.findings[0].kind is FindingKind.OUT_OF_DOMAIN and v.findings[0].detail == "scan unlike the training scans"
+    assert v.domain == far
+    near = DomainCheck(in_domain=True, distance=1.0, threshold=3.0)
+    assert verdict_of(dets, manifest(*cats), config=cfg, domain=near).channel is Channel.RED
+
+
+def test_no_manifest_gives_a_review_verdict_with_the_detections():
+    dets = [det("tobacco", 0.95)]
+    cfg = VerifierConfig(yellow=0.25, red=0.4)
+    v = verdict_of(dets, None, scan_id="s", config=cfg)
+    assert v.verdict is Outcome.INCONCLUSIVE and v.channel is Channel.YELLOW and v.risk == cfg.yellow
+    assert kinds(v) == [(FindingKind.NO_MANIFEST, None)] and v.detections == dets and v.declared == []
+    assert [(g.category, g.declared, g.seen) for g in v.goods] == [("tobacco", False, True)]
+
+
+def test_timings_hold_every_stage_and_their_one_total():
+    found = Detections(detections=[det("textiles", 0.9)], timings_ms={"preprocess": 1.25, "model": 10.5,
+                                                                      "postprocess": 0.25})
+    v = verify(found, manifest("textiles"), decode_ms=3.0)
+    t = v.timings_ms
+    assert list(t) == ["decode", "preprocess", "model", "postprocess", "verify", "total"]
+    assert t["verify"] > 0 and t["total"] == pytest.approx(sum(t[k] for k in list(t)[:-1]), abs=2e-3)
+    assert t["total"] >= 15.0

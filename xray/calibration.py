@@ -13,7 +13,6 @@ scenario kind, with a ROC plot.
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -68,32 +67,31 @@ def score_split(engine: Engine, root: str | Path, split: str, *, limit: int | No
     can be recomputed under other verifier settings without running the model again.
     """
     records = []
+    config = VerifierConfig.from_card(engine.card)
     items = labelled_scans(root, split)[:limit]
     for it in tqdm(items, desc=f"inspect {split}", unit="scan", disable=not progress):
         scan = read_scan(it["high"], it["low"], scan_id=it["scan_id"], pixel_mm=it["pixel_mm"])
         manifest = Manifest.load(it["manifest"])
-        dets, image_scores, timings = engine.detect_full(scan)
+        found = engine.detect(scan)
         t = it["truth"]
         record = {"scan_id": it["scan_id"], "scenario": t["scenario"], "mismatch": bool(t["mismatch"]),
                   "undeclared_truth": t.get("undeclared", []), "missing_truth": t.get("missing", []),
                   "loaded_truth": sorted(set(t.get("loaded", [])) | set(t.get("undeclared", []))),
-                  "detections": dets, "image_scores": image_scores, "manifest": manifest, "timings_ms": timings}
-        records.append(rescore(record, engine.verifier))
+                  "detections": found.detections, "image_scores": found.image_scores, "found": found,
+                  "manifest": manifest}
+        records.append(rescore(record, config))
     return records
 
 
 def rescore(record: dict[str, Any], config: VerifierConfig) -> dict[str, Any]:
     """The record with risk, channel and findings under a verifier config."""
-    t0 = time.perf_counter()
-    v = verify(record["detections"], record["manifest"], config=config, image_scores=record["image_scores"])
-    timings = {**record["timings_ms"], "verify": (time.perf_counter() - t0) * 1e3}
-    timings["total"] = sum(v_ for k, v_ in timings.items() if k != "total")
-    return {**record, "risk": v.risk, "channel": v.channel.value, "timings_ms": timings,
+    v = verify(record["found"], record["manifest"], config=config)
+    return {**record, "risk": v.risk, "channel": v.channel.value, "timings_ms": v.timings_ms,
             "findings": [(f.kind.value, f.category) for f in v.findings]}
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in ("detections", "manifest")}
+    return {k: v for k, v in record.items() if k not in ("detections", "found", "manifest")}
 
 
 def fit_presence(records: list[dict[str, Any]], *, min_positives: int = 10) -> dict[str, PresenceMap]:
@@ -152,7 +150,8 @@ def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "va
     engine = Engine(model_dir, flip=flip)
     records = score_split(engine, data, split, limit=limit, progress=progress)
     labels = [r["mismatch"] for r in records]
-    plain = engine.verifier.model_copy(update={"presence": {}})
+    verifier = VerifierConfig.from_card(engine.card)
+    plain = verifier.model_copy(update={"presence": {}})
     aucs: dict[str, float] = {}
     candidates: dict[str, tuple[VerifierConfig, list[float]]] = {}
     if 0 < sum(labels) < len(labels):
@@ -166,7 +165,7 @@ def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "va
         rule = max(aucs, key=lambda k: (round(aucs[k], 4), -list(candidates).index(k)))
         base, risks = candidates[rule]
     else:
-        rule, base = "config", engine.verifier
+        rule, base = "config", verifier
         risks = [rescore(r, base)["risk"] for r in records]
     cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=base)
     clean = [r for r, m in zip(risks, labels) if not m]
@@ -244,10 +243,10 @@ def evaluate_verdicts(model_dir: str | Path, data: str | Path, *, split: str = "
                       limit: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Run the verdict evaluation of a model on a split; write report JSON and ROC plot into `out`."""
     engine = Engine(model_dir)
+    verifier = VerifierConfig.from_card(engine.card)
     records = score_split(engine, data, split, limit=limit, progress=progress)
     report = {"model": engine.model_id, "data": str(data), "split": split,
-              **verdict_report(records, red=engine.verifier.red),
-              "calibrated_false_alarm": engine.verifier.false_alarm_rate}
+              **verdict_report(records, red=verifier.red), "calibrated_false_alarm": verifier.false_alarm_rate}
     totals = [r["timings_ms"]["total"] for r in records]
     report["engine_ms"] = {"p50": float(np.percentile(totals, 50)), "p99": float(np.percentile(totals, 99))}
     if out:
@@ -255,5 +254,5 @@ def evaluate_verdicts(model_dir: str | Path, data: str | Path, *, split: str = "
         out.mkdir(parents=True, exist_ok=True)
         (out / "verdicts.json").write_text(json.dumps(report, indent=2))
         (out / "verdict_records.jsonl").write_text("\n".join(json.dumps(_public(r)) for r in records) + "\n")
-        roc_plot(records, out / "roc.png", red=engine.verifier.red)
+        roc_plot(records, out / "roc.png", red=verifier.red)
     return report

@@ -28,16 +28,17 @@ def _inspect(args: argparse.Namespace) -> int:
     from xray.manifest import Manifest
     from xray.overlay import draw_overlay
     from xray.sources.files import read_scan
+    from xray.verify import Inspector
 
     pixel_mm = (args.pixel_mm, args.pixel_mm) if args.pixel_mm else None
     scan = read_scan(args.scan, args.low, pixel_mm=pixel_mm)
     manifest = Manifest.load(args.manifest)
     engine = Engine(args.model, threads=args.threads, tile=args.tile)
     engine.warm_up()
-    verdict = engine.inspect(scan, manifest)
+    verdict = Inspector(engine).inspect(scan, manifest)
     print(verdict.model_dump_json(indent=2))
     if args.overlay:
-        cv2.imwrite(args.overlay, draw_overlay(scan, verdict, present=engine.verifier.present))
+        cv2.imwrite(args.overlay, draw_overlay(scan, verdict))
         print(f"overlay written to {args.overlay}", file=sys.stderr)
     t = verdict.timings_ms
     print("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()), file=sys.stderr)

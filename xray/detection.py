@@ -39,3 +39,31 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])
 
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+class DomainCheck(BaseModel):
+    """How far a scan is from what the model was trained on (measured by the engine; a later
+    model card calibrates the threshold). Out of domain, the verifier never sends a scan to red."""
+
+    model_config = ConfigDict(frozen=True)
+
+    in_domain: bool = True
+    distance: float | None = None
+    threshold: float | None = None
+    reason: str = ""
+
+
+class Detections(BaseModel):
+    """What the engine found in one scan: boxes in scan pixels, the image-level presence score
+    per category (empty when the model has no image head), the time of each stage in ms, and
+    the out-of-domain measurement (None: not measured)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scan_id: str = ""
+    detections: list[Detection] = Field(default_factory=list)
+    image_scores: dict[str, float] = Field(default_factory=dict)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    domain: DomainCheck | None = None
+    model_id: str = ""
+    model_version: str = ""

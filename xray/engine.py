@@ -1,4 +1,6 @@
-"""The inference engine: an exported ONNX detector and its card -> `Detection`s for any `Scan`.
+"""The inference engine: an exported ONNX detector and its card -> `Detections` for any `Scan`.
+
+The engine only detects; `xray.verify` turns its detections and a manifest into a verdict.
 
 One onnxruntime session is shared by all threads (`InferenceSession.run` is
 thread-safe). Preprocessing is `xray.model.preprocess` — the very code training
@@ -11,7 +13,6 @@ detections are merged with class-wise NMS.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from xray.detection import Detection, box_iou
+from xray.detection import Detection, Detections, box_iou
 from xray.errors import ConfigError
-from xray.manifest import Manifest
 from xray.model.preprocess import (
     InputSpec,
     Letterbox,
@@ -30,13 +30,10 @@ from xray.model.preprocess import (
     fit,
     shrink,
 )
+from xray.runtime import create_session
 from xray.scan import Scan
-from xray.verdict import Verdict
-from xray.verify import VerifierConfig, verify
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
-# Execution providers in order of preference; the first one available is used.
-PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def fuse_mirror(out: dict[str, np.ndarray], mirrored: dict[str, np.ndarray], width: int,
@@ -69,17 +66,6 @@ def fuse_mirror(out: dict[str, np.ndarray], mirrored: dict[str, np.ndarray], wid
     if "image_scores" in out and "image_scores" in mirrored:
         fused["image_scores"] = (np.asarray(out["image_scores"]) + np.asarray(mirrored["image_scores"])) / 2
     return fused
-
-
-def choose_providers(available: list[str], requested: list[str] | None = None) -> list[str]:
-    """Providers to use: the requested ones that exist, else the best available, CPU last."""
-    if requested:
-        missing = [p for p in requested if p not in available]
-        if missing:
-            raise ConfigError(f"execution providers {missing} are not available (available: {available})")
-        return list(requested)
-    chosen = [p for p in PREFERRED_PROVIDERS if p in available]
-    return chosen or list(available)
 
 
 @dataclass(frozen=True)
@@ -126,8 +112,6 @@ class Engine:
     def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None,
                  providers: list[str] | None = None, tile: bool = False, max_shrink: float = 1.5,
                  tile_overlap: float = 0.25, flip: bool | None = None):
-        import onnxruntime as ort
-
         self.model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
         card_path, onnx_path = self.model_dir / "model.json", self.model_dir / "model.onnx"
         if not card_path.is_file() or not onnx_path.is_file():
@@ -140,17 +124,12 @@ class Engine:
             self.output_names = list(self.card["outputs"]["names"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ConfigError(f"{card_path}: malformed model card: {e}") from e
-        self.verifier = VerifierConfig.model_validate(self.card.get("verifier", {}))
         self.min_score = float(self.card["outputs"].get("min_score", 0.05))
         self.train_scale = self.card["input"].get("train_scale")  # model-input px per scan px at training
         self.model_id = str(self.card.get("name", self.model_dir.name))
         self.model_version = str(self.card.get("sha256", ""))[:12]
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or os.cpu_count() or 1
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.providers = choose_providers(ort.get_available_providers(), providers)
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=self.providers)
+        self.session = create_session(onnx_path, threads=threads, providers=providers)
+        self.providers: list[str] = list(self.session.get_providers())
         self.tile, self.max_shrink, self.tile_overlap = tile, max_shrink, tile_overlap
         self.flip = bool((self.card.get("engine") or {}).get("flip", False)) if flip is None else flip
         if not 0 <= tile_overlap < 1:
@@ -195,16 +174,17 @@ class Engine:
     def merge(self, raw: list[tuple[Pass, dict[str, np.ndarray]]], scan_hw: tuple[int, int]) -> list[Detection]:
         """Map each pass's detections to scan pixels, drop tile detections cut by an inner
         tile edge, and merge what several passes found (class-wise NMS)."""
-        boxes, scores, labels = [], [], []
+        boxes: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
         for p, out in raw:
-            b = np.asarray(out["boxes"], np.float32).reshape(-1, 4)
+            b: np.ndarray = np.asarray(out["boxes"], np.float32).reshape(-1, 4)
             sc = np.asarray(out["scores"], np.float32).reshape(-1)
             lab = np.asarray(out["labels"]).reshape(-1).astype(int)
             if p.scale != 1.0:
                 th, tw = p.lb.scan_hw
                 cut = np.zeros(len(b), bool)
-                for side, (inner, coord, limit) in enumerate(zip(p.inner, (b[:, 0], b[:, 1], b[:, 2], b[:, 3]),
-                                                                 (0, 0, tw, th))):
+                for inner, coord, limit in zip(p.inner, (b[:, 0], b[:, 1], b[:, 2], b[:, 3]), (0, 0, tw, th)):
                     if inner:
                         cut |= np.abs(coord - limit) <= EDGE_PX
                 b, sc, lab = b[~cut], sc[~cut], lab[~cut]
@@ -216,19 +196,20 @@ class Engine:
             labels.append(lab)
         b, sc, lab = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
         if len(raw) > 1 and len(sc):
-            keep = cv2.dnn.NMSBoxesBatched([[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in b],
+            kept = cv2.dnn.NMSBoxesBatched([[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in b],
                                            sc.astype(float).tolist(), lab.tolist(), self.min_score,
                                            float(self.card["outputs"].get("nms_iou", 0.5)))
-            keep = np.asarray(keep, int).reshape(-1)
+            keep = np.asarray(kept, int).reshape(-1)
             b, sc, lab = b[keep], sc[keep], lab[keep]
         h, w = scan_hw
         b = np.clip(b, 0, [w, h, w, h])
-        dets = [Detection(box=tuple(float(v) for v in bb), category=self.classes[k], score=float(min(max(s_, 0.0), 1.0)))
+        dets = [Detection(box=(float(bb[0]), float(bb[1]), float(bb[2]), float(bb[3])), category=self.classes[k],
+                          score=float(np.clip(s_, 0.0, 1.0)))
                 for bb, s_, k in zip(b, sc, lab) if s_ >= self.min_score and bb[2] > bb[0] and bb[3] > bb[1]]
         dets.sort(key=lambda d: -d.score)
         return dets
 
-    def detect_full(self, scan: Scan) -> tuple[list[Detection], dict[str, float], dict[str, float]]:
+    def detect(self, scan: Scan) -> Detections:
         """Detections in scan pixels, the image-level presence score per category (empty when
         the model has no image head), and the time of each stage in ms."""
         t0 = time.perf_counter()
@@ -247,27 +228,10 @@ class Engine:
         image_scores = ({c: float(v) for c, v in zip(self.classes, np.asarray(whole["image_scores"]).reshape(-1))}
                         if "image_scores" in whole else {})
         t3 = time.perf_counter()
-        return dets, image_scores, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
-                                    "postprocess": (t3 - t2) * 1e3}
-
-    def detect(self, scan: Scan) -> tuple[list[Detection], dict[str, float]]:
-        """Detections in scan pixel coordinates, and the time of each stage in ms."""
-        dets, _, timings = self.detect_full(scan)
-        return dets, timings
-
-    def inspect(self, scan: Scan, manifest: Manifest) -> Verdict:
-        """Detect goods and verify them against the manifest; timings per stage in the verdict."""
-        dets, image_scores, timings = self.detect_full(scan)
-        t0 = time.perf_counter()
-        verdict = verify(dets, manifest, scan_id=scan.id, config=self.verifier, image_scores=image_scores,
-                         model_id=self.model_id, model_version=self.model_version)
-        timings["verify"] = (time.perf_counter() - t0) * 1e3
-        timings["total"] = sum(timings.values())
-        return verdict.model_copy(update={"timings_ms": {k: round(v, 3) for k, v in timings.items()}})
-
-    def detect_batch(self, scans: list[Scan]) -> list[tuple[list[Detection], dict[str, float]]]:
-        """Detections for many scans, one after another on the shared session."""
-        return [self.detect(s) for s in scans]
+        return Detections(scan_id=scan.id, detections=dets, image_scores=image_scores,
+                          timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
+                                      "postprocess": (t3 - t2) * 1e3},
+                          model_id=self.model_id, model_version=self.model_version)
 
     def warm_up(self) -> None:
         """Run the model once so that the first real scan does not pay for allocations."""

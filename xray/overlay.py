@@ -1,8 +1,9 @@
 """The evidence picture: a scan with its detections coloured by what the verdict made of them.
 
-Boxes of declared (or compatible) goods are green, undeclared goods red, goods below
-the presence threshold are not drawn. A banner on top carries the channel, the
-verdict, the risk and the findings; a legend explains the colours.
+It only renders the verdict: the boxes its goods table lists (those reaching the
+presence threshold) and those its findings cite, red for the categories a mismatch
+finding names, green for the rest. A banner on top carries the channel, the verdict,
+the risk and the findings; a legend explains the colours.
 """
 
 from __future__ import annotations
@@ -28,14 +29,12 @@ def scan_picture(scan: Scan) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: int | None = None) -> np.ndarray:
+def draw_overlay(scan: Scan, verdict: Verdict, *, width: int | None = None) -> np.ndarray:
     """The scan with the verdict's evidence drawn over it, as a BGR uint8 image.
 
     Args:
         scan: The scan the verdict is about.
-        verdict: The verdict (its detections and findings).
-        present: Detections below this score are not drawn, unless a finding cites them
-            as its evidence (a weak but suspected undeclared category).
+        verdict: The verdict (its goods table, detections and findings).
         width: Resize the picture to this width (default: scan width).
     """
     table = default_goods_table()
@@ -46,8 +45,9 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: i
     scale_txt = max(0.5, scan.width / 2400)
     # Keyed by category too: the head scores every class at one place, so another class's
     # box can have the very coordinates a finding cites.
-    cited = {(f.category, tuple(b)) for f in verdict.findings for b in f.evidence}
-    shown = [d for d in verdict.detections if d.score >= present or (d.category, tuple(d.box)) in cited]
+    drawn = {(f.category, tuple(b)) for f in verdict.findings for b in f.evidence}
+    drawn |= {(g.category, tuple(b)) for g in verdict.goods for b in g.boxes}
+    shown = [d for d in verdict.detections if (d.category, tuple(d.box)) in drawn]
     # Strongest last, so that its frame is on top; all labels after all frames, so none is hidden.
     shown.sort(key=lambda d: d.score)
     colours = [UNDECLARED_BGR if d.category in flagged else DECLARED_BGR for d in shown]
@@ -81,7 +81,7 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, present: float = 0.5, width: i
         cv2.rectangle(legend, (x, 6), (x + line_h - 12, line_h - 6), colour, -1)
         cv2.putText(legend, text, (x + line_h, int(line_h * 0.7)), _FONT, 0.6 * s, (20, 20, 20), 1, cv2.LINE_AA)
         x += int(320 * s)
-    names = ", ".join(f"{table[c].name}" for c in sorted(flagged) if c in table.keys)
+    names = ", ".join(f"{table[c].name}" for c in sorted(c for c in flagged if c is not None) if c in table.keys)
     if names:
         cv2.putText(legend, names, (x, int(line_h * 0.7)), _FONT, 0.6 * s, UNDECLARED_BGR, 1, cv2.LINE_AA)
     return np.vstack([banner, img, legend])

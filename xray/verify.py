@@ -17,18 +17,19 @@ drives the risk, with their evidence boxes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from pydantic import BaseModel, Field, model_validator
-
-from xray.detection import Detection
+from xray.detection import Detection, Detections
+from xray.errors import ConfigError
 from xray.goods import GoodsTable, default_goods_table
 from xray.manifest import Manifest
-from xray.verdict import Channel, Finding, FindingKind, Outcome, Verdict
-
+from xray.scan import Scan
+from xray.verdict import Box, Channel, Finding, FindingKind, GoodsEvidence, Outcome, Verdict, stage_timings
 
 SCORE_FLOOR = 0.01  # a category with no box (the graph returns none under 0.05) scores this
 
@@ -81,6 +82,18 @@ class VerifierConfig(BaseModel):
     presence: dict[str, PresenceMap] = Field(default_factory=dict)
     false_alarm_rate: float | None = None
 
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> VerifierConfig:
+        """The thresholds stored in a model card (the defaults where it has none).
+
+        Raises:
+            ConfigError: the card's verifier section is malformed.
+        """
+        try:
+            return cls.model_validate(card.get("verifier") or {})
+        except ValidationError as e:
+            raise ConfigError(f"malformed verifier thresholds in the model card: {e}") from e
+
     @model_validator(mode="after")
     def _ordered(self) -> VerifierConfig:
         if self.yellow > self.red:
@@ -118,7 +131,7 @@ def best_scores(detections: Iterable[Detection], table: GoodsTable) -> dict[str,
     return best
 
 
-def _evidence_boxes(detections: list[Detection], floor: float) -> list[tuple[float, float, float, float]]:
+def _evidence_boxes(detections: list[Detection], floor: float) -> list[Box]:
     """A category's boxes scoring `floor` or more; when none does (evidence carried by the
     image-level head alone), its best box, so that the officer is shown where the model looked."""
     kept = [d.box for d in detections if d.score >= floor]
@@ -127,37 +140,26 @@ def _evidence_boxes(detections: list[Detection], floor: float) -> list[tuple[flo
     return [max(detections, key=lambda d: d.score).box]
 
 
-def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = "", config: VerifierConfig | None = None,
-           table: GoodsTable | None = None, image_scores: dict[str, float] | None = None, model_id: str = "",
-           model_version: str = "", timings_ms: dict[str, float] | None = None) -> Verdict:
-    """Compare what the scan shows with what the manifest declares.
+def _goods(ev: dict[str, float], best: dict[str, float], by_category: dict[str, list[Detection]], declared: list[str],
+           table: GoodsTable, present: float) -> list[GoodsEvidence]:
+    """The declared-vs-found table: declared categories, then every other category with half the
+    presence threshold of evidence or more, strongest first; each with its boxes that reach the
+    threshold (those the evidence picture draws)."""
+    boxes = {k: [d.box for d in ds if d.score >= present] for k, ds in by_category.items()}
+    shown = list(declared) + sorted((c for c in table.keys if c not in declared and ev[c] >= present / 2),
+                                    key=lambda c: -ev[c])
+    return [GoodsEvidence(category=c, name=table[c].name if c in table.keys else c, declared=c in declared,
+                          seen=ev.get(c, 0.0) >= present, evidence=round(ev.get(c, 0.0), 4), threshold=present,
+                          best_score=round(best.get(c, 0.0), 4), boxes=boxes.get(c, [])) for c in shown]
 
-    `image_scores` are the model's image-level presence probabilities per category,
-    counted as evidence with the config's `image_weight`.
-    """
-    config = config or VerifierConfig()
-    table = table or default_goods_table()
-    declared, unknown = manifest.categories(table)
-    ev = evidence(detections, table, image_scores, config.image_weight, config.presence)
-    by_category: dict[str, list[Detection]] = {k: [] for k in table.keys}
-    for d in detections:
-        if d.category in by_category:
-            by_category[d.category].append(d)
-    boxes = {k: _evidence_boxes(ds, config.present * 0.5) for k, ds in by_category.items()}
-    seen = [c for c in table.keys if ev[c] >= config.present]
 
-    unexplained = {c: ev[c] for c in table.keys if not any(table.compatible(c, d) for d in declared)}
-    not_seen = {d: 1.0 - max(ev[c] for c in table.keys if table.compatible(c, d)) for d in declared}
-    # The risk terms, keyed by what drives them (undeclared ones first: they win ties).
-    terms = {(FindingKind.UNDECLARED, c): category_weight(table, c) * e for c, e in unexplained.items()}
-    terms |= {(FindingKind.NOT_SEEN, d): config.missing_weight * m for d, m in not_seen.items()}
-    if config.combine == "max":
-        risk = max(terms.values(), default=0.0)
-    else:
-        risk = 1.0 - float(np.prod([1.0 - t for t in terms.values()]))
-    risk = min(max(risk, 0.0), 1.0)
-
+def _findings(ev: dict[str, float], boxes: dict[str, list[Box]], declared: list[str], unexplained: dict[str, float],
+              not_seen: dict[str, float], terms: dict[tuple[FindingKind, str], float], risk: float,
+              table: GoodsTable, config: VerifierConfig) -> list[Finding]:
+    """What drives the risk, named: the mismatch kinds of the categories past the presence threshold,
+    or, for a scan sent to review with none past it, the strongest risk term."""
     findings: list[Finding] = []
+    seen = [c for c in table.keys if ev[c] >= config.present]
     undeclared_seen = [c for c in seen if c in unexplained]
     missing = [d for d, m in not_seen.items() if m > 1.0 - config.present]
     if not declared and undeclared_seen:
@@ -185,19 +187,100 @@ def verify(detections: list[Detection], manifest: Manifest, *, scan_id: str = ""
         else:
             findings.append(Finding(kind=kind, category=c, confidence=not_seen[c],
                                     detail=f"declared {c}, weak evidence of it"))
+    return findings
+
+
+def verify(found: Detections, manifest: Manifest | None, *, config: VerifierConfig | None = None,
+           table: GoodsTable | None = None, decode_ms: float | None = None) -> Verdict:
+    """Compare what the scan shows with what the manifest declares: the verdict, built once.
+
+    The image-level presence scores in `found` count as evidence with the config's
+    `image_weight`. Two cases have nothing to weigh the risk against, and go to operator
+    review (inconclusive, yellow, at the risk where yellow starts) with the reason as a
+    finding: no manifest (`manifest` None: detections only), and a scan the engine
+    measured as out of the model's domain — never red on a scan the model cannot read.
+
+    Args:
+        decode_ms: Time it took to decode the scan, recorded with the other stages.
+    """
+    t0 = time.perf_counter()
+    config = config or VerifierConfig()
+    table = table or default_goods_table()
+    detections = found.detections
+    declared, unknown = manifest.categories(table) if manifest is not None else ([], [])
+    ev = evidence(detections, table, found.image_scores, config.image_weight, config.presence)
+    best = best_scores(detections, table)
+    by_category: dict[str, list[Detection]] = {k: [] for k in table.keys}
+    for d in detections:
+        if d.category in by_category:
+            by_category[d.category].append(d)
+    boxes = {k: _evidence_boxes(ds, config.present * 0.5) for k, ds in by_category.items()}
+
+    unexplained = {c: ev[c] for c in table.keys if not any(table.compatible(c, d) for d in declared)}
+    not_seen = {d: 1.0 - max(ev[c] for c in table.keys if table.compatible(c, d)) for d in declared}
+    # The risk terms, keyed by what drives them (undeclared ones first: they win ties).
+    terms = {(FindingKind.UNDECLARED, c): category_weight(table, c) * e for c, e in unexplained.items()}
+    terms |= {(FindingKind.NOT_SEEN, d): config.missing_weight * m for d, m in not_seen.items()}
+    if config.combine == "max":
+        risk = max(terms.values(), default=0.0)
+    else:
+        risk = 1.0 - float(np.prod([1.0 - t for t in terms.values()]))
+    risk = min(max(risk, 0.0), 1.0)
+
+    findings: list[Finding] = []
+    out_of_domain = found.domain is not None and not found.domain.in_domain
+    if out_of_domain:
+        assert found.domain is not None
+        findings.append(Finding(kind=FindingKind.OUT_OF_DOMAIN, confidence=1.0,
+                                detail=found.domain.reason or "the scan is unlike those the model was trained on"))
+    if manifest is None:
+        findings.append(Finding(kind=FindingKind.NO_MANIFEST, confidence=1.0,
+                                detail="no manifest to compare with: detections only"))
+    else:
+        findings += _findings(ev, boxes, declared, unexplained, not_seen, terms, risk, table, config)
     findings += [Finding(kind=FindingKind.UNKNOWN_HS, confidence=1.0, detail=f"HS code {code} maps to no goods category")
                  for code in unknown]
 
-    if risk >= config.red:
+    if manifest is None or out_of_domain:
+        outcome, channel, risk = Outcome.INCONCLUSIVE, Channel.YELLOW, config.yellow
+    elif risk >= config.red:
         outcome, channel = Outcome.MISMATCH, Channel.RED
     elif risk >= config.yellow or unknown:
         outcome, channel = Outcome.INCONCLUSIVE, Channel.YELLOW
     else:
         outcome, channel = Outcome.MATCH, Channel.GREEN
-    return Verdict(scan_id=scan_id, verdict=outcome, channel=channel, risk=risk, findings=findings,
-                   detections=list(detections), declared=declared, image_scores=dict(image_scores or {}),
-                   evidence={k: round(v, 4) for k, v in ev.items() if v > 0.0},
-                   model_id=model_id, model_version=model_version, timings_ms=dict(timings_ms or {}))
+    stages = {**found.timings_ms, "verify": (time.perf_counter() - t0) * 1e3}
+    if decode_ms is not None:
+        stages["decode"] = decode_ms
+    return Verdict(scan_id=found.scan_id, verdict=outcome, channel=channel, risk=risk, findings=findings,
+                   detections=list(detections), declared=declared, image_scores=dict(found.image_scores),
+                   goods=_goods(ev, best, by_category, declared, table, config.present), domain=found.domain,
+                   model_id=found.model_id, model_version=found.model_version, timings_ms=stage_timings(stages))
+
+
+class Detector(Protocol):
+    """What inspecting needs of `xray.engine.Engine`: its model card and `detect`."""
+
+    card: dict[str, Any]
+
+    def detect(self, scan: Scan) -> Detections: ...
+
+
+class Inspector:
+    """Scan + manifest -> `Verdict`: the engine's detections, verified under the model's thresholds.
+
+    Args:
+        engine: Detects goods (an `xray.engine.Engine`).
+        config: Verifier thresholds (default: those calibrated into the engine's model card).
+    """
+
+    def __init__(self, engine: Detector, config: VerifierConfig | None = None):
+        self.engine = engine
+        self.config = config if config is not None else VerifierConfig.from_card(engine.card)
+
+    def inspect(self, scan: Scan, manifest: Manifest | None, *, decode_ms: float | None = None) -> Verdict:
+        """Detect and verify one scan (`manifest` None: detections only, sent to review)."""
+        return verify(self.engine.detect(scan), manifest, config=self.config, decode_ms=decode_ms)
 
 
 def _threshold_for_rate(clean_risks: list[float], rate: float) -> float:

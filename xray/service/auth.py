@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.security import APIKeyHeader
 
 from xray.errors import ConfigError
+from xray.service.store import Store
 
 API_KEY_HEADER = "X-API-Key"
 ANONYMOUS = "anonymous"
@@ -92,3 +93,15 @@ async def require_client(request: Request) -> str:
         raise HTTPException(status_code=401, detail=f"API key {reason}: send it in the {API_KEY_HEADER} header",
                             headers={"WWW-Authenticate": API_KEY_HEADER})
     return who
+
+
+def bootstrap_keys(store: Store, *, auth: bool, api_keys: tuple[str, ...] = ()) -> tuple[KeyRing, str | None]:
+    """Register the given keys (hashed) and load the accepted ones; with auth on and no key at all,
+    make one and return it too (to be shown once: only its hash is kept)."""
+    for key in api_keys:
+        store.add_key_hash(key_hash(key), label="configured")
+    new_key = None
+    if auth and not store.key_hashes():
+        new_key = new_api_key()
+        store.add_key_hash(key_hash(new_key), label="generated on first start")
+    return KeyRing(enabled=auth, hashes=store.key_hashes()), new_key

@@ -4,8 +4,8 @@ A thread polls a `FolderSource` (its ledger makes delivery crash-safe). Each sca
 ``<id>`` (one file, or ``<id>_high`` + ``<id>_low``) waits for its manifest
 ``<id>.json`` beside it, the way a lone energy file waits for its partner: up to
 the pairing timeout. A scan whose manifest never arrives (or stays unreadable) is
-still inspected and recorded — detections only, verdict "inconclusive", channel
-yellow, with a note saying why — never dropped.
+still inspected and recorded — the verifier's no-manifest verdict (detections only,
+"inconclusive", yellow), with a note saying why — never dropped.
 
 For each scan: inspect, commit the record (client "folder"), write
 ``<id>.verdict.json`` beside the scan, and only then acknowledge it to the source.
@@ -16,14 +16,13 @@ by the source's ledger key and not made twice.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from xray.atomic import write_atomic
+from xray.detection import Detections, DomainCheck
 from xray.errors import ManifestError, ScanReadError
 from xray.manifest import Manifest
 from xray.scan import Scan
@@ -32,7 +31,8 @@ from xray.service.schemas import inspection_of
 from xray.service.store import InspectionRow, Store
 from xray.sources.files import ScanFile
 from xray.sources.folder import FolderSource
-from xray.verdict import Channel, Outcome, Verdict
+from xray.verdict import Verdict
+from xray.verify import Inspector, verify
 
 log = logging.getLogger("xray.service.intake")
 
@@ -51,21 +51,20 @@ class FolderIntake:
 
     Args:
         directory: The scanner's drop folder.
-        engine: The shared engine (`inspect`, `detect`, `verifier`, `model_id`, `model_version`).
+        inspector: The shared inspector (engine and verifier thresholds).
         store: The audit store.
         metrics: Where verdicts are counted.
-        present: Score at which goods count as seen (stored with each record).
         settle_s: How long a file must stand still before it is read.
         pairing_timeout_s: How long a lone energy file waits for its partner, and a scan for its manifest.
         poll_s: Pause between passes over the folder.
         state_dir: The source's ledger folder (default ``<directory>/.xray-state``).
     """
 
-    def __init__(self, directory: str | Path, *, engine: Any, store: Store, metrics: Metrics, present: float,
+    def __init__(self, directory: str | Path, *, inspector: Inspector, store: Store, metrics: Metrics,
                  settle_s: float = 1.0, pairing_timeout_s: float = 30.0, poll_s: float = 0.5,
                  state_dir: str | Path | None = None):
         self.directory = Path(directory)
-        self.engine, self.store, self.metrics, self.present = engine, store, metrics, present
+        self.inspector, self.store, self.metrics = inspector, store, metrics
         self.manifest_timeout_s = pairing_timeout_s
         self.poll_s = poll_s
         self.source = FolderSource(self.directory, state_dir=state_dir, settle_s=settle_s,
@@ -133,29 +132,26 @@ class FolderIntake:
         if scan.meta.get("missing_energy"):
             notes.append(f"{scan.meta['missing_energy']}-energy image never arrived; inspected as single energy")
         try:
-            verdict = self.engine.inspect(scan, manifest) if manifest is not None else self._without_manifest(scan)
+            verdict = self.inspector.inspect(scan, manifest)
         except Exception as e:  # a scan the model cannot handle is recorded, not retried forever
             log.exception("inspection of %s failed", scan.id)
             notes.append(f"inspection failed: {e}")
-            verdict = self._inconclusive(scan, [], {})
+            verdict = self._unreadable(scan, manifest, f"the model could not read the scan: {e}")
         files = self._files(scan, notes)
         row = self.store.record(client=FOLDER_CLIENT, verdict=verdict, files=files, manifest=manifest,
-                                present=self.present, note="; ".join(notes), source_key=key)
-        self.metrics.observe_verdict(row.channel, row.timings_ms, FOLDER_CLIENT)
+                                present=self.inspector.config.present, note="; ".join(notes), source_key=key)
+        self.metrics.observe_verdict(row.channel, verdict.timings_ms, FOLDER_CLIENT)
         log.info("folder scan %s: %s (%s)", scan.id, row.channel, row.id)
         return row
 
-    def _without_manifest(self, scan: Scan) -> Verdict:
-        detections, timings = self.engine.detect(scan)
-        timings["total"] = sum(timings.values())
-        return self._inconclusive(scan, detections, timings)
-
-    def _inconclusive(self, scan: Scan, detections: list, timings: dict[str, float]) -> Verdict:
-        # Nothing to compare with: operator review (yellow), at the risk where yellow starts.
-        risk = float(getattr(getattr(self.engine, "verifier", None), "yellow", 0.5))
-        return Verdict(scan_id=scan.id, verdict=Outcome.INCONCLUSIVE, channel=Channel.YELLOW, risk=risk,
-                       detections=detections, model_id=self.engine.model_id, model_version=self.engine.model_version,
-                       timings_ms={k: round(v, 3) for k, v in timings.items()})
+    def _unreadable(self, scan: Scan, manifest: Manifest | None, reason: str) -> Verdict:
+        """The verifier's verdict on a scan the engine failed on: nothing detected, and out of
+        the model's domain (so review, never red)."""
+        engine = self.inspector.engine
+        found = Detections(scan_id=scan.id, domain=DomainCheck(in_domain=False, reason=reason),
+                           model_id=str(getattr(engine, "model_id", "")),
+                           model_version=str(getattr(engine, "model_version", "")))
+        return verify(found, manifest, config=self.inspector.config)
 
     def _files(self, scan: Scan, notes: list[str]) -> list[ScanFile]:
         """The scan's files again, for the image store — only if they still hold what was inspected."""
@@ -171,7 +167,5 @@ class FolderIntake:
         return files
 
     def _write_verdict(self, scan: Scan, row: InspectionRow) -> None:
-        out = self.directory / f"{scan.id}{VERDICT_SUFFIX}"
-        tmp = self.directory / f".{out.name}.{secrets.token_hex(4)}.tmp"  # hidden: the source ignores it
-        tmp.write_text(inspection_of(row).model_dump_json(indent=2))
-        os.replace(tmp, out)
+        # write_atomic's temporary name is hidden: the source ignores it.
+        write_atomic(self.directory / f"{scan.id}{VERDICT_SUFFIX}", inspection_of(row).model_dump_json(indent=2))

@@ -7,10 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from xray.goods import default_goods_table
 from xray.service.store import InspectionRow, ReviewRow, as_utc
 from xray.verdict import Channel, Outcome, Verdict
-from xray.verify import best_scores
 
 
 class ErrorBody(BaseModel):
@@ -48,19 +46,9 @@ class Review(BaseModel):
     created: datetime
 
 
-class GoodsRow(BaseModel):
-    """One line of the declared-vs-found table."""
-
-    category: str
-    name: str
-    declared: bool
-    seen: bool = Field(description="the verifier's evidence reached the presence threshold")
-    evidence: float = Field(description="what the verifier weighed: calibrated presence or best score, in [0, 1]")
-    best_score: float = Field(description="best box score of the category")
-
-
 class Inspection(Verdict):
-    """The verdict plus what the audit trail knows about it."""
+    """The verdict as the verifier built it (its goods table included), plus what the audit trail
+    knows about it; nothing in it is derived again."""
 
     inspection_id: str
     created: datetime
@@ -69,7 +57,6 @@ class Inspection(Verdict):
     note: str = Field(default="", description="why the verdict is not an ordinary one (e.g. no manifest)")
     image_sha256: list[str] = Field(default_factory=list)
     present: float = Field(description="score at which goods count as seen by this model")
-    goods: list[GoodsRow] = Field(default_factory=list, description="declared vs found, per category")
     review: Review | None = None
     reviews: list[Review] = Field(default_factory=list, description="every review, oldest first")
     links: Links
@@ -114,18 +101,6 @@ def links_for(inspection_id: str) -> Links:
     return Links(self=base, overlay=f"{base}/overlay.png", review=f"{base}/review")
 
 
-def declared_vs_found(verdict: Verdict, present: float) -> list[GoodsRow]:
-    """Declared categories and every category with half the presence threshold of evidence or more."""
-    table = default_goods_table()
-    best = best_scores(verdict.detections, table)
-    ev = verdict.evidence or best  # verdicts stored before evidence was recorded: the box scores
-    shown = list(verdict.declared) + [c for c in sorted(ev, key=lambda c: -ev[c])
-                                      if c not in verdict.declared and ev[c] >= present / 2]
-    return [GoodsRow(category=c, name=table[c].name if c in table.keys else c, declared=c in verdict.declared,
-                     seen=ev.get(c, 0.0) >= present, evidence=round(ev.get(c, 0.0), 4),
-                     best_score=round(best.get(c, 0.0), 4)) for c in shown]
-
-
 def _review(row: ReviewRow | InspectionRow) -> Review | None:
     if isinstance(row, ReviewRow):
         return Review(decision=row.decision, channel=row.channel, note=row.note, reviewer=row.reviewer,  # type: ignore[arg-type]
@@ -136,12 +111,14 @@ def _review(row: ReviewRow | InspectionRow) -> Review | None:
                   reviewer=row.reviewer or "", created=as_utc(row.reviewed_at))  # type: ignore[arg-type]
 
 
-def inspection_of(row: InspectionRow) -> Inspection:
-    verdict = Verdict.model_validate(row.verdict)
+def inspection_of(row: InspectionRow, verdict: Verdict | None = None) -> Inspection:
+    """The API view of a recorded inspection; `verdict` is the row's own, when the caller still holds it
+    (otherwise it is read from the row, once)."""
+    verdict = verdict if verdict is not None else Verdict.model_validate(row.verdict)
     return Inspection(
-        **verdict.model_dump(), inspection_id=row.id, created=as_utc(row.created), client=row.client,
-        container_id=row.container_id, note=row.note, image_sha256=list(row.image_sha256), present=row.present,
-        goods=declared_vs_found(verdict, row.present), review=_review(row),
+        **{k: getattr(verdict, k) for k in Verdict.model_fields}, inspection_id=row.id, created=as_utc(row.created),
+        client=row.client, container_id=row.container_id, note=row.note, image_sha256=list(row.image_sha256),
+        present=row.present, review=_review(row),
         reviews=[r for r in (_review(x) for x in row.reviews) if r is not None], links=links_for(row.id),
     )
 

@@ -13,7 +13,6 @@ by creation time, which is what pagination relies on.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 import threading
@@ -46,6 +45,7 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
+from xray.atomic import write_atomic
 from xray.errors import ConfigError
 from xray.manifest import Manifest
 from xray.sources.files import ScanFile
@@ -222,12 +222,7 @@ class Store:
         path = self.data_dir / rel
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic: a reader never sees half an image
+            write_atomic(path, data, fsync=True)  # a reader never sees half an image
         return StoredImage(digest, rel.as_posix())
 
     def image_path(self, rel: str) -> Path:

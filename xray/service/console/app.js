@@ -174,7 +174,7 @@ function renderFindings(insp) {
     return;
   }
   list.innerHTML = insp.findings.map((f) => `<li>
-    <span class="kind ${esc(f.kind)}">${esc(f.kind.replace("_", " "))}</span>
+    <span class="kind ${esc(f.kind)}">${esc(f.kind.replaceAll("_", " "))}</span>
     <span>${esc(f.detail || f.category || "")}</span>
     <span class="conf">${f.confidence.toFixed(2)}</span></li>`).join("");
 }
@@ -187,7 +187,7 @@ function renderTimings(insp) {
     <div class="bar"><div style="width:${Math.round((100 * ms) / max)}%"></div></div>
     <span class="ms">${ms.toFixed(1)} ms</span></div>`;
   let html = stages.map((s) => row(s, t[s])).join("");
-  if ("total" in t) html += `<div class="row total"><span>model total</span><span></span><span class="ms">${t.total.toFixed(1)} ms</span></div>`;
+  if ("total" in t) html += `<div class="row total"><span>total</span><span></span><span class="ms">${t.total.toFixed(1)} ms</span></div>`;
   $("#timings").innerHTML = html || `<span class="muted">No timings recorded.</span>`;
 }
 

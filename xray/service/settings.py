@@ -1,0 +1,51 @@
+"""How the service runs: one `Settings`, from keyword arguments (`serve.py`) or `XRAY_*` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_UPLOAD_BYTES = 256 << 20
+
+
+class Settings(BaseSettings):
+    """The service's settings; each default lives here only. Unknown keys are an error that names them.
+
+    Attributes:
+        model_dir: Exported model folder (default: the bundled models/default).
+        data_dir: Images, overlays and, by default, the SQLite database.
+        db_url: SQLAlchemy URL of the audit database (default SQLite in `data_dir`).
+        host: The address served on; without auth it must be loopback.
+        auth: Require an API key in `X-API-Key`.
+        api_keys: Keys to accept besides those already in the database (stored hashed).
+        watch_dir: A scanner drop folder to inspect from (see `xray.service.intake`).
+        watch_settle_s, watch_pairing_timeout_s, watch_poll_s: FolderSource timing; the
+            pairing timeout is also how long a scan waits for its manifest.
+        max_in_flight: Inspections admitted at once; the next gets 503.
+        workers: Threads running inspections (the rest of the admitted ones wait).
+        threads: onnxruntime threads per inference (default: all cores).
+        tile: Let the engine tile scans much larger than the model input.
+        max_upload_bytes: Largest request body of an upload.
+        retry_after_s: Retry-After of a 503.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="XRAY_", extra="forbid", frozen=True)
+
+    model_dir: Path | None = None
+    data_dir: Path = Path("data")
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    auth: bool = True
+    api_keys: tuple[str, ...] = ()
+    watch_dir: Path | None = None
+    watch_settle_s: float = Field(default=1.0, ge=0)
+    watch_pairing_timeout_s: float = Field(default=30.0, ge=0)
+    watch_poll_s: float = Field(default=0.5, gt=0)
+    max_in_flight: int = Field(default=8, ge=1)
+    workers: int = Field(default=2, ge=1)
+    threads: int | None = None
+    tile: bool = False
+    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, ge=1)
+    retry_after_s: int = Field(default=1, ge=0)
