@@ -116,7 +116,7 @@ def run(model_dir: Path, scans: dict[str, CanonicalScan], cache: Path, *, quick:
     """The section: one row per input size (the model's own, and 512 x 1536)."""
     n = 5 if quick else 30
     card = json.loads((model_dir / "model.json").read_text())
-    spec = InputSpec.from_dict({k: v for k, v in card["input"].items() if k in InputSpec.__dataclass_fields__})
+    spec = InputSpec.from_dict(card["input"])
     sizes = [tuple(spec.size)] + ([BIG] if tuple(spec.size) != BIG else [])
     notes: list[str] = []
 

@@ -9,7 +9,7 @@ from xray.engine import Engine, Pass, choose_providers
 from xray.errors import ConfigError
 from xray.manifest import Manifest
 from xray.model.preprocess import Letterbox
-from xray.model.registry import model_from_checkpoint
+from xray.model.factory import model_from_checkpoint
 from xray.sources.files import read_scan
 from xray.verdict import Channel
 

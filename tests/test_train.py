@@ -268,7 +268,7 @@ def test_augmented_items_stay_consistent(data: Path) -> None:
 def test_init_inflates_the_stem_for_a_new_input_channel(data: Path, run: Path, tmp_path: Path) -> None:
     """A dual_ratio run fine-tuned with the detail channel: starts out computing what the old model did."""
     cfg = load_config(TINY)
-    cfg["input"] = {**cfg["input"], "mode": "dual_ratio_detail", "mean": None, "std": None}
+    cfg = cfg.replace(input={"mode": "dual_ratio_detail", "mean": None, "std": None})
     old = torch.load(run / "best.pt", weights_only=False)
     model = build_model(cfg, num_classes=13).eval()
     inflated = loop.load_inflated(model, old["model"])
@@ -286,7 +286,7 @@ def test_init_inflates_the_stem_for_a_new_input_channel(data: Path, run: Path, t
     ckpt = torch.load(out / "last.pt", weights_only=False)
     assert ckpt["input"]["mode"] == "dual_ratio_detail" and ckpt["config"]["init"]["from"] == str(run / "best.pt")
     other = load_config(TINY)
-    other["model"] = {**other["model"], "head_channels": other["model"]["head_channels"] * 2}
+    other = other.replace(model={"head_channels": other.model.head_channels * 2})
     with pytest.raises(ConfigError, match="--init"):
         loop.fit(data=data, config=other, out=tmp_path / "bad", epochs=1, device="cpu", progress=False,
                  plots=False, init=run / "best.pt")
