@@ -23,7 +23,7 @@ This module needs only pydantic and yaml (the ONNX engine imports `InputConfig` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -64,6 +64,19 @@ class Section(BaseModel):
     """A config section: immutable, unknown keys rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def replace(self, **changes: Any) -> Self:
+        """A validated copy with some keys changed; mappings merge (`cfg.replace(train={"epochs": 3})`
+        changes one key of a section), and a changed input mode brings its own normalisation
+        when `mean`/`std` are set to None.
+
+        Raises:
+            ConfigError: naming the bad key.
+        """
+        try:
+            return self.model_validate(merge(self.model_dump(mode="json"), changes))
+        except ValidationError as e:
+            raise ConfigError(describe(e, type(self).__name__)) from e
 
 
 S = TypeVar("S", bound=Section)
@@ -244,11 +257,11 @@ class XrayConfig(Section):
     version: int = CONFIG_VERSION
     classes: list[str] | None = None
     init: dict[str, Any] | None = None  # provenance of a fine-tuning stage: {from, epoch, metrics}
-    model: ModelConfig = Field(default_factory=FcosLiteConfig)
-    input: InputConfig = Field(default_factory=lambda: InputConfig())
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    export: ExportConfig = Field(default_factory=ExportConfig)
+    model: ModelConfig = Field(default_factory=lambda: FcosLiteConfig.model_validate({}))
+    input: InputConfig = Field(default_factory=lambda: InputConfig.model_validate({}))
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate({}))
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig.model_validate({}))
+    export: ExportConfig = Field(default_factory=lambda: ExportConfig.model_validate({}))
 
     @field_validator("version")
     @classmethod
@@ -258,13 +271,6 @@ class XrayConfig(Section):
         if v < 1:
             raise ValueError(f"config version must be >= 1, got {v}")
         return v
-
-    def replace(self, **sections: Any) -> XrayConfig:
-        """A copy with some sections (or keys of sections) replaced, validated again.
-
-        `cfg.replace(train={"epochs": 3})` changes one key of a section; other keys stay.
-        """
-        return config_from_dict(merge(self.model_dump(mode="json"), sections), "config")
 
 
 def describe(error: ValidationError, source: str, *, prefix: str = "") -> str:

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from xray.card import build_card, card_metrics, measure_latency, write_card
 from xray.config import config_from_dict
 from xray.data.dataset import XrayDataset
-from xray.errors import XrayError
+from xray.errors import ConfigError, XrayError
+from xray.model.detector import GoodsDetector
 from xray.model.factory import model_from_checkpoint
 from xray.model.preprocess import InputSpec, finish, preprocess
 from xray.runtime import create_session
@@ -64,7 +65,7 @@ class ExportWrapper(nn.Module):
 class RawWrapper(nn.Module):
     """The network without decoding and NMS: raw head tensors (for the tie-proof parity check)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: GoodsDetector) -> None:
         super().__init__()
         self.model = model
 
@@ -74,7 +75,7 @@ class RawWrapper(nn.Module):
         return out["cls_logits"].sigmoid(), out["bbox_regression"], out["bbox_ctrness"].sigmoid()
 
 
-def raw_parity_check(model: nn.Module, inputs: list[np.ndarray], workdir: str | Path) -> dict[str, Any]:
+def raw_parity_check(model: GoodsDetector, inputs: list[np.ndarray], workdir: str | Path) -> dict[str, Any]:
     """Compare the raw head outputs of onnxruntime and torch at every point of the pyramid.
 
     Detection-level parity cannot tell tied scores apart (untrained models tie a lot);
@@ -180,7 +181,7 @@ def _match(
     return problems, compared, worst_box, worst_score
 
 
-def parity_check(model: nn.Module, onnx_path: str | Path, inputs: list[np.ndarray]) -> dict[str, Any]:
+def parity_check(model: GoodsDetector, onnx_path: str | Path, inputs: list[np.ndarray]) -> dict[str, Any]:
     """Compare onnxruntime with eager torch on each (C, H, W) input.
 
     Raises:
@@ -252,6 +253,8 @@ def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None =
         ParityError: when onnxruntime does not reproduce eager torch.
     """
     model, ckpt = model_from_checkpoint(checkpoint)
+    if not isinstance(model, GoodsDetector):
+        raise ConfigError(f"{checkpoint}: export takes the FCOS goods detectors, not {type(model).__name__}")
     cfg = config_from_dict(ckpt["config"], f"{checkpoint}: config")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import numpy as np
 from xray.config import AugmentConfig, validate_section
 from xray.model.preprocess import A_MAX, resize
 
+
 class AttenuationGain(A.ImageOnlyTransform):
     """Scale attenuation by a random gain (shared), with a small per-channel jitter."""
 

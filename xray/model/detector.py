@@ -128,9 +128,10 @@ class LiteFCOSHead(nn.Module):
         self.bbox_ctrness = nn.Conv2d(channels, 1, 3, padding=1)
         for layer in (self.cls_logits, self.bbox_reg, self.bbox_ctrness):
             nn.init.normal_(layer.weight, std=0.01)
-            nn.init.zeros_(layer.bias)
+            nn.init.zeros_(layer.bias)  # type: ignore[arg-type]  # Conv2d's bias exists (bias=True)
         # Start with every point predicting background at `prior_probability` (focal loss).
-        nn.init.constant_(self.cls_logits.bias, -torch.log(torch.tensor((1 - prior_probability) / prior_probability)).item())
+        nn.init.constant_(self.cls_logits.bias,  # type: ignore[arg-type]
+                          -torch.log(torch.tensor((1 - prior_probability) / prior_probability)).item())
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         cls_all, reg_all, ctr_all = [], [], []

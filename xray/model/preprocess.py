@@ -66,7 +66,7 @@ def fit(scan_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
     h, w = scan_hw
     s = min(input_hw[0] / h, input_hw[1] / w)
     rh, rw = min(input_hw[0], max(1, round(h * s))), min(input_hw[1], max(1, round(w * s)))
-    return Letterbox(scan_hw=(h, w), resized_hw=(rh, rw), input_hw=tuple(input_hw))
+    return Letterbox(scan_hw=(h, w), resized_hw=(rh, rw), input_hw=(int(input_hw[0]), int(input_hw[1])))
 
 
 # A single-energy scan fed to a dual-energy model gets a low-energy image of this

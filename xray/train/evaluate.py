@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -43,7 +42,7 @@ def predict(
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
     out = []
-    input_hw = tuple(dataset.spec.size)
+    input_hw = dataset.spec.size
     for images, targets, _ in loader:
         for det, tgt in zip(model(images.to(device)), targets):
             entry = dataset.coco.imgs[int(tgt["image_id"])]
@@ -77,6 +76,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="training checkpoint (best.pt / last.pt)")
     p.add_argument("--data", required=True, help="dataset folder in the xray format")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    # Box level only here; `xray evaluate --level scan` (verdicts on declarations) is routed elsewhere by the CLI.
+    p.add_argument("--level", choices=["box"], default="box", help="what is scored: detected boxes (COCO mAP)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -97,7 +98,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     except XrayError as e:
         print(f"error: {e}")
         return 2
-    fmt = lambda v: "  -  " if v is None else f"{v:.3f}"
+
+    def fmt(v: float | None) -> str:
+        return "  -  " if v is None else f"{v:.3f}"
+
     print(f"{args.data} [{args.split}]: {len(dataset)} scans")
     print(f"{'class':<16} {'gt':>5} {'AP50':>6} {'AP':>6}")
     for name, m in metrics["per_class"].items():

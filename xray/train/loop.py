@@ -96,7 +96,8 @@ def resolve_device(device: str) -> torch.device:
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig | dict[str, Any]) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms and biases (decaying them only hurts)."""
     tcfg = validate_section(TrainConfig, cfg, "train")
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -156,13 +157,13 @@ def train_one_epoch(
             if bad_in_row >= max_bad_steps:
                 raise FloatingPointError(f"epoch {epoch}: {bad_in_row} steps in a row with a non-finite loss")
             continue
-        if amp:
+        if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
         else:
             loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if amp:
+        if scaler is not None:
             scaler.step(optimizer)  # the scaler skips steps with inf/NaN gradients itself
             scaler.update()
         elif torch.isfinite(grad_norm):
@@ -190,8 +191,8 @@ def _score(metrics: dict[str, Any] | None) -> tuple[float, float]:
     """Ranking of checkpoints: mAP@0.5, then mAP@0.5:0.95."""
     if not metrics:
         return (-1.0, -1.0)
-    return (metrics.get("mAP50") if metrics.get("mAP50") is not None else -1.0,
-            metrics.get("mAP") if metrics.get("mAP") is not None else -1.0)
+    return (float(metrics["mAP50"]) if metrics.get("mAP50") is not None else -1.0,
+            float(metrics["mAP"]) if metrics.get("mAP") is not None else -1.0)
 
 
 def build_datasets(data: Path, cfg: XrayConfig, classes: list[str]) -> tuple[XrayDataset, XrayDataset | None]:
@@ -388,7 +389,7 @@ def fit(
                                  scaler=run.scaler, grad_clip=tcfg.grad_clip, max_bad_steps=tcfg.max_bad_steps,
                                  progress=progress)
         metrics = validate(run, val_ds, epoch, dev)
-        row = metrics_row(epoch, run.scheduler.get_last_lr()[0], time.time() - t0, losses, metrics)
+        row = metrics_row(epoch, float(run.scheduler.get_last_lr()[0]), time.time() - t0, losses, metrics)
         append_metrics(csv_path, row)
         improved = metrics is not None and _score(metrics) > run.best
         if improved:

@@ -70,7 +70,10 @@ def coco_map(coco_gt: COCO, results: list[dict[str, Any]]) -> dict[str, Any]:
             "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else None,
             "gt": n_gt,
         }
-    stat = lambda v: None if v < 0 else float(v)
+
+    def stat(v: float) -> float | None:
+        return None if v < 0 else float(v)
+
     return {
         "mAP": stat(ev.stats[0]),
         "mAP50": stat(ev.stats[1]),
