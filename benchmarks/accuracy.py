@@ -51,8 +51,8 @@ def box_metrics(model_dir: Path, data: Path, *, evaluate_if_missing: bool) -> di
     checkpoint = find_checkpoint(card, model_dir)
     if evaluate_if_missing and checkpoint is not None:
         from xray.data.dataset import XrayDataset
+        from xray.model import model_from_checkpoint
         from xray.model.preprocess import InputSpec
-        from xray.model.registry import model_from_checkpoint
         from xray.train.evaluate import evaluate
 
         model, ckpt = model_from_checkpoint(checkpoint)

@@ -29,7 +29,7 @@ def load_eager(checkpoint: str | Path):
     """The detector of a training checkpoint, in eval mode on the CPU, using all cores."""
     import torch
 
-    from xray.model.registry import model_from_checkpoint
+    from xray.model import model_from_checkpoint
 
     torch.set_num_threads(os.cpu_count() or 1)
     model, _ = model_from_checkpoint(checkpoint)

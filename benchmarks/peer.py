@@ -11,7 +11,6 @@ the peer's raw network stops before NMS, which flatters the peer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -108,7 +107,7 @@ def export_peer(nc: int, sizes: list[tuple[int, int]], cache: Path) -> dict[str,
 
 def model_input(scan: CanonicalScan, spec: InputSpec, size: tuple[int, int]) -> np.ndarray:
     """The canonical scan preprocessed as the engine does, letterboxed into `size`: (1, C, H, W)."""
-    x, _ = preprocess(read_scan(scan.high, scan.low), dataclasses.replace(spec, size=tuple(size)))
+    x, _ = preprocess(read_scan(scan.high, scan.low), spec.replace(size=tuple(size)))
     return x[None]
 
 
@@ -116,7 +115,7 @@ def run(model_dir: Path, scans: dict[str, CanonicalScan], cache: Path, *, quick:
     """The section: one row per input size (the model's own, and 512 x 1536)."""
     n = 5 if quick else 30
     card = json.loads((model_dir / "model.json").read_text())
-    spec = InputSpec.from_dict({k: v for k, v in card["input"].items() if k in InputSpec.__dataclass_fields__})
+    spec = InputSpec.from_dict(card["input"])
     sizes = [tuple(spec.size)] + ([BIG] if tuple(spec.size) != BIG else [])
     notes: list[str] = []
 

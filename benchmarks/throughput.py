@@ -19,14 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "models" / "default.yaml"
 
 
-def loader_images_per_second(cfg: dict, data: Path, split: str, n: int) -> dict[str, Any]:
+def loader_images_per_second(cfg: Any, data: Path, split: str, n: int) -> dict[str, Any]:
     """`XrayDataset.__getitem__` with the training augmentation (TIP included), one process."""
     from xray.data.augment import Augment
     from xray.data.dataset import XrayDataset
-    from xray.model.preprocess import InputSpec
 
-    spec = InputSpec.from_dict(cfg["input"])
-    ds = XrayDataset(data, split, spec=spec, augment=Augment(cfg.get("augment")), image_labels="boxes")
+    ds = XrayDataset(data, split, spec=cfg.input, augment=Augment(cfg.augment), image_labels="boxes")
     n = min(n, len(ds))
     ds[0]  # warm-up (TIP pool, imports)
     t0 = time.perf_counter()
@@ -34,17 +32,17 @@ def loader_images_per_second(cfg: dict, data: Path, split: str, n: int) -> dict[
         ds[i % len(ds)]
     wall = time.perf_counter() - t0
     return {"images": n, "seconds": round(wall, 3), "images_per_second_per_worker": per_second(n, wall),
-            "workers_in_config": cfg.get("train", {}).get("workers")}
+            "workers_in_config": cfg.train.workers}
 
 
-def train_batch(cfg: dict, scans: dict[str, CanonicalScan], classes: list[str], batch_size: int):
+def train_batch(cfg: Any, scans: dict[str, CanonicalScan], classes: list[str], batch_size: int):
     """A training batch from the canonical scans (real content and their true boxes), repeated."""
     import torch
 
-    from xray.model.preprocess import InputSpec, preprocess
+    from xray.model.preprocess import preprocess
     from xray.sources.files import read_scan
 
-    spec = InputSpec.from_dict(cfg["input"])
+    spec = cfg.input
     items = []
     for s in scans.values():
         x, lb = preprocess(read_scan(s.high, s.low), spec)
@@ -64,16 +62,15 @@ def train_steps_per_second(scans: dict[str, CanonicalScan], *, steps: int, confi
     import torch
 
     from xray.goods import default_goods_table
-    from xray.model.registry import build_model, load_config
+    from xray.model import build_model, load_config
     from xray.train.loop import make_optimizer
 
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = load_config(config)
     classes = default_goods_table().keys
     model = build_model(cfg, num_classes=len(classes)).train()
-    tcfg = {"lr": 1e-4, "weight_decay": 0.05, **cfg.get("train", {})}
-    optimizer = make_optimizer(model, tcfg)
-    batch_size = int(tcfg.get("batch_size", 4))
+    optimizer = make_optimizer(model, cfg.train)
+    batch_size = cfg.train.batch_size
     images, targets, image_labels = train_batch(cfg, scans, classes, batch_size)
     times = []
     for i in range(steps + 1):  # the first step allocates: not timed
@@ -86,14 +83,14 @@ def train_steps_per_second(scans: dict[str, CanonicalScan], *, steps: int, confi
         if i:
             times.append((time.perf_counter() - t0) * 1e3)
     step = summarize(times)
-    return {"config": str(config.relative_to(ROOT)), "input": list(cfg["input"]["size"]), "batch_size": batch_size,
+    return {"config": str(config.relative_to(ROOT)), "input": list(cfg.input.size), "batch_size": batch_size,
             "steps": steps, "step_ms": step, "images_per_second": round(batch_size * 1e3 / step["p50"], 3),
             "device": "cpu", "torch_threads": torch.get_num_threads()}
 
 
 def run(scans: dict[str, CanonicalScan], data: Path, *, quick: bool) -> dict[str, Any]:
     """The section."""
-    from xray.model.registry import load_config
+    from xray.model import load_config
 
     workers = os.cpu_count() or 1
     out: dict[str, Any] = {"simulator": simulator.run(count=4 if quick else 40, size="40ft", workers=workers),

@@ -75,7 +75,7 @@ def test_gain_scales_attenuation() -> None:
 
 
 def test_unknown_option_rejected() -> None:
-    with pytest.raises(ConfigError, match="unknown augment"):
+    with pytest.raises(ConfigError, match="unknown key .augment.mosaic."):
         Augment({"mosaic": 1.0})
 
 

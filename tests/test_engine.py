@@ -8,8 +8,8 @@ from xray.data.dataset import XrayDataset
 from xray.engine import Engine, Pass
 from xray.errors import ConfigError
 from xray.manifest import Manifest
+from xray.model.factory import model_from_checkpoint
 from xray.model.preprocess import Letterbox
-from xray.model.registry import model_from_checkpoint
 from xray.runtime import choose_providers
 from xray.sources.files import read_scan
 from xray.verdict import Channel
@@ -126,10 +126,9 @@ def test_tiling_adds_tiles_only_for_scans_much_larger_than_training_scale(tiny_m
 
 def test_engine_preprocessing_equals_training_preprocessing_with_the_detail_channel(tiny_engine, scan_files):
     import copy
-    from dataclasses import replace
 
     engine = copy.copy(tiny_engine)
-    engine.spec = replace(tiny_engine.spec, mode="dual_ratio_detail", mean=None, std=None)
+    engine.spec = tiny_engine.spec.replace(mode="dual_ratio_detail", mean=None, std=None)
     root = scan_files[0].high.parents[2]
     ds = XrayDataset(root, "test", spec=engine.spec, classes=engine.classes, image_labels="none")
     x_train = ds[0][0].numpy()

@@ -43,7 +43,8 @@ def test_export_writes_model_and_card(trained: tuple[Path, Path], tmp_path: Path
     on_disk = json.loads((tmp_path / "m" / "model.json").read_text())
     assert on_disk["sha256"] == card["sha256"]
     assert on_disk["classes"][0] == "tobacco" and len(on_disk["classes"]) == 13
-    assert on_disk["input"]["mode"] == "dual_ratio" and on_disk["input"]["channels"] == 3
+    assert on_disk["input"]["mode"] == "dual_ratio" and on_disk["input_format"]["channels"] == 3
+    assert InputSpec.from_dict(on_disk["input"]) == InputSpec.from_dict(_stored_input(ckpt))  # the engine reads it back
     assert on_disk["input"]["size"] == [128, 384] and len(on_disk["input"]["mean"]) == 3
     assert set(on_disk["score_thresholds"]) == set(on_disk["classes"])
     assert on_disk["metrics"]["val"]["data"]["split"] == "val" and "mAP50" in on_disk["metrics"]["val"]
@@ -55,6 +56,10 @@ def test_export_writes_model_and_card(trained: tuple[Path, Path], tmp_path: Path
     for lib in ("torch", "torchvision", "onnx", "onnxruntime"):
         assert lib in on_disk["versions"]
     assert "git_commit" in on_disk and on_disk["training"]["config"]["model"]["name"] == "fcos_lite"
+
+
+def _stored_input(ckpt: Path) -> dict:
+    return torch.load(ckpt, weights_only=False)["config"]["input"]
 
 
 def test_onnx_matches_torch_on_a_scan(trained: tuple[Path, Path], tmp_path: Path) -> None:

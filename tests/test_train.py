@@ -174,7 +174,7 @@ def test_nan_guard_stops_training(data: Path) -> None:
     sched = loop.make_scheduler(opt, total_iters=10, warmup_iters=1, min_lr_ratio=0.1)
     with pytest.raises(FloatingPointError):
         loop.train_one_epoch(model, loader, opt, sched, device=torch.device("cpu"), epoch=0, max_bad_steps=2,
-                             progress=False)
+                             grad_clip=10.0, progress=False)
     assert model.w.item() == 1.0  # no step was taken with a NaN loss
 
 
@@ -268,7 +268,7 @@ def test_augmented_items_stay_consistent(data: Path) -> None:
 def test_init_inflates_the_stem_for_a_new_input_channel(data: Path, run: Path, tmp_path: Path) -> None:
     """A dual_ratio run fine-tuned with the detail channel: starts out computing what the old model did."""
     cfg = load_config(TINY)
-    cfg["input"] = {**cfg["input"], "mode": "dual_ratio_detail", "mean": None, "std": None}
+    cfg = cfg.replace(input={"mode": "dual_ratio_detail", "mean": None, "std": None})
     old = torch.load(run / "best.pt", weights_only=False)
     model = build_model(cfg, num_classes=13).eval()
     inflated = loop.load_inflated(model, old["model"])
@@ -286,7 +286,7 @@ def test_init_inflates_the_stem_for_a_new_input_channel(data: Path, run: Path, t
     ckpt = torch.load(out / "last.pt", weights_only=False)
     assert ckpt["input"]["mode"] == "dual_ratio_detail" and ckpt["config"]["init"]["from"] == str(run / "best.pt")
     other = load_config(TINY)
-    other["model"] = {**other["model"], "head_channels": other["model"]["head_channels"] * 2}
+    other = other.replace(model={"head_channels": other.model.head_channels * 2})
     with pytest.raises(ConfigError, match="--init"):
         loop.fit(data=data, config=other, out=tmp_path / "bad", epochs=1, device="cpu", progress=False,
                  plots=False, init=run / "best.pt")

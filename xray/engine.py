@@ -119,8 +119,7 @@ class Engine:
         try:
             self.card = json.loads(card_path.read_text())
             self.classes: list[str] = list(self.card["classes"])
-            self.spec = InputSpec.from_dict({k: v for k, v in self.card["input"].items()
-                                             if k in InputSpec.__dataclass_fields__})
+            self.spec = InputSpec.from_dict(self.card["input"], f"{card_path}: input")
             self.output_names = list(self.card["outputs"]["names"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ConfigError(f"{card_path}: malformed model card: {e}") from e

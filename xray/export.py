@@ -1,4 +1,4 @@
-"""Export a training checkpoint to ONNX plus its model card, with a parity check.
+"""Export a training checkpoint to ONNX, with a parity check; the model card is `xray.card`.
 
     xray export runs/NAME/best.pt --out models/NAME [--data DATASET --split test]
 
@@ -19,28 +19,29 @@ outputs at every pyramid point (a temporary graph), which tied scores cannot blu
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import subprocess
 import warnings
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import onnx
 import torch
 from torch import Tensor, nn
 
-from xray.errors import XrayError
-from xray.goods import default_goods_table
-from xray.model.preprocess import InputSpec, preprocess
-from xray.model.registry import model_from_checkpoint
+from xray.card import build_card, card_metrics, measure_latency, write_card
+from xray.config import config_from_dict
+from xray.data.dataset import XrayDataset
+from xray.errors import ConfigError, XrayError
+from xray.model.detector import GoodsDetector
+from xray.model.factory import model_from_checkpoint
+from xray.model.preprocess import InputSpec, finish, preprocess
+from xray.runtime import create_session
 
 OPSET = 17
 BOX_TOL_PX = 0.5
 SCORE_TOL = 1e-4
-CARD_FORMAT = 1
 
 
 class ParityError(XrayError):
@@ -64,7 +65,7 @@ class ExportWrapper(nn.Module):
 class RawWrapper(nn.Module):
     """The network without decoding and NMS: raw head tensors (for the tie-proof parity check)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: GoodsDetector) -> None:
         super().__init__()
         self.model = model
 
@@ -74,7 +75,7 @@ class RawWrapper(nn.Module):
         return out["cls_logits"].sigmoid(), out["bbox_regression"], out["bbox_ctrness"].sigmoid()
 
 
-def raw_parity_check(model: nn.Module, inputs: list[np.ndarray], workdir: str | Path) -> dict[str, Any]:
+def raw_parity_check(model: GoodsDetector, inputs: list[np.ndarray], workdir: str | Path) -> dict[str, Any]:
     """Compare the raw head outputs of onnxruntime and torch at every point of the pyramid.
 
     Detection-level parity cannot tell tied scores apart (untrained models tie a lot);
@@ -121,24 +122,18 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_size: tuple[int, in
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, (x,), str(path), dynamo=False, opset_version=OPSET, input_names=["input"],
                           output_names=outputs, dynamic_axes=dynamic, do_constant_folding=True)
-    import onnx
-
     onnx.checker.check_model(str(path))
     return outputs
 
 
-def ort_session(path: str | Path, *, threads: int = 2):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+def ort_session(path: str | Path, *, threads: int = 2) -> Any:
+    """The CPU session the parity check compares torch with."""
+    return create_session(path, threads=threads, providers=["CPUExecutionProvider"])
 
 
 def _match(
     ref: dict[str, np.ndarray], got: dict[str, np.ndarray], *, score_floor: float, full: int
-) -> tuple[list[str], float, float]:
+) -> tuple[list[str], int, float, float]:
     """Match ONNX detections to torch's one to one.
 
     Returns:
@@ -186,7 +181,7 @@ def _match(
     return problems, compared, worst_box, worst_score
 
 
-def parity_check(model: nn.Module, onnx_path: str | Path, inputs: list[np.ndarray]) -> dict[str, Any]:
+def parity_check(model: GoodsDetector, onnx_path: str | Path, inputs: list[np.ndarray]) -> dict[str, Any]:
     """Compare onnxruntime with eager torch on each (C, H, W) input.
 
     Raises:
@@ -225,64 +220,21 @@ def parity_inputs(spec: InputSpec, *, data: str | Path | None = None, split: str
     at a second size (the graph has dynamic height and width).
     """
     if data is not None:
-        from xray.data.dataset import XrayDataset
-
         ds = XrayDataset(data, split, spec=spec, classes=classes, image_labels="none")
         return [preprocess(ds.scan(i), spec)[0] for i in range(min(n, len(ds)))]
-    import cv2
-
-    from xray.model.preprocess import finish
-
     rng = np.random.default_rng(seed)
     h, w = spec.size
     out = []
     for i in range(n):
         # The last input is smaller than the model input: exercises the dynamic shape.
         hh, ww = (h, w) if i < n - 1 else (h // 2 + 32, w // 2)
-        size = InputSpec(**{**spec.to_dict(), "size": (hh, ww)})
+        size = spec.model_copy(update={"size": (hh, ww)})  # only `finish` reads it
         coarse = rng.uniform(0, 4, size=(hh // 16, ww // 16)).astype(np.float32)
         att = cv2.resize(coarse, (ww, hh), interpolation=cv2.INTER_LINEAR)
         base = np.stack([att, att * 1.1][: 1 if spec.mode == "single" else 2]) if spec.physical else np.stack([att / 4] * 3)
         base = np.concatenate([base] + [np.abs(np.gradient(att, axis=0))[None]] * spec.detail_channels)
         out.append(finish(base.astype(np.float32), size))
     return out
-
-
-def measure_latency(onnx_path: str | Path, x: np.ndarray, *, runs: int = 30, threads: int = 2) -> dict[str, Any]:
-    """onnxruntime CPU latency of one (1, C, H, W) input: median, p90 and min over `runs`."""
-    import time
-
-    session = ort_session(onnx_path, threads=threads)
-    for _ in range(3):  # warm-up: first runs allocate and pick kernels
-        session.run(None, {"input": x})
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, {"input": x})
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"input_shape": list(x.shape), "threads": threads, "runs": runs, "median_ms": float(np.median(times)),
-            "p90_ms": float(np.percentile(times, 90)), "min_ms": float(np.min(times)),
-            "note": "onnxruntime CPUExecutionProvider, whole graph (network, decoding, NMS)"}
-
-
-def _git_commit() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
-                           cwd=Path(__file__).resolve().parent)
-        return r.stdout.strip() if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import torchvision
-
-    import xray
-
-    return {"xray": xray.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
 
 
 def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None = None, split: str = "test",
@@ -301,69 +253,21 @@ def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None =
         ParityError: when onnxruntime does not reproduce eager torch.
     """
     model, ckpt = model_from_checkpoint(checkpoint)
-    cfg = ckpt["config"]
-    spec = InputSpec.from_dict(cfg["input"])
+    if not isinstance(model, GoodsDetector):
+        raise ConfigError(f"{checkpoint}: export takes the FCOS goods detectors, not {type(model).__name__}")
+    cfg = config_from_dict(ckpt["config"], f"{checkpoint}: config")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "model.onnx"
-    outputs = export_onnx(model, onnx_path, input_size=spec.size, channels=spec.channels)
-    inputs = parity_inputs(spec, data=data, split=split, n=parity_n, classes=ckpt["classes"])
+    outputs = export_onnx(model, onnx_path, input_size=cfg.input.size, channels=cfg.input.channels)
+    inputs = parity_inputs(cfg.input, data=data, split=split, n=parity_n, classes=ckpt["classes"])
     parity = {**parity_check(model, onnx_path, inputs), "raw": raw_parity_check(model, inputs, out)}
-    latency = measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None
-
-    # Metrics, each with the data it was measured on: the validation split during
-    # training, and the split given here (e.g. the held-out test split) when data is given.
-    metrics: dict[str, Any] = {"val": {"epoch": ckpt.get("epoch"), "data": ckpt.get("metrics_data"),
-                                       **(ckpt.get("metrics") or {})}}
-    if data is not None:
-        from xray.data.dataset import XrayDataset
-        from xray.train.evaluate import evaluate, public_metrics
-        from xray.train.loop import dataset_info
-
-        ds = XrayDataset(data, split, spec=spec, classes=ckpt["classes"], image_labels="none")
-        metrics[split] = {**metrics.get(split, {}), "data": {**dataset_info(Path(data)), "split": split, "scans": len(ds)},
-                          **public_metrics(evaluate(model, ds)[0])}
-
-    table = default_goods_table()
-    classes = list(ckpt["classes"])
-    thresh = cfg.get("export", {}).get("score_thresh", 0.3)
-    thresholds = thresh if isinstance(thresh, dict) else {c: float(thresh) for c in classes}
-    blob = onnx_path.read_bytes()
-    card = {
-        "format": "xray-model",
-        "format_version": CARD_FORMAT,
-        "name": out.name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "file": onnx_path.name,
-        "sha256": hashlib.sha256(blob).hexdigest(),
-        "size_bytes": len(blob),
-        "architecture": {**cfg["model"], "params": sum(p.numel() for p in model.parameters())},
-        "classes": classes,
-        "class_names": {c: table[c].name if c in table.keys else c for c in classes},
-        "input": {**spec.to_dict(), "channels": spec.channels, "name": "input", "layout": "NCHW",
-                  "batch": 1, "dynamic_hw": True, "letterbox": "top-left, pad with air (A = 0)",
-                  "preprocess": "xray.model.preprocess.preprocess"},
-        "outputs": {
-            "names": outputs,
-            "boxes": "(N, 4) x1, y1, x2, y2 in model-input pixels",
-            "scores": "(N,) sqrt(class probability x centre-ness)",
-            "labels": "(N,) index into classes",
-            "image_scores": "(K,) probability that each class is in the scan (image-level head)",
-            "nms": "in graph, per class",
-            "nms_iou": model.nms_thresh,
-            "min_score": model.score_thresh,
-            "max_detections": model.detections_per_img,
-        },
-        "score_thresholds": thresholds,
-        "metrics": metrics,
-        "training": {"config": cfg, "checkpoint": str(checkpoint), "epochs_trained": ckpt.get("epoch", -1) + 1,
-                     "versions": ckpt.get("versions")},
-        "export": {"exporter": "torch.onnx.export(dynamo=False)", "opset": OPSET, "parity": parity},
-        "latency": latency,
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-    }
-    (out / "model.json").write_text(json.dumps(card, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+    card = build_card(
+        name=out.name, onnx_path=onnx_path, model=model, cfg=cfg, ckpt=ckpt, checkpoint=checkpoint, outputs=outputs,
+        parity=parity, metrics=card_metrics(model, ckpt, cfg, data=data, split=split), opset=OPSET,
+        latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
+    )
+    write_card(out / "model.json", card)
     return card
 
 

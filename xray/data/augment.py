@@ -20,27 +20,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from xray.errors import ConfigError
+from xray.config import AugmentConfig, validate_section
 from xray.model.preprocess import A_MAX, resize
-
-DEFAULTS: dict[str, Any] = {
-    "hflip": 0.5,  # containers and trucks pass the scanner either way round
-    "vflip": 0.0,  # goods sit on a floor; an upside-down container is not a real scan
-    "affine": 0.6,  # probability of scale + translate (the "scale and crop")
-    "scale": [0.75, 1.25],
-    "translate": 0.1,
-    "gain": [0.8, 1.2],  # all of A times g: denser or thicker loads
-    "channel_gain": 0.02,  # per-energy jitter: calibration differences, moves the ratio a little
-    "gamma": [0.9, 1.1],  # contrast: (A / A_MAX) ** gamma
-    "noise": 0.3,  # probability of extra quantum noise
-    "noise_counts": [3.0e4, 1.0e6],  # photons per pixel in air; fewer = noisier
-    "blur": 0.2,
-    "blur_sigma": [0.3, 1.2],
-    "tip": 0.5,  # probability of projecting patches into a training scan
-    "tip_max": 2,  # patches per scan at most
-    "tip_categories": None,  # categories whose boxes are cut as patches (None: all)
-    "tip_over_goods": 0.5,  # probability a patch lands over existing goods (concealment)
-}
 
 
 class AttenuationGain(A.ImageOnlyTransform):
@@ -192,29 +173,35 @@ class Augment:
     (`project`) because it needs patches from other scans (the dataset supplies them).
     """
 
-    def __init__(self, cfg: dict[str, Any] | None = None) -> None:
-        unknown = set(cfg or {}) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(f"unknown augment options: {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-        self.cfg = {**DEFAULTS, **(cfg or {})}
-        c = self.cfg
-        t = c["translate"]
+    def __init__(self, cfg: AugmentConfig | dict[str, Any] | None = None) -> None:
+        """Args:
+            cfg: The `augment` section (a mapping is validated; None: all defaults).
+
+        Raises:
+            ConfigError: an unknown option or a bad value, naming it.
+        """
+        cfg = validate_section(AugmentConfig, cfg, "augment")
+        self.config = cfg
+        # A plain mapping view, read by the dataset (tip, tip_max, tip_categories, tip_over_goods).
+        self.cfg: dict[str, Any] = cfg.model_dump()
+        c = cfg
+        t = c.translate
         self.pipeline = A.Compose(
             [
-                A.HorizontalFlip(p=c["hflip"]),
-                A.VerticalFlip(p=c["vflip"]),
+                A.HorizontalFlip(p=c.hflip),
+                A.VerticalFlip(p=c.vflip),
                 A.Affine(
-                    scale=tuple(c["scale"]),
+                    scale=c.scale,
                     translate_percent={"x": (-t, t), "y": (-t / 2, t / 2)},
                     fill=0.0,  # A = 0 is air
                     fill_mask=0.0,
                     mask_interpolation=cv2.INTER_LINEAR,  # the mask carries measured detail channels
-                    p=c["affine"],
+                    p=c.affine,
                 ),
-                AttenuationGain(tuple(c["gain"]), c["channel_gain"], p=0.8),
-                AttenuationGamma(tuple(c["gamma"]), p=0.5),
-                QuantumNoise(tuple(c["noise_counts"]), p=c["noise"]),
-                A.GaussianBlur(sigma_limit=tuple(c["blur_sigma"]), blur_limit=0, p=c["blur"]),
+                AttenuationGain(c.gain, c.channel_gain, p=0.8),
+                AttenuationGamma(c.gamma, p=0.5),
+                QuantumNoise(c.noise_counts, p=c.noise),
+                A.GaussianBlur(sigma_limit=c.blur_sigma, blur_limit=0, p=c.blur),
             ],
             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, min_area=16),
             seed=0,

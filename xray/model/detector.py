@@ -28,9 +28,11 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import Conv2dNormActivation
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from xray.config import FcosConfig, FcosLiteConfig
 from xray.errors import ConfigError
 from xray.model.registry import register_model
 
+# Backbones `build_backbone` knows (the config's `model.backbone` choices).
 BACKBONES = ("mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet34")
 
 
@@ -108,8 +110,8 @@ class LiteFCOSHead(nn.Module):
         in_channels: int,
         num_classes: int,
         num_levels: int,
-        channels: int = 64,
-        num_convs: int = 2,
+        channels: int,
+        num_convs: int,
         prior_probability: float = 0.01,
     ) -> None:
         super().__init__()
@@ -126,9 +128,10 @@ class LiteFCOSHead(nn.Module):
         self.bbox_ctrness = nn.Conv2d(channels, 1, 3, padding=1)
         for layer in (self.cls_logits, self.bbox_reg, self.bbox_ctrness):
             nn.init.normal_(layer.weight, std=0.01)
-            nn.init.zeros_(layer.bias)
+            nn.init.zeros_(layer.bias)  # type: ignore[arg-type]  # Conv2d's bias exists (bias=True)
         # Start with every point predicting background at `prior_probability` (focal loss).
-        nn.init.constant_(self.cls_logits.bias, -torch.log(torch.tensor((1 - prior_probability) / prior_probability)).item())
+        nn.init.constant_(self.cls_logits.bias,  # type: ignore[arg-type]
+                          -torch.log(torch.tensor((1 - prior_probability) / prior_probability)).item())
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         cls_all, reg_all, ctr_all = [], [], []
@@ -156,7 +159,7 @@ class ImageLabelHead(nn.Module):
     Max pooling because presence is an "anywhere in the scan" question.
     """
 
-    def __init__(self, *, in_channels: int, num_classes: int, channels: int = 128) -> None:
+    def __init__(self, *, in_channels: int, num_classes: int, channels: int) -> None:
         super().__init__()
         self.conv = _dw_block(in_channels, channels)
         self.fc = nn.Linear(channels, num_classes)
@@ -185,14 +188,14 @@ class GoodsDetector(FCOS):
         head: nn.Module,
         num_classes: int,
         strides: tuple[int, ...],
-        image_head: bool = True,
-        image_head_channels: int = 128,
-        image_loss_weight: float = 1.0,
-        center_sampling_radius: float = 1.5,
-        score_thresh: float = 0.05,
-        nms_thresh: float = 0.5,
-        detections_per_img: int = 100,
-        topk_candidates: int = 1000,
+        image_head: bool,
+        image_head_channels: int,
+        image_loss_weight: float,
+        center_sampling_radius: float,
+        score_thresh: float,
+        nms_thresh: float,
+        detections_per_img: int,
+        topk_candidates: int,
     ) -> None:
         anchors = AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
         super().__init__(
@@ -252,44 +255,38 @@ class GoodsDetector(FCOS):
         return detections
 
 
-def _build(
-    *,
-    head: str,
-    num_classes: int,
-    in_channels: int,
-    backbone: str = "mobilenet_v3_small",
-    width: float = 1.0,
-    fpn_channels: int = 64,
-    strides: tuple[int, ...] | list[int] = (16, 32, 64),
-    head_channels: int = 64,
-    head_convs: int = 2,
-    **kwargs,
-) -> GoodsDetector:
-    strides = tuple(strides)
-    body = build_backbone(
-        name=backbone, in_channels=in_channels, width=width, fpn_channels=fpn_channels, strides=strides
-    )
-    if head == "lite":
-        det_head: nn.Module = LiteFCOSHead(
-            in_channels=fpn_channels,
-            num_classes=num_classes,
-            num_levels=len(strides),
-            channels=head_channels,
-            num_convs=head_convs,
-        )
+def _build(cfg: FcosLiteConfig, *, standard_head: bool, num_classes: int, in_channels: int) -> GoodsDetector:
+    body = build_backbone(name=cfg.backbone, in_channels=in_channels, width=cfg.width, fpn_channels=cfg.fpn_channels,
+                          strides=cfg.strides)
+    det_head: nn.Module
+    if standard_head:
+        det_head = FCOSHead(cfg.fpn_channels, 1, num_classes, num_convs=cfg.head_convs)
     else:
-        det_head = FCOSHead(fpn_channels, 1, num_classes, num_convs=head_convs)
-    return GoodsDetector(backbone=body, head=det_head, num_classes=num_classes, strides=strides, **kwargs)
+        det_head = LiteFCOSHead(in_channels=cfg.fpn_channels, num_classes=num_classes, num_levels=len(cfg.strides),
+                                channels=cfg.head_channels, num_convs=cfg.head_convs)
+    return GoodsDetector(
+        backbone=body,
+        head=det_head,
+        num_classes=num_classes,
+        strides=cfg.strides,
+        image_head=cfg.image_head,
+        image_head_channels=cfg.image_head_channels,
+        image_loss_weight=cfg.image_loss_weight,
+        center_sampling_radius=cfg.center_sampling_radius,
+        score_thresh=cfg.score_thresh,
+        nms_thresh=cfg.nms_thresh,
+        detections_per_img=cfg.detections_per_img,
+        topk_candidates=cfg.topk_candidates,
+    )
 
 
 @register_model
-def fcos_lite(**cfg) -> GoodsDetector:
+def fcos_lite(cfg: FcosLiteConfig, *, num_classes: int, in_channels: int) -> GoodsDetector:
     """FCOS with the narrow depthwise-separable head (the CPU default)."""
-    return _build(head="lite", **cfg)
+    return _build(cfg, standard_head=False, num_classes=num_classes, in_channels=in_channels)
 
 
 @register_model
-def fcos(**cfg) -> GoodsDetector:
+def fcos(cfg: FcosConfig, *, num_classes: int, in_channels: int) -> GoodsDetector:
     """FCOS with torchvision's standard head (GroupNorm, shared towers): a heavier reference."""
-    cfg.setdefault("head_convs", 4)
-    return _build(head="standard", **cfg)
+    return _build(cfg, standard_head=True, num_classes=num_classes, in_channels=in_channels)

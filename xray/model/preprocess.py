@@ -4,7 +4,8 @@ Physical scans go to the attenuation domain A = -ln T (additive in thickness), a
 resized to fit the model's input size (letterbox: keep the aspect ratio, pad right and
 bottom with air, A = 0), get derived channels (the dual-energy ratio A_low / A_high;
 for `dual_ratio_detail` also the fine texture measured before shrinking), and are
-normalised with fixed constants that the model config and checkpoint carry.
+normalised with fixed constants that the model config and checkpoint carry
+(`InputSpec`, the config's `InputConfig`).
 
 This module needs only numpy and OpenCV (no torch), so the ONNX inference engine can
 import it without importing the training stack.
@@ -13,110 +14,23 @@ import it without importing the training stack.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from xray.errors import ConfigError
+from xray.config import BASE_CHANNELS, DEFAULT_NORM, DETAIL_CHANNELS, MODES, InputConfig
 from xray.scan import MIN_TRANSMISSION, Scan, ScanKind
 
 # Largest attenuation a 16-bit scanner can report (one count left of 65535).
 A_MAX = float(-math.log(MIN_TRANSMISSION))
 
-# Input modes: how many channels the model sees and what they are.
-#   single:     A of the high (or only) energy
-#   dual:       A_high, A_low
-#   dual_ratio: A_high, A_low, A_low / A_high (material discrimination, clipped)
-#   dual_ratio_detail: dual_ratio + the fine texture of A_high at full resolution
-#               (`detail`), which shrinking a 40-ft scan ~3x into the input would
-#               average away: the carton lines of cigarette master cases live there
-#   rgb:        a pseudo-colour rendering in [0, 1] (no physics)
-MODES = {"single": 1, "dual": 2, "dual_ratio": 3, "dual_ratio_detail": 4, "rgb": 3}
-# Energy (or colour) channels each mode reads from the scan before deriving the rest.
-BASE_CHANNELS = {"single": 1, "dual": 2, "dual_ratio": 2, "dual_ratio_detail": 2, "rgb": 3}
-# Channels measured at full resolution while shrinking (`shrink`), after the base ones.
-DETAIL_CHANNELS = {"dual_ratio_detail": 1}
-# Default normalisation per mode: attenuation of loaded containers spans ~0..6 around a
-# mean of ~1.5; the ratio sits near 1.1 with a spread of ~0.1.
-DEFAULT_NORM = {
-    "single": ((1.5,), (1.5,)),
-    "dual": ((1.5, 1.5), (1.5, 1.5)),
-    "dual_ratio": ((1.5, 1.5, 1.1), (1.5, 1.5, 0.1)),
-    "dual_ratio_detail": ((1.5, 1.5, 1.1, 0.07), (1.5, 1.5, 0.1, 0.18)),
-    "rgb": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
-}
+# The input config is a section of the one typed config; the names below stay importable
+# from here because the engine, the dataset and the export read them with the preprocessing.
+InputSpec = InputConfig
 
-
-@dataclass(frozen=True, kw_only=True)
-class InputSpec:
-    """What the model takes as input; stored in configs, checkpoints and model cards.
-
-    Attributes:
-        mode: One of `MODES`.
-        size: Model input (height, width) in pixels; scans are letterboxed into it.
-        mean: Per-channel mean subtracted after the channels are derived
-            (None: `DEFAULT_NORM` of the mode).
-        std: Per-channel divisor (None: `DEFAULT_NORM` of the mode).
-        ratio_eps: Attenuation added to both energies before the ratio, so that air
-            (A = 0) has ratio 1 and thin matter does not give a noisy ratio.
-        ratio_clip: Range the ratio is clipped to (organic ~1.2, iron ~1.09, lead ~0.96).
-        detail_sigma: Scale (scan pixels) of the Gaussian that the detail channel's
-            high-pass subtracts.
-    """
-
-    mode: str = "dual_ratio"
-    size: tuple[int, int] = (512, 1536)
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    ratio_eps: float = 0.05
-    ratio_clip: tuple[float, float] = (0.8, 1.6)
-    detail_sigma: float = 1.5
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"input mode must be one of {sorted(MODES)}, got {self.mode!r}")
-        mean, std = DEFAULT_NORM[self.mode]
-        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
-        object.__setattr__(self, "mean", tuple(float(m) for m in (mean if self.mean is None else self.mean)))
-        object.__setattr__(self, "std", tuple(float(s) for s in (std if self.std is None else self.std)))
-        object.__setattr__(self, "ratio_clip", tuple(float(r) for r in self.ratio_clip))
-        if len(self.size) != 2 or min(self.size) < 32 or any(s % 32 for s in self.size):
-            raise ConfigError(f"input size must be (height, width), multiples of 32, got {self.size}")
-        c = MODES[self.mode]
-        if len(self.mean) != c or len(self.std) != c or min(self.std) <= 0:
-            raise ConfigError(f"input mode {self.mode!r} needs {c} means and {c} positive stds")
-        if self.ratio_eps <= 0 or not self.ratio_clip[0] < self.ratio_clip[1]:
-            raise ConfigError("ratio_eps must be > 0 and ratio_clip an increasing pair")
-        if self.detail_sigma <= 0:
-            raise ConfigError(f"detail_sigma must be > 0, got {self.detail_sigma}")
-
-    @property
-    def channels(self) -> int:
-        return MODES[self.mode]
-
-    @property
-    def detail_channels(self) -> int:
-        """Channels `shrink` measures at full resolution (0 for most modes)."""
-        return DETAIL_CHANNELS.get(self.mode, 0)
-
-    @property
-    def physical(self) -> bool:
-        """True when the input is attenuation (augmentations and TIP apply)."""
-        return self.mode != "rgb"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise ConfigError(f"bad input spec: {e}") from e
-
+__all__ = ["A_MAX", "BASE_CHANNELS", "DEFAULT_NORM", "DETAIL_CHANNELS", "MODES", "SINGLE_ENERGY_RATIO", "InputSpec",
+           "Letterbox", "base_channels", "detail", "finish", "fit", "preprocess", "resize", "shrink"]
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -152,7 +66,7 @@ def fit(scan_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
     h, w = scan_hw
     s = min(input_hw[0] / h, input_hw[1] / w)
     rh, rw = min(input_hw[0], max(1, round(h * s))), min(input_hw[1], max(1, round(w * s)))
-    return Letterbox(scan_hw=(h, w), resized_hw=(rh, rw), input_hw=tuple(input_hw))
+    return Letterbox(scan_hw=(h, w), resized_hw=(rh, rw), input_hw=(int(input_hw[0]), int(input_hw[1])))
 
 
 # A single-energy scan fed to a dual-energy model gets a low-energy image of this

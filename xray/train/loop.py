@@ -2,8 +2,13 @@
 checkpoints (last.pt, best.pt) with everything needed to rebuild and export the model,
 resume, seeds, metrics.csv and plots.
 
+`fit` is a sequence of plain steps, each its own function: build the datasets and the
+loader (`build_datasets`, `build_loader`), the model, optimizer and schedule
+(`build_training`), start fresh, from another run (`init_from`) or where it stopped (`resume_run`), then per
+epoch `train_one_epoch`, `validate`, `append_metrics` and `save_checkpoint`; plots last.
+
 Run folder written by `fit`:
-    last.pt, best.pt      one dict: model, config, classes, input, metrics, optimizer, epoch, ...
+    last.pt, best.pt      one dict: model, optimizer, scheduler, config, epoch, classes, input, metrics, ...
     metrics.csv           one row per epoch: lr, losses, validation mAP
     config.yaml           the effective config (YAML + command-line overrides)
     loss_curves.png, pr_curves.png, confusion_matrix.png, val_predictions.png
@@ -14,9 +19,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +31,18 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from xray.atomic import write_atomic
+from xray.config import TrainConfig, XrayConfig, config_from_dict, load_config, validate_section
 from xray.data.augment import Augment
 from xray.data.dataset import XrayDataset, collate
 from xray.errors import ConfigError
 from xray.goods import default_goods_table
-from xray.model.preprocess import InputSpec
-from xray.model.registry import build_model, load_config
-from xray.train.evaluate import evaluate, public_metrics
+from xray.model.factory import build_model, load_checkpoint
+from xray.provenance import versions
+from xray.train import plots as plotting
+from xray.train.evaluate import evaluate
+from xray.train.metrics import dataset_info, public_metrics
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 50,
-    "batch_size": 4,
-    "workers": 2,
-    "lr": 2.0e-3,  # AdamW; from-scratch detectors on small data train more reliably than with SGD
-    "weight_decay": 0.05,
-    "warmup_iters": 300,
-    "min_lr_ratio": 0.05,  # cosine ends at lr * this
-    "grad_clip": 10.0,
-    "image_labels": "boxes",  # boxes | manifest | none: source of the image-level head's labels
-    "eval_every": 1,
-    "seed": 0,
-    "max_bad_steps": 20,  # consecutive non-finite losses before giving up
-}
 CHECKPOINT_FORMAT = 1
 
 
@@ -98,14 +93,16 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig | dict[str, Any]) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms and biases (decaying them only hurts)."""
-    decay, no_decay = [], []
+    tcfg = validate_section(TrainConfig, cfg, "train")
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg["lr"])
+    groups = [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tcfg.lr)
 
 
 def make_scheduler(
@@ -131,9 +128,9 @@ def train_one_epoch(
     *,
     device: torch.device,
     epoch: int,
+    grad_clip: float,
+    max_bad_steps: int,
     scaler: torch.amp.GradScaler | None = None,
-    grad_clip: float = 10.0,
-    max_bad_steps: int = 20,
     progress: bool = True,
 ) -> dict[str, float]:
     """One pass over the loader. Returns mean losses (`loss` and each component).
@@ -160,13 +157,13 @@ def train_one_epoch(
             if bad_in_row >= max_bad_steps:
                 raise FloatingPointError(f"epoch {epoch}: {bad_in_row} steps in a row with a non-finite loss")
             continue
-        if amp:
+        if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
         else:
             loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if amp:
+        if scaler is not None:
             scaler.step(optimizer)  # the scaler skips steps with inf/NaN gradients itself
             scaler.update()
         elif torch.isfinite(grad_norm):
@@ -187,43 +184,164 @@ def train_one_epoch(
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically: a crash mid-write never leaves a broken last.pt behind."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def dataset_info(root: Path) -> dict[str, Any]:
-    """What dataset.json says about how a dataset was made (for checkpoints and model cards)."""
-    info: dict[str, Any] = {"path": str(root)}
-    try:
-        meta = json.loads((root / "dataset.json").read_text())
-        info.update({k: meta.get(k) for k in ("generator", "params", "splits", "created")})
-    except (OSError, json.JSONDecodeError):
-        pass
-    return info
-
-
-def _versions() -> dict[str, str]:
-    import torchvision
-
-    import xray
-
-    return {"xray": xray.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__}
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def _score(metrics: dict[str, Any] | None) -> tuple[float, float]:
     """Ranking of checkpoints: mAP@0.5, then mAP@0.5:0.95."""
     if not metrics:
         return (-1.0, -1.0)
-    return (metrics.get("mAP50") if metrics.get("mAP50") is not None else -1.0,
-            metrics.get("mAP") if metrics.get("mAP") is not None else -1.0)
+    return (float(metrics["mAP50"]) if metrics.get("mAP50") is not None else -1.0,
+            float(metrics["mAP"]) if metrics.get("mAP") is not None else -1.0)
+
+
+def build_datasets(data: Path, cfg: XrayConfig, classes: list[str]) -> tuple[XrayDataset, XrayDataset | None]:
+    """The augmented training split and the validation split (None when the dataset has none)."""
+    train_ds = XrayDataset(data, "train", spec=cfg.input, classes=classes, augment=Augment(cfg.augment),
+                           image_labels=cfg.train.image_labels, seed=cfg.train.seed)
+    has_val = (data / "annotations" / "val.json").is_file()
+    val_ds = XrayDataset(data, "val", spec=cfg.input, classes=classes, image_labels="none") if has_val else None
+    return train_ds, val_ds
+
+
+def build_loader(dataset: XrayDataset, tcfg: TrainConfig, device: torch.device) -> tuple[DataLoader, torch.Generator]:
+    """The shuffling training loader and its generator (saved in checkpoints, so resume replays the order)."""
+    generator = torch.Generator().manual_seed(tcfg.seed)
+    loader = DataLoader(dataset, batch_size=tcfg.batch_size, shuffle=True, num_workers=tcfg.workers,
+                        collate_fn=collate, drop_last=len(dataset) > tcfg.batch_size, generator=generator,
+                        pin_memory=device.type == "cuda")
+    return loader, generator
+
+
+@dataclass
+class Training:
+    """What one run trains and carries from epoch to epoch (all of it goes into the checkpoint)."""
+
+    cfg: XrayConfig
+    classes: list[str]
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    generator: torch.Generator
+    scaler: torch.amp.GradScaler | None = None
+    start_epoch: int = 0
+    best: tuple[float, float] = (-1.0, -1.0)
+    best_metrics: dict[str, Any] | None = None
+    metrics_data: dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint(self, epoch: int, metrics: dict[str, Any] | None) -> dict[str, Any]:
+        """The checkpoint of `epoch`: one dict with everything to resume, rebuild and export."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "config": self.cfg.model_dump(mode="json"),
+            "classes": self.classes,
+            "input": self.cfg.input.to_dict(),
+            "epoch": epoch,
+            "metrics": metrics,
+            "metrics_data": {**self.metrics_data, "split": "val"} if metrics is not None else None,
+            "best": list(self.best),
+            "best_metrics": self.best_metrics,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": {"torch": torch.get_rng_state(), "loader": self.generator.get_state()},
+            "versions": versions(),
+        }
+
+
+def build_training(cfg: XrayConfig, classes: list[str], loader: DataLoader, generator: torch.Generator,
+                   device: torch.device) -> Training:
+    """Model, optimizer, warm-up + cosine schedule over the run, and AMP's scaler on CUDA."""
+    model = build_model(cfg, num_classes=len(classes)).to(device)
+    optimizer = make_optimizer(model, cfg.train)
+    scheduler = make_scheduler(optimizer, total_iters=cfg.train.epochs * len(loader),
+                               warmup_iters=cfg.train.warmup_iters, min_lr_ratio=cfg.train.min_lr_ratio)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    return Training(cfg=cfg, classes=classes, model=model, optimizer=optimizer, scheduler=scheduler,
+                    generator=generator, scaler=scaler)
+
+
+def _same_model(ckpt: dict[str, Any], run: Training) -> bool:
+    stored = config_from_dict(ckpt.get("config", {}), "checkpoint config")
+    return ckpt.get("classes") == run.classes and stored.model == run.cfg.model
+
+
+def resume_run(run: Training, path: Path, device: torch.device) -> None:
+    """Continue a stopped run from its last.pt: weights, optimizer, schedule, RNG, best so far."""
+    if not path.is_file():
+        raise ConfigError(f"--resume: {path} does not exist")
+    ckpt = load_checkpoint(path, map_location=device)
+    if not _same_model(ckpt, run):
+        raise ConfigError(f"--resume: {path} was trained with another model config or class list")
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    run.start_epoch = ckpt["epoch"] + 1
+    if ckpt["config"].get("init"):
+        run.cfg = run.cfg.replace(init=ckpt["config"]["init"])  # a resumed fine-tuning run keeps its provenance
+    run.best, run.best_metrics = tuple(ckpt.get("best", run.best)), ckpt.get("best_metrics")
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    run.generator.set_state(ckpt["rng"]["loader"])
+
+
+def init_from(run: Training, path: Path, device: torch.device) -> None:
+    """Start from another run's weights (same model and classes; a new input channel is inflated)
+    with a fresh optimizer and schedule: a fine-tuning stage. Its provenance goes into `init`."""
+    if not path.is_file():
+        raise ConfigError(f"--init: {path} does not exist")
+    ckpt = load_checkpoint(path, map_location=device)
+    if not _same_model(ckpt, run):
+        raise ConfigError(f"--init: {path} was trained with another model config or class list")
+    load_inflated(run.model, ckpt["model"])
+    run.cfg = run.cfg.replace(init={"from": str(path), "epoch": ckpt.get("epoch"), "metrics": ckpt.get("metrics")})
+
+
+def validate(run: Training, val_ds: XrayDataset | None, epoch: int, device: torch.device) -> dict[str, Any] | None:
+    """Validation mAP every `eval_every` epochs and after the last; None when not due."""
+    tcfg = run.cfg.train
+    due = (epoch + 1) % tcfg.eval_every == 0 or epoch == tcfg.epochs - 1
+    if val_ds is None or not due:
+        return None
+    return public_metrics(evaluate(run.model, val_ds, device=device, batch_size=tcfg.batch_size)[0])
+
+
+def append_metrics(csv_path: Path, row: dict[str, Any]) -> None:
+    """One row of metrics.csv (the header with the first row)."""
+    write_header = not csv_path.exists()
+    with open(csv_path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+        if write_header:
+            w.writeheader()
+        w.writerow(row)
+
+
+def metrics_row(epoch: int, lr: float, seconds: float, losses: dict[str, float],
+                metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """metrics.csv's row of one epoch: lr, time, losses, validation mAP (empty when not measured)."""
+    return {"epoch": epoch, "lr": lr, "time_s": round(seconds, 2),
+            **{("loss" if k == "loss" else f"loss_{k}"): v for k, v in losses.items() if k != "skipped_steps"},
+            "skipped_steps": int(losses.get("skipped_steps", 0)),
+            "val_mAP50": "" if metrics is None or metrics["mAP50"] is None else metrics["mAP50"],
+            "val_mAP": "" if metrics is None or metrics["mAP"] is None else metrics["mAP"]}
+
+
+def plot_run(out: Path, run: Training, val_ds: XrayDataset | None, device: torch.device) -> None:
+    """Loss curves, and PR curves, confusion matrix and predictions of the best checkpoint."""
+    plotting.plot_losses(out / "metrics.csv", out / "loss_curves.png")
+    best_path = out / "best.pt"
+    if val_ds is not None and best_path.is_file():
+        run.model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
+        metrics, predictions = evaluate(run.model, val_ds, device=device, batch_size=run.cfg.train.batch_size)
+        plotting.plot_all(out, dataset=val_ds, predictions=predictions, metrics=metrics)
 
 
 def fit(
     *,
     data: str | Path,
-    config: str | Path | dict[str, Any],
+    config: str | Path | XrayConfig | dict[str, Any],
     out: str | Path,
     epochs: int | None = None,
     device: str = "auto",
@@ -237,133 +355,56 @@ def fit(
 ) -> dict[str, Any]:
     """Train a detector on a dataset in the xray format; returns a summary of the run.
 
-    Arguments left None take the config's `train` section (then `TRAIN_DEFAULTS`).
-    `init` starts from another run's weights (same model and classes) with a fresh
-    optimizer and schedule: a fine-tuning stage.
+    Arguments left None take the config's `train` section. `init` starts from another
+    run's weights (same model and classes) with a fresh optimizer and schedule: a
+    fine-tuning stage.
     """
-    cfg = load_config(config) if not isinstance(config, dict) else {**config}
-    unknown = set(cfg.get("train", {})) - set(TRAIN_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"unknown train options: {sorted(unknown)}; known: {sorted(TRAIN_DEFAULTS)}")
-    tcfg = {**TRAIN_DEFAULTS, **cfg.get("train", {})}
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("workers", workers), ("seed", seed)):
-        if value is not None:
-            tcfg[key] = value
-    cfg["train"] = tcfg
-    out = Path(out)
+    cfg = load_config(config) if isinstance(config, (str, Path)) else config_from_dict(config)
+    overrides = {"epochs": epochs, "batch_size": batch_size, "workers": workers, "seed": seed}
+    cfg = cfg.replace(train={k: v for k, v in overrides.items() if v is not None})
+    out, data = Path(out), Path(data)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    seed_everything(tcfg["seed"])
+    seed_everything(cfg.train.seed)
 
-    spec = InputSpec.from_dict(cfg.get("input", {}))
-    classes = list(cfg.get("classes") or default_goods_table().keys)
-    data = Path(data)
-    train_ds = XrayDataset(data, "train", spec=spec, classes=classes, augment=Augment(cfg.get("augment")),
-                           image_labels=tcfg["image_labels"], seed=tcfg["seed"])
-    has_val = (data / "annotations" / "val.json").is_file()
-    val_ds = XrayDataset(data, "val", spec=spec, classes=classes, image_labels="none") if has_val else None
-    generator = torch.Generator().manual_seed(tcfg["seed"])
-    loader = DataLoader(train_ds, batch_size=tcfg["batch_size"], shuffle=True, num_workers=tcfg["workers"],
-                        collate_fn=collate, drop_last=len(train_ds) > tcfg["batch_size"], generator=generator,
-                        pin_memory=dev.type == "cuda")
-
-    model = build_model(cfg, num_classes=len(classes)).to(dev)
-    optimizer = make_optimizer(model, tcfg)
-    scheduler = make_scheduler(optimizer, total_iters=tcfg["epochs"] * len(loader),
-                               warmup_iters=tcfg["warmup_iters"], min_lr_ratio=tcfg["min_lr_ratio"])
-    scaler = torch.amp.GradScaler("cuda") if dev.type == "cuda" else None
-    start_epoch, best, best_metrics = 0, (-1.0, -1.0), None
-
-    last_path, best_path, csv_path = out / "last.pt", out / "best.pt", out / "metrics.csv"
+    classes = list(cfg.classes or default_goods_table().keys)
+    train_ds, val_ds = build_datasets(data, cfg, classes)
+    loader, generator = build_loader(train_ds, cfg.train, dev)
+    run = build_training(cfg, classes, loader, generator, dev)
+    run.metrics_data = dataset_info(data)
+    csv_path = out / "metrics.csv"
     if resume:
-        if not last_path.is_file():
-            raise ConfigError(f"--resume: {last_path} does not exist")
-        ckpt = torch.load(last_path, map_location=dev, weights_only=False)
-        if ckpt["classes"] != classes or ckpt["config"]["model"] != cfg["model"]:
-            raise ConfigError(f"--resume: {last_path} was trained with another model config or class list")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch = ckpt["epoch"] + 1
-        if ckpt["config"].get("init"):
-            cfg["init"] = ckpt["config"]["init"]  # a resumed fine-tuning run keeps its provenance
-        best, best_metrics = tuple(ckpt.get("best", best)), ckpt.get("best_metrics")
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        generator.set_state(ckpt["rng"]["loader"])
+        resume_run(run, out / "last.pt", dev)
     else:
         if init is not None:
-            if not Path(init).is_file():
-                raise ConfigError(f"--init: {init} does not exist")
-            ckpt = torch.load(init, map_location=dev, weights_only=False)
-            if ckpt.get("classes") != classes or ckpt.get("config", {}).get("model") != cfg["model"]:
-                raise ConfigError(f"--init: {init} was trained with another model config or class list")
-            load_inflated(model, ckpt["model"])
-            cfg["init"] = {"from": str(init), "epoch": ckpt.get("epoch"), "metrics": ckpt.get("metrics")}
-        if csv_path.exists():
-            csv_path.unlink()  # a fresh run does not append to an old run's metrics
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            init_from(run, Path(init), dev)
+        csv_path.unlink(missing_ok=True)  # a fresh run does not append to an old run's metrics
+    (out / "config.yaml").write_text(yaml.safe_dump(run.cfg.model_dump(mode="json"), sort_keys=False))
 
-    fields = None
-    for epoch in range(start_epoch, tcfg["epochs"]):
+    tcfg = run.cfg.train
+    for epoch in range(run.start_epoch, tcfg.epochs):
         t0 = time.time()
         train_ds.set_epoch(epoch)
-        losses = train_one_epoch(model, loader, optimizer, scheduler, device=dev, epoch=epoch, scaler=scaler,
-                                 grad_clip=tcfg["grad_clip"], max_bad_steps=tcfg["max_bad_steps"], progress=progress)
-        metrics = None
-        last_epoch = epoch == tcfg["epochs"] - 1
-        if val_ds is not None and ((epoch + 1) % tcfg["eval_every"] == 0 or last_epoch):
-            metrics = public_metrics(evaluate(model, val_ds, device=dev, batch_size=tcfg["batch_size"])[0])
-        row = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "time_s": round(time.time() - t0, 2),
-               **{("loss" if k == "loss" else f"loss_{k}"): v for k, v in losses.items() if k != "skipped_steps"},
-               "skipped_steps": int(losses.get("skipped_steps", 0)),
-               "val_mAP50": "" if metrics is None or metrics["mAP50"] is None else metrics["mAP50"],
-               "val_mAP": "" if metrics is None or metrics["mAP"] is None else metrics["mAP"]}
-        write_header = not csv_path.exists()
-        fields = fields or list(row)
-        with open(csv_path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if write_header:
-                w.writeheader()
-            w.writerow(row)
-
-        improved = metrics is not None and _score(metrics) > best
+        losses = train_one_epoch(run.model, loader, run.optimizer, run.scheduler, device=dev, epoch=epoch,
+                                 scaler=run.scaler, grad_clip=tcfg.grad_clip, max_bad_steps=tcfg.max_bad_steps,
+                                 progress=progress)
+        metrics = validate(run, val_ds, epoch, dev)
+        row = metrics_row(epoch, float(run.scheduler.get_last_lr()[0]), time.time() - t0, losses, metrics)
+        append_metrics(csv_path, row)
+        improved = metrics is not None and _score(metrics) > run.best
         if improved:
-            best, best_metrics = _score(metrics), metrics
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "model": model.state_dict(),
-            "config": cfg,
-            "classes": classes,
-            "input": spec.to_dict(),
-            "epoch": epoch,
-            "metrics": metrics,
-            "metrics_data": {**dataset_info(data), "split": "val"} if metrics is not None else None,
-            "best": list(best),
-            "best_metrics": best_metrics,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state()},
-            "versions": _versions(),
-        }
-        save_checkpoint(last_path, state)
-        if improved or (val_ds is None):
-            save_checkpoint(best_path, state)
+            run.best, run.best_metrics = _score(metrics), metrics
+        state = run.checkpoint(epoch, metrics)
+        save_checkpoint(out / "last.pt", state)
+        if improved or val_ds is None:
+            save_checkpoint(out / "best.pt", state)
         if progress:
             m = "" if metrics is None else f"  val mAP50 {metrics['mAP50'] or 0:.3f} mAP {metrics['mAP'] or 0:.3f}"
             tqdm.write(f"epoch {epoch}: loss {losses.get('loss', float('nan')):.4f}{m}  ({row['time_s']} s)")
 
-    summary = {"out": str(out), "epochs": tcfg["epochs"], "best": best_metrics, "device": str(dev)}
+    summary = {"out": str(out), "epochs": tcfg.epochs, "best": run.best_metrics, "device": str(dev)}
     if plots and csv_path.exists():
-        from xray.train import plots as plotting
-
-        plotting.plot_losses(csv_path, out / "loss_curves.png")
-        if val_ds is not None and best_path.is_file():
-            best_ckpt = torch.load(best_path, map_location=dev, weights_only=False)
-            model.load_state_dict(best_ckpt["model"])
-            metrics, predictions = evaluate(model, val_ds, device=dev, batch_size=tcfg["batch_size"])
-            plotting.plot_all(out, dataset=val_ds, predictions=predictions, metrics=metrics)
+        plot_run(out, run, val_ds, dev)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from xray.data.dataset import XrayDataset
+from xray.train.metrics import confusion_matrix
 
 
 def plot_losses(metrics_csv: str | Path, out: str | Path) -> Path:
@@ -108,8 +109,6 @@ def plot_all(
     out_dir: str | Path, *, dataset: XrayDataset, predictions: list[dict[str, Any]], metrics: dict[str, Any]
 ) -> list[Path]:
     """PR curves, confusion matrix and prediction grid of one evaluation (loss curves: `plot_losses`)."""
-    from xray.train.evaluate import confusion_matrix
-
     out_dir = Path(out_dir)
     names = {c["id"]: c["name"] for c in dataset.coco.dataset["categories"]}
     return [

@@ -1,0 +1,113 @@
+"""The model card (`model.json`) written beside an exported `model.onnx`: what the model is,
+what it takes and returns, how well it did on which data, how fast it runs, and where it
+came from. The engine reads the card back (`input` is `xray.config.InputConfig`'s data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from xray.atomic import write_atomic
+from xray.config import ExportConfig, XrayConfig
+from xray.data.dataset import XrayDataset
+from xray.goods import default_goods_table
+from xray.provenance import git_commit, versions
+from xray.runtime import create_session
+from xray.train.evaluate import evaluate
+from xray.train.metrics import dataset_info, public_metrics
+
+CARD_FORMAT = 1
+
+
+def measure_latency(onnx_path: str | Path, x: np.ndarray, *, runs: int = 30, threads: int = 2) -> dict[str, Any]:
+    """onnxruntime CPU latency of one (1, C, H, W) input: median, p90 and min over `runs`."""
+    session = create_session(onnx_path, threads=threads, providers=["CPUExecutionProvider"])
+    for _ in range(3):  # warm-up: first runs allocate and pick kernels
+        session.run(None, {"input": x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, {"input": x})
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"input_shape": list(x.shape), "threads": threads, "runs": runs, "median_ms": float(np.median(times)),
+            "p90_ms": float(np.percentile(times, 90)), "min_ms": float(np.min(times)),
+            "note": "onnxruntime CPUExecutionProvider, whole graph (network, decoding, NMS)"}
+
+
+def card_metrics(model: nn.Module, ckpt: dict[str, Any], cfg: XrayConfig, *, data: str | Path | None,
+                 split: str) -> dict[str, Any]:
+    """Metrics, each with the data it was measured on: the validation split during training,
+    and `split` of `data` (e.g. the held-out test split) evaluated now when `data` is given."""
+    metrics: dict[str, Any] = {"val": {"epoch": ckpt.get("epoch"), "data": ckpt.get("metrics_data"),
+                                       **(ckpt.get("metrics") or {})}}
+    if data is not None:
+        ds = XrayDataset(data, split, spec=cfg.input, classes=ckpt["classes"], image_labels="none")
+        metrics[split] = {**metrics.get(split, {}),
+                          "data": {**dataset_info(Path(data)), "split": split, "scans": len(ds)},
+                          **public_metrics(evaluate(model, ds)[0])}
+    return metrics
+
+
+def score_thresholds(export_cfg: ExportConfig, classes: list[str]) -> dict[str, float]:
+    """The default operating threshold of each class (one for all, or per class)."""
+    thresh = export_cfg.score_thresh
+    return dict(thresh) if isinstance(thresh, dict) else {c: float(thresh) for c in classes}
+
+
+def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig, ckpt: dict[str, Any],
+               checkpoint: str | Path, outputs: list[str], parity: dict[str, Any], metrics: dict[str, Any],
+               latency: dict[str, Any] | None, opset: int) -> dict[str, Any]:
+    """The card's content (see the module docstring)."""
+    table = default_goods_table()
+    classes = list(ckpt["classes"])
+    blob = onnx_path.read_bytes()
+    spec = cfg.input
+    return {
+        "format": "xray-model",
+        "format_version": CARD_FORMAT,
+        "name": name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "file": onnx_path.name,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "size_bytes": len(blob),
+        "architecture": {**cfg.model.model_dump(mode="json"), "params": sum(p.numel() for p in model.parameters())},
+        "classes": classes,
+        "class_names": {c: table[c].name if c in table.keys else c for c in classes},
+        "input": spec.to_dict(),
+        "input_format": {"channels": spec.channels, "name": "input", "layout": "NCHW", "batch": 1,
+                         "dynamic_hw": True, "letterbox": "top-left, pad with air (A = 0)",
+                         "preprocess": "xray.model.preprocess.preprocess"},
+        "outputs": {
+            "names": outputs,
+            "boxes": "(N, 4) x1, y1, x2, y2 in model-input pixels",
+            "scores": "(N,) sqrt(class probability x centre-ness)",
+            "labels": "(N,) index into classes",
+            "image_scores": "(K,) probability that each class is in the scan (image-level head)",
+            "nms": "in graph, per class",
+            "nms_iou": cfg.model.nms_thresh,
+            "min_score": cfg.model.score_thresh,
+            "max_detections": cfg.model.detections_per_img,
+        },
+        "score_thresholds": score_thresholds(cfg.export, classes),
+        "metrics": metrics,
+        "training": {"config": cfg.model_dump(mode="json"), "checkpoint": str(checkpoint),
+                     "epochs_trained": ckpt.get("epoch", -1) + 1, "versions": ckpt.get("versions")},
+        "export": {"exporter": "torch.onnx.export(dynamo=False)", "opset": opset, "parity": parity},
+        "latency": latency,
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def write_card(path: str | Path, card: dict[str, Any]) -> Path:
+    """Write the card as JSON (tuples as lists), atomically: the engine may be reading the folder."""
+    text = json.dumps(card, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+    return write_atomic(path, text)
