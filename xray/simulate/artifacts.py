@@ -97,13 +97,15 @@ def afterglow(t: np.ndarray, fraction: float) -> np.ndarray:
 def photon_starvation(t: np.ndarray, floor: float, rng: np.random.Generator) -> np.ndarray:
     """Where almost nothing gets through, counts noise of the order of `floor` dominates and the rest is clipped.
 
-    The noise std is sqrt(T * floor) + floor/2: negligible in bright regions, as large as
-    the signal where T approaches `floor`; below the floor a pixel reads black.
+    The noise std is floor * (0.6 + 0.1 sqrt(T / floor)): a few grey levels in bright
+    regions, as large as the signal where T approaches `floor`; below the floor a pixel
+    reads black.
     """
     if floor <= 0:
         return t
     noise = np.stack([gaussian_noise(rng, t.shape[1:]) for _ in range(t.shape[0])])
-    out = t + (np.sqrt(np.maximum(t, 0) * np.float32(floor)) + np.float32(floor / 2)) * noise
+    std = np.float32(floor) * (np.float32(0.6) + np.float32(0.1) * np.sqrt(np.maximum(t, 0) / np.float32(floor)))
+    out = t + std * noise
     out[out < floor] = FLOOR
     return out
 

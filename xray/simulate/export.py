@@ -50,6 +50,7 @@ def display_8bit(t: np.ndarray, profile: ScannerProfile, settings: ScanSettings)
     """The 8-bit picture (E, H, W) of a scan: per-scan contrast stretch on the high energy, then the curve."""
     sample = t[0, ::4, ::4]
     lo, hi = (float(v) for v in np.percentile(sample, settings.stretch))
+    lo = max(lo, settings.black_level)
     hi = max(hi, lo + 1e-4)
     curve = profile.display.curve
     if curve == "log":

@@ -31,6 +31,7 @@ class Lot:
     y_top: int
     depth_cm: float
     fill: float = 1.0  # fraction of the available height to load
+    dense: bool = False  # cartons tile each pallet without a gap at its end (real, tightly packed loads)
 
 
 def _blob_texture(rng: np.random.Generator, h: int, w: int, cells: tuple[int, int], amount: float) -> np.ndarray:
@@ -85,9 +86,15 @@ def _stacked_cartons(canvas: Canvas, rng: np.random.Generator, lot: Lot, *, pall
     xs, ys = [], []
     for a, b in _units_along(rng, lot.x0, lot.x1, px(pallet_mm), (0, px(40))):
         floor = _pallet(canvas, a, b, lot.y_floor, lot.depth_cm) if palletised else lot.y_floor
-        stack_top = lot.y_floor - int(height * lot.fill * rng.uniform(0.8, 1.0))
+        frac = rng.uniform(0.8, 1.0)
+        if lot.dense:  # real loads are stacked to near the roof (same draw, a narrower range)
+            frac = 0.95 + (frac - 0.8) * 0.25
+        stack_top = lot.y_floor - int(height * lot.fill * frac)
         ch = px(rng.uniform(*carton_mm[1]) if isinstance(carton_mm[1], tuple) else carton_mm[1])
         cw = px(carton_mm[0])
+        if lot.dense:  # as many whole cartons as fit, stretched to the pallet's length and the stack's height
+            cw = max((b - a) // max(int(round((b - a) / max(cw, 1))), 1), 1)
+            ch = max((floor - stack_top) // max(int(round((floor - stack_top) / max(ch, 1))), 1), 1)
         top = floor
         for ca, cb in _units_along(rng, a, b, cw, (0, 0)):
             d = rng.uniform(*density)

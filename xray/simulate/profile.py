@@ -65,6 +65,7 @@ class Display(_Strict):
     curve: Literal["linear", "log", "gamma"] = "linear"
     gamma: Range = (1.0, 1.0)  # exponent of the gamma curve (1 = linear in transmission)
     stretch: tuple[Range, Range] = ((0.0, 0.0), (100.0, 100.0))  # per-scan percentiles mapped to black / white
+    black_level: Range = (0.0, 0.0)  # transmission at or below which a pixel is black, whatever the stretch says
     invert: bool = False  # dense = bright (a broken or unusual viewer setting)
 
     @field_validator("stretch")
@@ -146,7 +147,7 @@ class ScannerProfile(_Strict):
         art = {k: u(getattr(self.artifacts, k)) for k in Artifacts.model_fields}
         return ScanSettings(
             profile=self.name, photons=u(self.photons), pixel_mm=(u(self.pixel_mm[0]), u(self.pixel_mm[1])),
-            gamma=u(self.display.gamma), stretch=(u(self.display.stretch[0]), u(self.display.stretch[1])),
+            gamma=u(self.display.gamma), black_level=u(self.display.black_level), stretch=(u(self.display.stretch[0]), u(self.display.stretch[1])),
             jpeg_quality=None if self.jpeg_quality is None else int(round(u(self.jpeg_quality))),
             burned_text=bool(rng.random() < self.burned_text), artifacts=art)
 
@@ -159,6 +160,7 @@ class ScanSettings:
     photons: float
     pixel_mm: tuple[float, float]
     gamma: float
+    black_level: float
     stretch: tuple[float, float]
     jpeg_quality: int | None
     burned_text: bool

@@ -30,13 +30,13 @@ def draw_structure(canvas: Canvas, spec: ContainerSpec, hold: Hold, rng: np.rand
     # (~278 mm), and a stronger post every few ribs where liners or logistic tracks sit.
     pitch = 278.0 / canvas.pixel_mm
     phase = rng.uniform(0, pitch)
-    strength = rng.uniform(6.0, 12.0)  # g/cm^2 of steel along the beam at a fold
+    strength = rng.uniform(5.0, 9.0)  # g/cm^2 of steel along the beam at a fold
     for k, x in enumerate(np.arange(xf + phase, xd, pitch).astype(int)):
         post = k % int(rng.integers(3, 5)) == 0
-        canvas.add_path("iron", x, y_top, x + (2 if post else 1), y_bot, (2.2 if post else 1.0) * strength / 7.87)
+        canvas.add_path("iron", x, y_top, x + (2 if post else 1), y_bot, (1.8 if post else 1.0) * strength / 7.87)
     # Mid-height rail (lashing rail / liner batten): an edge-on steel strip along the hold.
     y_mid = (hold.y_roof + hold.y_floor) // 2 + int(rng.integers(-px(150), px(150)))
-    canvas.add_path("iron", xf, y_mid, xd, y_mid + max(px(40), 2), rng.uniform(4.0, 8.0))
+    canvas.add_path("iron", xf, y_mid, xd, y_mid + max(px(40), 2), rng.uniform(1.5, 3.0))
     # Heavy floor band: the cross-members seen together with the bottom rails and the floor.
     canvas.add_path("iron", xf, hold.y_floor, xd, y_bot, rng.uniform(8.0, 14.0))
     for x in np.arange(xf + px(150), xd - px(150), px(rng.uniform(280, 350))).astype(int):

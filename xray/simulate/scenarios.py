@@ -66,6 +66,7 @@ class SimulatedScan:
     profile: str | None = None
     settings: ScanSettings | None = None
     pixel_mm_rows: float | None = None
+    hold_box: Box | None = None  # the cargo space (inside the walls) in the exported grid
 
     @property
     def pixel_spacing(self) -> tuple[float, float]:
@@ -165,7 +166,7 @@ def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan,
     length = hold.x1 - hold.x0
     used = length * (1.0 if rng.random() < 0.6 else rng.uniform(0.5, 0.95))
     if dense:
-        used = length * rng.uniform(0.9, 1.0)
+        used = length * rng.uniform(0.95, 1.0)
     min_len = {c: px(4300) if c == "vehicles" else px(1500) for c in plan.loaded}
     share = rng.dirichlet(np.ones(len(plan.loaded)) * 3)
     spans = np.maximum(share * used, [min_len[c] for c in plan.loaded])
@@ -179,9 +180,9 @@ def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan,
         gap = px(rng.uniform(50, 300))
         fill = float(rng.uniform(0.55, 1.0))
         if dense:
-            gap, fill = px(rng.uniform(20, 120)), float(rng.uniform(0.85, 1.0))
+            gap, fill = px(rng.uniform(10, 80)), float(rng.uniform(0.92, 1.0))
         lot = Lot(x0=int(x), x1=int(min(x + span - gap, hold.x1)), y_floor=hold.y_floor, y_top=hold.y_roof,
-                  depth_cm=cover_depth, fill=fill)
+                  depth_cm=cover_depth, fill=fill, dense=dense)
         found = DRAWERS[cat](canvas, rng, lot)
         boxes += [(cat, b) for b in found]
         lots.append((lot, found))
@@ -297,6 +298,7 @@ def _truth(plan: ScenePlan, boxes: list[tuple[str, Box]]) -> dict:
 # and artifacts never shift the scene's draws, so the plan (and the truth) stay the seed's.
 _SETTINGS_STREAM, _ARTIFACT_STREAM, _EXPORT_STREAM = 1, 2, 3
 RENDER_PIXEL_MM = 5.0  # profiled scans are drawn at this pitch, then resampled to the profile's
+_HOLD = "<hold>"  # a pseudo-box that follows the hold through the geometric steps
 CROP_MARGIN_MM = 40  # kept around the container when an export is cropped to it
 
 
@@ -331,6 +333,7 @@ def _simulate_profiled(seed: int, profile: ScannerProfile, *, scan_id: str | Non
     if profile.scene.dense_loads:
         add_load_texture(canvas, before, boxes, rng)
     t = render(canvas, scanner, rng).astype(np.float32) * np.float32(1 / 65535.0)
+    boxes.append((_HOLD, (hold.x0, hold.y_roof, hold.x1, hold.y_floor)))  # carried through the geometry
     t, boxes, src = apply_artifacts(t, settings.artifacts, np.random.default_rng([seed, _ARTIFACT_STREAM]), boxes)
     if profile.crop_to_container:
         xf, xd, y_top, y_bot = container_bounds(canvas, plan.spec)
@@ -342,6 +345,8 @@ def _simulate_profiled(seed: int, profile: ScannerProfile, *, scan_id: str | Non
         boxes = [(c, (w - b[2], b[1], w - b[0], b[3])) for c, b in boxes]
     row_mm, col_mm = settings.pixel_mm
     t, boxes = export.resample(t, boxes, RENDER_PIXEL_MM / row_mm, RENDER_PIXEL_MM / col_mm)
+    hold_box = next(b for c, b in boxes if c == _HOLD)
+    boxes = [(c, b) for c, b in boxes if c != _HOLD]
     sid = scan_id or f"sim{seed:020d}"
     images: np.ndarray
     if profile.bit_depth == 16:
@@ -363,4 +368,4 @@ def _simulate_profiled(seed: int, profile: ScannerProfile, *, scan_id: str | Non
     truth = {**_truth(plan, boxes), "profile": profile.name}
     return SimulatedScan(scan_id=sid, seed=seed, images=images, energies=scanner.labels, pixel_mm=col_mm,
                          boxes=boxes, manifest=manifest, plan=plan, truth=truth, profile=profile.name,
-                         settings=settings, pixel_mm_rows=row_mm)
+                         settings=settings, pixel_mm_rows=row_mm, hold_box=hold_box)
