@@ -37,7 +37,7 @@ def row_stripes(t: np.ndarray, sd: float, rng: np.random.Generator) -> np.ndarra
     """Per-detector-row gain left after calibration: horizontal stripes (the same detector for both energies)."""
     if sd <= 0:
         return t
-    gain = 1 + sd * rng.standard_normal(t.shape[1]).astype(np.float32)
+    gain = 1 + np.float32(sd) * np.asarray(rng.standard_normal((t.shape[1],), dtype=np.float32))
     # Detector boards of 32 rows drift together: part of the gain is shared per board.
     board = 1 + sd * rng.standard_normal(t.shape[1] // 32 + 1).astype(np.float32)
     gain *= np.repeat(board, 32)[: t.shape[1]]
@@ -157,7 +157,7 @@ def misregistration(t: np.ndarray, shift_px: float, rng: np.random.Generator) ->
     if shift_px <= 0 or t.shape[0] < 2:
         return t
     dx = shift_px * (1.0 if rng.random() < 0.5 else -1.0)
-    m = np.float32([[1, 0, dx], [0, 1, 0]])
+    m = np.array([[1, 0, dx], [0, 1, 0]], np.float32)
     out = t.copy()
     out[1] = cv2.warpAffine(t[1], m, (t.shape[2], t.shape[1]), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)

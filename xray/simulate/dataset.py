@@ -173,7 +173,8 @@ def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = 
             kinds[r["truth"]["scenario"]] = kinds.get(r["truth"]["scenario"], 0) + 1
     n_boxes = 0
     for split in SPLITS:
-        images, anns = [], []
+        images: list[dict] = []
+        anns: list[dict] = []
         for r in (r for r in results if r["truth"]["split"] == split):
             image_id = len(images) + 1
             images.append({"id": image_id, **r["image"]})

@@ -28,21 +28,38 @@ def crop(t: np.ndarray, boxes: list[tuple[str, Box]], x0: int, y0: int, x1: int,
     return np.ascontiguousarray(t[:, y0:y1, x0:x1]), out
 
 
+def _axis_span(a: int, b: int, s: float, n: int) -> tuple[int, int]:
+    """Output pixels [a', b') that the source pixels [a, b) reach when one axis is scaled by s (n output pixels).
+
+    Shrinking (area average): output j covers source [j / s, (j + 1) / s). Growing
+    (bilinear): output j samples source (j + 0.5) / s - 0.5 and its two neighbours.
+    """
+    if s < 1:
+        lo, hi = int(np.floor(a * s)), int(np.ceil(b * s))
+    else:
+        lo, hi = int(np.floor((a - 0.5) * s - 0.5)) + 1, int(np.ceil((b + 0.5) * s - 0.5))
+    return max(lo, 0), min(hi, n)
+
+
 def resample(t: np.ndarray, boxes: list[tuple[str, Box]], scale_rows: float,
              scale_cols: float) -> tuple[np.ndarray, list[tuple[str, Box]]]:
-    """Resize by (rows, columns) factors; a box keeps every output pixel its goods reach (floor / ceil)."""
+    """Resize by (rows, columns) factors, one axis at a time; a box keeps every output pixel its goods reach."""
     h, w = t.shape[1:]
     nh, nw = max(int(round(h * scale_rows)), 1), max(int(round(w * scale_cols)), 1)
-    if (nh, nw) == (h, w):
-        return t, boxes
     sy, sx = nh / h, nw / w
-    interp = cv2.INTER_AREA if sy * sx < 1 else cv2.INTER_LINEAR
-    out = np.stack([cv2.resize(ch, (nw, nh), interpolation=interp) for ch in t])
+    out = t
+    if nw != w:
+        interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
+        out = np.stack([cv2.resize(ch, (nw, h), interpolation=interp) for ch in out])
+    if nh != h:
+        interp = cv2.INTER_AREA if sy < 1 else cv2.INTER_LINEAR
+        out = np.stack([cv2.resize(ch, (nw, nh), interpolation=interp) for ch in out])
     scaled = []
     for cat, (a, b, c, d) in boxes:
-        box = (int(np.floor(a * sx)), int(np.floor(b * sy)), min(int(np.ceil(c * sx)), nw), min(int(np.ceil(d * sy)), nh))
-        if box[2] > box[0] and box[3] > box[1]:
-            scaled.append((cat, box))
+        x1, x2 = _axis_span(a, c, sx, nw) if nw != w else (a, c)
+        y1, y2 = _axis_span(b, d, sy, nh) if nh != h else (b, d)
+        if x2 > x1 and y2 > y1:
+            scaled.append((cat, (x1, y1, x2, y2)))
     return out, scaled
 
 
@@ -54,7 +71,7 @@ def display_8bit(t: np.ndarray, profile: ScannerProfile, settings: ScanSettings)
     hi = max(hi, lo + 1e-4)
     curve = profile.display.curve
     if curve == "log":
-        a_lo, a_hi = -np.log(max(hi, FLOOR)), -np.log(max(lo, FLOOR))
+        a_lo, a_hi = -np.log(max(hi, float(FLOOR))), -np.log(max(lo, float(FLOOR)))
         v = 1 - (-np.log(np.maximum(t, FLOOR)) - a_lo) / max(a_hi - a_lo, 1e-4)
     else:
         v = (t - lo) / (hi - lo)

@@ -78,7 +78,9 @@ def as_exported(sim: SimulatedScan) -> np.ndarray:
     picture = img if img.ndim == 3 and img.shape[2] == 3 else img[0]
     data, _ = encode(picture, sim.jpeg_quality)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return decoded
+    if decoded is None:
+        raise OSError("the export does not decode")
+    return np.asarray(decoded)
 
 
 def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -138,7 +140,7 @@ def dataset_gallery(root: Path, split: str = "train", n: int = 6) -> np.ndarray:
         truth[t["scan_id"]] = t
     tiles = []
     for img in coco["images"][:n]:
-        high = cv2.imread(str(root / "images" / img["file_name"]), cv2.IMREAD_UNCHANGED)
+        high = np.asarray(cv2.imread(str(root / "images" / img["file_name"]), cv2.IMREAD_UNCHANGED))
         boxes = [(names[a["category_id"]], (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
                                              a["bbox"][1] + a["bbox"][3]))
                  for a in coco["annotations"] if a["image_id"] == img["id"]]

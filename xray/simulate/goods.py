@@ -132,7 +132,9 @@ def draw_textiles(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Bo
         for y in range(floor - px(rng.uniform(100, 200)), top, -px(rng.uniform(250, 450))):
             canvas.add_path("iron", a, y, b, y + 1, lot.depth_cm * 0.004)
 
-    tex = lambda r, h, w: _blob_texture(r, h, w, (h // 25 + 2, w // 25 + 2), 0.18)
+    def tex(r: np.random.Generator, h: int, w: int) -> np.ndarray:
+        return _blob_texture(r, h, w, (h // 25 + 2, w // 25 + 2), 0.18)
+
     return _stacked_cartons(canvas, rng, lot, pallet_mm=rng.uniform(700, 1100), carton_mm=(rng.uniform(400, 800),
                             (300, 600)), density=(0.25, 0.5), palletised=bool(rng.random() < 0.3), texture=tex,
                             per_unit=straps)
@@ -319,7 +321,9 @@ def draw_beverages(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[B
 
 def draw_fruit_veg(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
     """Produce in ventilated cartons on pallets: lumpy, moderate density, air gaps."""
-    tex = lambda r, h, w: _blob_texture(r, h, w, (h // 16 + 2, w // 16 + 2), 0.25)
+    def tex(r: np.random.Generator, h: int, w: int) -> np.ndarray:
+        return _blob_texture(r, h, w, (h // 16 + 2, w // 16 + 2), 0.25)
+
     return _stacked_cartons(canvas, rng, lot, pallet_mm=1200, carton_mm=(rng.uniform(380, 600), (200, 300)),
                             density=(0.3, 0.5), texture=tex)
 

@@ -148,6 +148,7 @@ def plan_scene(rng: np.random.Generator, *, size: str = "mixed", mismatch_rate: 
     reefer_p = max([cfg["reefer_probability"].get(c, 0.0) for c in loaded + declared] or [0.0])
     spec = ContainerSpec(size=size, reefer=bool(rng.random() < reefer_p), truck=bool(rng.random() < cfg["truck_probability"]))
     order = list(rng.permutation(len(loaded)))
+    assert scenario is not None  # drawn above when not given
     return ScenePlan(scenario=scenario, spec=spec, loaded=[loaded[i] for i in order], declared=declared,
                      hidden=hidden, flip=bool(rng.random() < 0.5))
 
