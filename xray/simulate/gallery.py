@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from xray.goods import default_goods_table
+from xray.simulate.container import container_bounds
 from xray.simulate.export import encode
 from xray.simulate.profile import profile_names
 from xray.simulate.render import to_display
@@ -123,9 +124,13 @@ def before_after(seed: int = 7, category: str = "textiles", size: str = "20ft") 
     after = simulate_scan(seed, size=size, categories=[category], profile="export-8bit-jpeg")
     width = 1400
     pics = []
-    for title, sim in (("before: default simulator (16-bit, log view)", before),
-                       ("after: export-8bit-jpeg profile (as the JPEG decodes)", after)):
+    xf, xd, y_top, y_bot = container_bounds(before.plan.spec, before.pixel_mm)
+    m = 8  # the same crop as the export's: the container and a few pixels around it
+    for title, sim in (("before: default simulator (16-bit, log view), cropped to the container", before),
+                       ("after: export-8bit-jpeg profile (as its JPEG decodes)", after)):
         img = as_exported(sim)
+        if sim is before:
+            img = img[y_top - m:y_bot + m, xf - m:xd + m]
         img = cv2.resize(img, (width, int(round(img.shape[0] * width / img.shape[1]))), interpolation=cv2.INTER_AREA)
         pics += [_label(title, width, 30), img]
     return np.vstack(pics)

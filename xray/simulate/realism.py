@@ -25,7 +25,7 @@ PALLETISED = frozenset({"tobacco", "electronics", "fruit_veg", "beverages", "fro
 def draw_structure(canvas: Canvas, spec: ContainerSpec, hold: Hold, rng: np.random.Generator) -> None:
     """Side-wall posts and corrugation edges, a mid-height rail and a heavy floor band with cross-members."""
     px = canvas.px
-    xf, xd, y_top, y_bot = container_bounds(canvas, spec)
+    xf, xd, y_top, y_bot = container_bounds(spec, canvas.pixel_mm)
     # Corrugation folds crossed edge-on over a few centimetres: a vertical line every rib
     # (~278 mm), and a stronger post every few ribs where liners or logistic tracks sit.
     pitch = 278.0 / canvas.pixel_mm

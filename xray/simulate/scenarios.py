@@ -337,7 +337,7 @@ def _simulate_profiled(seed: int, profile: ScannerProfile, *, scan_id: str | Non
     boxes.append((_HOLD, (hold.x0, hold.y_roof, hold.x1, hold.y_floor)))  # carried through the geometry
     t, boxes, src = apply_artifacts(t, settings.artifacts, np.random.default_rng([seed, _ARTIFACT_STREAM]), boxes)
     if profile.crop_to_container:
-        xf, xd, y_top, y_bot = container_bounds(canvas, plan.spec)
+        xf, xd, y_top, y_bot = container_bounds(plan.spec, canvas.pixel_mm)
         m = canvas.px(CROP_MARGIN_MM)
         t, boxes = export.crop(t, boxes, map_column(xf - m, src), y_top - m, map_column(xd + m, src), y_bot + m)
     w = t.shape[2]
