@@ -88,7 +88,7 @@ def _stacked_cartons(canvas: Canvas, rng: np.random.Generator, lot: Lot, *, pall
         floor = _pallet(canvas, a, b, lot.y_floor, lot.depth_cm) if palletised else lot.y_floor
         frac = rng.uniform(0.8, 1.0)
         if lot.dense:  # real loads are stacked to near the roof (same draw, a narrower range)
-            frac = 0.95 + (frac - 0.8) * 0.25
+            frac = 0.96 + (frac - 0.8) * 0.2
         stack_top = lot.y_floor - int(height * lot.fill * frac)
         ch = px(rng.uniform(*carton_mm[1]) if isinstance(carton_mm[1], tuple) else carton_mm[1])
         cw = px(carton_mm[0])
@@ -98,6 +98,8 @@ def _stacked_cartons(canvas: Canvas, rng: np.random.Generator, lot: Lot, *, pall
         top = floor
         for ca, cb in _units_along(rng, a, b, cw, (0, 0)):
             d = rng.uniform(*density)
+            if lot.dense and d < 0.2:  # light cartons packed several deep across the container
+                d *= 2
             t = _carton_column(canvas, rng, ca, cb, floor, stack_top, depth_cm=lot.depth_cm, carton_h=ch,
                                density=d, material=material, texture=texture and (lambda h, w: texture(rng, h, w)))
             if per_unit is not None:
@@ -364,7 +366,10 @@ def draw_furniture_wood(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> l
         boxes_x, top_all = [], lot.y_floor
         height = lot.y_floor - lot.y_top
         for a, b in _units_along(rng, lot.x0, lot.x1, px(rng.uniform(2000, 4000)), (px(50), px(200))):
-            top = lot.y_floor - int(height * lot.fill * rng.uniform(0.5, 0.95))
+            frac = rng.uniform(0.5, 0.95)
+            if lot.dense:  # bundles stacked to near the roof (same draw, a narrower range)
+                frac = 0.85 + (frac - 0.5) / 3
+            top = lot.y_floor - int(height * lot.fill * frac)
             board = px(rng.uniform(25, 50))
             y = lot.y_floor - px(80)
             canvas.add_path("carbon", a, y, b, lot.y_floor, lot.depth_cm * 0.3, density=0.5)  # bearers
