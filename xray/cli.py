@@ -16,7 +16,7 @@ def _simulate(args: argparse.Namespace) -> int:
     fractions = tuple(float(v) for v in args.splits.split(","))
     summary = generate_dataset(args.out, count=args.count, seed=args.seed, size=args.size, workers=args.workers,
                                mismatch_rate=args.mismatch_rate, splits=fractions, compress=args.compress,
-                               progress=not args.quiet)
+                               progress=not args.quiet, profiles=args.profile)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mismatch-rate", type=float, default=0.3, help="fraction of scans whose manifest is wrong")
     s.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
     s.add_argument("--compress", action="store_true", help="deflate the PNGs (~2/3 the size, ~10x slower to write)")
+    s.add_argument("--profile", default=None, metavar="NAME[,NAME...]",
+                   help="scanner profiles (xray/simulate/profiles); several mix, one per scan (default: none)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_simulate)
 

@@ -41,7 +41,7 @@ class Canvas:
             return None
         return (slice(cy0, cy1), slice(cx0, cx1)), (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
 
-    def add(self, material: str, x0: int, y0: int, x1: int, y1: int, gcm2: float | np.ndarray) -> None:
+    def add(self, material: str, x0: int, y0: int, x1: int, y1: int, gcm2: float | np.floating | np.ndarray) -> None:
         """Add areal density of a material to the pixel rectangle [x0, x1) x [y0, y1).
 
         `gcm2` is a scalar or an array of shape (y1 - y0, x1 - x0) or broadcastable to

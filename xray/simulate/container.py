@@ -50,6 +50,16 @@ def canvas_size(spec: ContainerSpec, pixel_mm: float) -> tuple[int, int]:
     return int(round(CANVAS_HEIGHT_MM / pixel_mm)), int(round((ext + 2 * MARGIN_MM) / pixel_mm))
 
 
+def container_bounds(spec: ContainerSpec, pixel_mm: float) -> tuple[int, int, int, int]:
+    """(front x, door x, top y, bottom y) of the container's exterior in canvas pixels, doors on the right."""
+    def px(mm: float) -> int:
+        return int(round(mm / pixel_mm))
+
+    xf = px(MARGIN_MM)
+    y_bot = canvas_size(spec, pixel_mm)[0] - px(CONTAINER_BOTTOM_MM)
+    return xf, xf + px(SIZES[spec.size][0]), y_bot - px(EXT_HEIGHT), y_bot
+
+
 def draw_container(canvas: Canvas, spec: ContainerSpec, rng: np.random.Generator) -> Hold:
     """Draw the container (and its chassis) with the doors on the right; return its hold."""
     px = canvas.px

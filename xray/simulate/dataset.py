@@ -17,7 +17,9 @@ from tqdm import tqdm
 import xray
 from xray.errors import ConfigError
 from xray.goods import default_goods_table
-from xray.simulate.scenarios import SIZES, simulate_scan
+from xray.simulate.export import encode
+from xray.simulate.profile import parse_profile_list
+from xray.simulate.scenarios import SIZES, SimulatedScan, simulate_scan
 
 SPLITS = ("train", "val", "test")
 SPLIT_INDEX = {s: i for i, s in enumerate(SPLITS)}
@@ -41,6 +43,15 @@ class _Job:
     size: str
     mismatch_rate: float
     compress: bool
+    profiles: tuple[str, ...] = ()
+
+
+_PROFILE_CHOICE_STREAM = 4  # spawn key of the draw that picks a scan's profile (never shifts the scene)
+
+
+def scan_profile(seed: int, profiles: tuple[str, ...]) -> str:
+    """The profile one scan is rendered with, drawn from its own seed."""
+    return profiles[int(np.random.default_rng([seed, _PROFILE_CHOICE_STREAM]).integers(len(profiles)))]
 
 
 # Stored (uncompressed, unfiltered) PNG writes and reads ~10x faster than deflated:
@@ -49,8 +60,43 @@ class _Job:
 _PNG_STORED = [cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
+def _write_profiled(job: _Job, sim: SimulatedScan) -> tuple[str, str | None]:
+    """Write a profiled scan's export: 16-bit PNGs as today, 8-bit JPEG or PNG; single energy only `_high`."""
+    root = Path(job.out) / "images"
+    sid = sim.scan_id
+    if sim.images.ndim == 3 and sim.images.shape[2] == 3:  # pseudo-colour: one BGR picture
+        pictures = [sim.images]
+    else:
+        pictures = list(sim.images)
+    names = []
+    for picture, energy in zip(pictures, ("high", "low")):
+        if sim.images.dtype == np.uint16:
+            name = f"{job.split}/{sid}_{energy}.png"
+            if not cv2.imwrite(str(root / name), picture, [] if job.compress else _PNG_STORED):
+                raise OSError(f"cannot write {root / name}")
+        else:
+            data, suffix = encode(picture, sim.jpeg_quality)
+            name = f"{job.split}/{sid}_{energy}{suffix}"
+            (root / name).write_bytes(data)
+        names.append(name)
+    return names[0], names[1] if len(names) > 1 else None
+
+
 def _write_one(job: _Job) -> dict:
     sid = f"{job.split}{job.index:06d}"
+    if job.profiles:
+        sim = simulate_scan(job.seed, scan_id=sid, size=job.size, mismatch_rate=job.mismatch_rate,
+                            profile=scan_profile(job.seed, job.profiles))
+        high, low = _write_profiled(job, sim)
+        sim.manifest.save(Path(job.out) / "manifests" / f"{sid}.json")
+        h, w = sim.images.shape[:2] if sim.images.ndim == 3 and sim.images.shape[2] == 3 else sim.images.shape[1:]
+        return {
+            "image": {"file_name": high, "low_file_name": low, "scan_id": sid, "width": int(w), "height": int(h),
+                      "pixel_mm": [round(v, 4) for v in sim.pixel_spacing], "energies": list(sim.energies),
+                      "profile": sim.profile},
+            "boxes": [(c, [int(v) for v in b]) for c, b in sim.boxes],
+            "truth": {"scan_id": sid, "split": job.split, "seed": job.seed, **sim.truth},
+        }
     sim = simulate_scan(job.seed, scan_id=sid, size=job.size, mismatch_rate=job.mismatch_rate)
     img_dir = Path(job.out) / "images" / job.split
     names = (f"{job.split}/{sid}_high.png", f"{job.split}/{sid}_low.png")
@@ -76,8 +122,11 @@ def _split_counts(count: int, fractions: tuple[float, float, float]) -> dict[str
 
 def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = "mixed", workers: int = 1,
                      mismatch_rate: float = 0.3, splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                     compress: bool = False, progress: bool = True) -> dict:
+                     compress: bool = False, progress: bool = True, profiles: str | list[str] | None = None) -> dict:
     """Simulate `count` scans into a dataset folder and return its summary.
+
+    `profiles` ("a,b" or a list of scanner profile names) renders each scan with one of
+    them, drawn from the scan's seed; None keeps the default scanner (16-bit dual energy).
 
     Raises:
         ConfigError: bad parameters, or `out` exists and is not empty.
@@ -91,12 +140,13 @@ def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = 
         raise ConfigError(f"mismatch rate must be in [0, 1], got {mismatch_rate}")
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    chosen = tuple(p.name for p in parse_profile_list(profiles))
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty; choose a new folder")
     counts = _split_counts(count, splits)
     for d in ["annotations", "manifests"] + [f"images/{s}" for s in SPLITS]:
         (out / d).mkdir(parents=True, exist_ok=True)
-    jobs = [_Job(str(out), s, i, scan_seed(seed, s, i), size, mismatch_rate, compress)
+    jobs = [_Job(str(out), s, i, scan_seed(seed, s, i), size, mismatch_rate, compress, chosen)
             for s in SPLITS for i in range(counts[s])]
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="simulate", unit="scan", disable=not progress)
@@ -123,7 +173,8 @@ def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = 
             kinds[r["truth"]["scenario"]] = kinds.get(r["truth"]["scenario"], 0) + 1
     n_boxes = 0
     for split in SPLITS:
-        images, anns = [], []
+        images: list[dict] = []
+        anns: list[dict] = []
         for r in (r for r in results if r["truth"]["split"] == split):
             image_id = len(images) + 1
             images.append({"id": image_id, **r["image"]})
@@ -139,12 +190,14 @@ def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = 
         "format_version": 1,
         "generator": {"name": "xray.simulate", "version": xray.__version__, "python": platform.python_version()},
         "params": {"count": count, "seed": seed, "size": size, "mismatch_rate": mismatch_rate,
-                   "split_fractions": list(splits), "workers": workers, "png_compressed": compress},
+                   "split_fractions": list(splits), "workers": workers, "png_compressed": compress,
+                   **({"profiles": list(chosen)} if chosen else {})},
         "splits": counts,
         "categories": table.keys,
         "scenarios": dict(sorted(kinds.items())),
         "boxes": n_boxes,
         "mismatches": sum(r["truth"]["mismatch"] for r in results),
+        **({"profiles": {p: sum(r["truth"]["profile"] == p for r in results) for p in chosen}} if chosen else {}),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out / "dataset.json").write_text(json.dumps(summary, indent=2))

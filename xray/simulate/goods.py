@@ -31,6 +31,7 @@ class Lot:
     y_top: int
     depth_cm: float
     fill: float = 1.0  # fraction of the available height to load
+    dense: bool = False  # cartons tile each pallet without a gap at its end (real, tightly packed loads)
 
 
 def _blob_texture(rng: np.random.Generator, h: int, w: int, cells: tuple[int, int], amount: float) -> np.ndarray:
@@ -85,12 +86,20 @@ def _stacked_cartons(canvas: Canvas, rng: np.random.Generator, lot: Lot, *, pall
     xs, ys = [], []
     for a, b in _units_along(rng, lot.x0, lot.x1, px(pallet_mm), (0, px(40))):
         floor = _pallet(canvas, a, b, lot.y_floor, lot.depth_cm) if palletised else lot.y_floor
-        stack_top = lot.y_floor - int(height * lot.fill * rng.uniform(0.8, 1.0))
+        frac = rng.uniform(0.8, 1.0)
+        if lot.dense:  # real loads are stacked to near the roof (same draw, a narrower range)
+            frac = 0.96 + (frac - 0.8) * 0.2
+        stack_top = lot.y_floor - int(height * lot.fill * frac)
         ch = px(rng.uniform(*carton_mm[1]) if isinstance(carton_mm[1], tuple) else carton_mm[1])
         cw = px(carton_mm[0])
+        if lot.dense:  # as many whole cartons as fit, stretched to the pallet's length and the stack's height
+            cw = max((b - a) // max(int(round((b - a) / max(cw, 1))), 1), 1)
+            ch = max((floor - stack_top) // max(int(round((floor - stack_top) / max(ch, 1))), 1), 1)
         top = floor
         for ca, cb in _units_along(rng, a, b, cw, (0, 0)):
             d = rng.uniform(*density)
+            if lot.dense and d < 0.2:  # light cartons packed several deep across the container
+                d *= 2
             t = _carton_column(canvas, rng, ca, cb, floor, stack_top, depth_cm=lot.depth_cm, carton_h=ch,
                                density=d, material=material, texture=texture and (lambda h, w: texture(rng, h, w)))
             if per_unit is not None:
@@ -125,7 +134,9 @@ def draw_textiles(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Bo
         for y in range(floor - px(rng.uniform(100, 200)), top, -px(rng.uniform(250, 450))):
             canvas.add_path("iron", a, y, b, y + 1, lot.depth_cm * 0.004)
 
-    tex = lambda r, h, w: _blob_texture(r, h, w, (h // 25 + 2, w // 25 + 2), 0.18)
+    def tex(r: np.random.Generator, h: int, w: int) -> np.ndarray:
+        return _blob_texture(r, h, w, (h // 25 + 2, w // 25 + 2), 0.18)
+
     return _stacked_cartons(canvas, rng, lot, pallet_mm=rng.uniform(700, 1100), carton_mm=(rng.uniform(400, 800),
                             (300, 600)), density=(0.25, 0.5), palletised=bool(rng.random() < 0.3), texture=tex,
                             per_unit=straps)
@@ -312,7 +323,9 @@ def draw_beverages(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[B
 
 def draw_fruit_veg(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
     """Produce in ventilated cartons on pallets: lumpy, moderate density, air gaps."""
-    tex = lambda r, h, w: _blob_texture(r, h, w, (h // 16 + 2, w // 16 + 2), 0.25)
+    def tex(r: np.random.Generator, h: int, w: int) -> np.ndarray:
+        return _blob_texture(r, h, w, (h // 16 + 2, w // 16 + 2), 0.25)
+
     return _stacked_cartons(canvas, rng, lot, pallet_mm=1200, carton_mm=(rng.uniform(380, 600), (200, 300)),
                             density=(0.3, 0.5), texture=tex)
 
@@ -353,7 +366,10 @@ def draw_furniture_wood(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> l
         boxes_x, top_all = [], lot.y_floor
         height = lot.y_floor - lot.y_top
         for a, b in _units_along(rng, lot.x0, lot.x1, px(rng.uniform(2000, 4000)), (px(50), px(200))):
-            top = lot.y_floor - int(height * lot.fill * rng.uniform(0.5, 0.95))
+            frac = rng.uniform(0.5, 0.95)
+            if lot.dense:  # bundles stacked to near the roof (same draw, a narrower range)
+                frac = 0.85 + (frac - 0.5) / 3
+            top = lot.y_floor - int(height * lot.fill * frac)
             board = px(rng.uniform(25, 50))
             y = lot.y_floor - px(80)
             canvas.add_path("carbon", a, y, b, lot.y_floor, lot.depth_cm * 0.3, density=0.5)  # bearers

@@ -61,7 +61,8 @@ def _noise_bank() -> np.ndarray:
     return np.random.default_rng(0x5EED).standard_normal(1 << 23, dtype=np.float32)
 
 
-def _gaussian(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+def gaussian_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """White Gaussian noise of a shape: a window into the bank (a fresh draw when too large)."""
     bank = _noise_bank()
     n = shape[0] * shape[1]
     if n > bank.size // 2:
@@ -101,7 +102,7 @@ def render(canvas: Canvas, scanner: ScannerModel, rng: np.random.Generator) -> n
         # noise, as one variance.
         var = np.maximum(t, 0) * np.float32(1.0 / scanner.photons[k])
         var += np.float32((scanner.electronic_noise / 65535.0) ** 2)
-        t += np.sqrt(var) * _gaussian(rng, (h, w))
+        t += np.sqrt(var) * gaussian_noise(rng, (h, w))
         t *= np.float32(65535.0)
         # One count is the floor: a scanner never reports zero transmission.
         np.clip(t, 1.0, 65535.0, out=t)

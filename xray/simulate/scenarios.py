@@ -17,9 +17,13 @@ import yaml
 from xray.errors import ConfigError
 from xray.goods import GoodsTable, default_goods_table
 from xray.manifest import Manifest, ManifestLine
+from xray.simulate import export
+from xray.simulate.artifacts import apply_artifacts, map_column
 from xray.simulate.canvas import Canvas
-from xray.simulate.container import ContainerSpec, Hold, canvas_size, draw_container
+from xray.simulate.container import ContainerSpec, Hold, canvas_size, container_bounds, draw_container
 from xray.simulate.goods import DRAWERS, Box, Lot
+from xray.simulate.profile import ScannerProfile, ScanSettings, load_profile
+from xray.simulate.realism import add_load_texture, draw_structure
 from xray.simulate.render import ScannerModel, render
 
 SCENARIO_KINDS = ("clean", "empty", "concealment", "substitution", "undeclared", "missing", "false_empty",
@@ -51,13 +55,27 @@ class SimulatedScan:
 
     scan_id: str
     seed: int
-    images: np.ndarray  # uint16 (2, H, W): high, low energy transmission
+    images: np.ndarray  # uint16 (2, H, W): high, low energy transmission; a profile's export otherwise
     energies: tuple[str, ...]
-    pixel_mm: float
+    pixel_mm: float  # column pitch (and row pitch unless pixel_mm_rows says otherwise)
     boxes: list[tuple[str, Box]]  # (category, (x1, y1, x2, y2)) in pixels
     manifest: Manifest
     plan: ScenePlan
     truth: dict = field(default_factory=dict)
+    # Set for profiled scans: images are then uint16 (E, H, W), uint8 (E, H, W) or BGR uint8 (H, W, 3).
+    profile: str | None = None
+    settings: ScanSettings | None = None
+    pixel_mm_rows: float | None = None
+    hold_box: Box | None = None  # the cargo space (inside the walls) in the exported grid
+
+    @property
+    def pixel_spacing(self) -> tuple[float, float]:
+        """(row, column) pitch in mm."""
+        return (self.pixel_mm if self.pixel_mm_rows is None else self.pixel_mm_rows, self.pixel_mm)
+
+    @property
+    def jpeg_quality(self) -> int | None:
+        return None if self.settings is None else self.settings.jpeg_quality
 
 
 def _choice(rng: np.random.Generator, weights: dict[str, float], exclude=()) -> str:
@@ -130,29 +148,42 @@ def plan_scene(rng: np.random.Generator, *, size: str = "mixed", mismatch_rate: 
     reefer_p = max([cfg["reefer_probability"].get(c, 0.0) for c in loaded + declared] or [0.0])
     spec = ContainerSpec(size=size, reefer=bool(rng.random() < reefer_p), truck=bool(rng.random() < cfg["truck_probability"]))
     order = list(rng.permutation(len(loaded)))
+    assert scenario is not None  # drawn above when not given
     return ScenePlan(scenario=scenario, spec=spec, loaded=[loaded[i] for i in order], declared=declared,
                      hidden=hidden, flip=bool(rng.random() < 0.5))
 
 
-def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan) -> list[tuple[str, Box]]:
-    """Split the hold into lots, draw each category, then hide goods behind one of them."""
+def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan, *,
+          dense: bool = False) -> list[tuple[str, Box]]:
+    """Split the hold into lots, draw each category, then hide goods behind one of them.
+
+    `dense` loads as real containers are: goods fill most of the length, the depth and
+    the height (the default draws lighter, sparser loads; its draws are kept as they are).
+    """
     px = canvas.px
     boxes: list[tuple[str, Box]] = []
     if not plan.loaded:
         return boxes
     length = hold.x1 - hold.x0
     used = length * (1.0 if rng.random() < 0.6 else rng.uniform(0.5, 0.95))
+    if dense:
+        used = length * rng.uniform(0.95, 1.0)
     min_len = {c: px(4300) if c == "vehicles" else px(1500) for c in plan.loaded}
     share = rng.dirichlet(np.ones(len(plan.loaded)) * 3)
     spans = np.maximum(share * used, [min_len[c] for c in plan.loaded])
     spans = spans * min(1.0, length / spans.sum())
     x = hold.x0
     cover_depth = hold.depth_cm * (rng.uniform(0.45, 0.75) if plan.hidden else rng.uniform(0.55, 1.0))
+    if dense:
+        cover_depth = hold.depth_cm * (rng.uniform(0.6, 0.8) if plan.hidden else rng.uniform(0.85, 1.0))
     lots = []
     for cat, span in zip(plan.loaded, spans):
         gap = px(rng.uniform(50, 300))
+        fill = float(rng.uniform(0.55, 1.0))
+        if dense:
+            gap, fill = px(rng.uniform(10, 80)), float(rng.uniform(0.92, 1.0))
         lot = Lot(x0=int(x), x1=int(min(x + span - gap, hold.x1)), y_floor=hold.y_floor, y_top=hold.y_roof,
-                  depth_cm=cover_depth, fill=float(rng.uniform(0.55, 1.0)))
+                  depth_cm=cover_depth, fill=fill, dense=dense)
         found = DRAWERS[cat](canvas, rng, lot)
         boxes += [(cat, b) for b in found]
         lots.append((lot, found))
@@ -204,7 +235,8 @@ def write_manifest(rng: np.random.Generator, plan: ScenePlan) -> Manifest:
 
 def simulate_scan(seed: int, *, scan_id: str | None = None, size: str = "mixed", mismatch_rate: float = 0.3,
                   scenario: str | None = None, categories: list[str] | None = None,
-                  scanner: ScannerModel | None = None) -> SimulatedScan:
+                  scanner: ScannerModel | None = None,
+                  profile: ScannerProfile | str | None = None) -> SimulatedScan:
     """Simulate one scan from its seed: plan, load, render, declare.
 
     Args:
@@ -215,7 +247,15 @@ def simulate_scan(seed: int, *, scan_id: str | None = None, size: str = "mixed",
         scenario: Force a scenario kind (see SCENARIO_KINDS).
         categories: Force the goods of a clean scan.
         scanner: The scanner model (default: 6/4 MV at 5 mm/pixel).
+        profile: A scanner profile (or its name) that renders and exports the scan
+            (`_simulate_profiled`); None keeps the default scanner's 16-bit output.
     """
+    if profile is not None:
+        if scanner is not None:
+            raise ConfigError("give a scanner profile or a scanner model, not both")
+        return _simulate_profiled(seed, load_profile(profile) if isinstance(profile, str) else profile,
+                                  scan_id=scan_id, size=size, mismatch_rate=mismatch_rate, scenario=scenario,
+                                  categories=categories)
     scanner = scanner or ScannerModel()
     rng = np.random.default_rng(seed)
     for _ in range(20):
@@ -235,9 +275,15 @@ def simulate_scan(seed: int, *, scan_id: str | None = None, size: str = "mixed",
         images = np.ascontiguousarray(images[:, :, ::-1])
         boxes = [(c, (w - b[2], b[1], w - b[0], b[3])) for c, b in boxes]
     manifest = write_manifest(rng, plan)
+    truth = _truth(plan, boxes)
+    return SimulatedScan(scan_id=scan_id or f"sim{seed:020d}", seed=seed, images=images, energies=scanner.labels,
+                         pixel_mm=scanner.pixel_mm, boxes=boxes, manifest=manifest, plan=plan, truth=truth)
+
+
+def _truth(plan: ScenePlan, boxes: list[tuple[str, Box]]) -> dict:
     loaded = sorted({c for c, _ in boxes})
     declared = sorted(set(plan.declared))
-    truth = {
+    return {
         "scenario": plan.scenario,
         "mismatch": plan.scenario not in MATCHING,
         "declared": declared,
@@ -247,5 +293,80 @@ def simulate_scan(seed: int, *, scan_id: str | None = None, size: str = "mixed",
         "container": {"size": plan.spec.size, "reefer": plan.spec.reefer, "truck": plan.spec.truck,
                       "doors": "left" if plan.flip else "right"},
     }
-    return SimulatedScan(scan_id=scan_id or f"sim{seed:020d}", seed=seed, images=images, energies=scanner.labels,
-                         pixel_mm=scanner.pixel_mm, boxes=boxes, manifest=manifest, plan=plan, truth=truth)
+
+
+# Spawn keys of the streams a profiled scan draws besides the scene's: profile settings
+# and artifacts never shift the scene's draws, so the plan (and the truth) stay the seed's.
+_SETTINGS_STREAM, _ARTIFACT_STREAM, _EXPORT_STREAM = 1, 2, 3
+RENDER_PIXEL_MM = 5.0  # profiled scans are drawn at this pitch, then resampled to the profile's
+_HOLD = "<hold>"  # a pseudo-box that follows the hold through the geometric steps
+CROP_MARGIN_MM = 40  # kept around the container when an export is cropped to it
+
+
+def _simulate_profiled(seed: int, profile: ScannerProfile, *, scan_id: str | None, size: str, mismatch_rate: float,
+                       scenario: str | None, categories: list[str] | None) -> SimulatedScan:
+    """A scan as one scanner profile renders and exports it.
+
+    Scene (plan, load) -> render at 5 mm -> artifacts -> crop -> doors flip -> resample to
+    the drawn pitch -> 8-bit display (curve, colour, text) when the profile exports 8 bits.
+    Boxes follow every geometric step.
+    """
+    rng = np.random.default_rng(seed)
+    settings = profile.draw(np.random.default_rng([seed, _SETTINGS_STREAM]))
+    base = ScannerModel()
+    photons = {6.0: base.photons[0], 4.0: base.photons[1]}
+    scanner = ScannerModel(energies_mv=profile.energies_mv, pixel_mm=RENDER_PIXEL_MM,
+                           photons=tuple(photons.get(e, base.photons[0]) * settings.photons for e in profile.energies_mv))
+    plan = plan_scene(rng, size=size, mismatch_rate=mismatch_rate, scenario=scenario, categories=categories)
+    wanted = set(plan.loaded) | ({plan.hidden} if plan.hidden else set())
+    for _ in range(20):  # the plan is kept (the truth is the seed's); only the layout is drawn again
+        h, w = canvas_size(plan.spec, scanner.pixel_mm)
+        canvas = Canvas(height=h, width=w, pixel_mm=scanner.pixel_mm, spectra=scanner.spectra)
+        hold = draw_container(canvas, plan.spec, rng)
+        if profile.scene.strong_structure:
+            draw_structure(canvas, plan.spec, hold, rng)
+        before = (canvas.organic.copy(), canvas.iron.copy())
+        boxes = _load(canvas, rng, hold, plan, dense=profile.scene.dense_loads)
+        if {c for c, _ in boxes} == wanted:
+            break
+    else:
+        raise RuntimeError(f"seed {seed}: no layout fits the planned goods after 20 tries")
+    if profile.scene.dense_loads:
+        add_load_texture(canvas, before, boxes, rng)
+    t = render(canvas, scanner, rng).astype(np.float32) * np.float32(1 / 65535.0)
+    boxes.append((_HOLD, (hold.x0, hold.y_roof, hold.x1, hold.y_floor)))  # carried through the geometry
+    t, boxes, src = apply_artifacts(t, settings.artifacts, np.random.default_rng([seed, _ARTIFACT_STREAM]), boxes)
+    if profile.crop_to_container:
+        xf, xd, y_top, y_bot = container_bounds(plan.spec, canvas.pixel_mm)
+        m = canvas.px(CROP_MARGIN_MM)
+        t, boxes = export.crop(t, boxes, map_column(xf - m, src), y_top - m, map_column(xd + m, src), y_bot + m)
+    w = t.shape[2]
+    if plan.flip:
+        t = np.ascontiguousarray(t[:, :, ::-1])
+        boxes = [(c, (w - b[2], b[1], w - b[0], b[3])) for c, b in boxes]
+    row_mm, col_mm = settings.pixel_mm
+    t, boxes = export.resample(t, boxes, RENDER_PIXEL_MM / row_mm, RENDER_PIXEL_MM / col_mm)
+    hold_box = next(b for c, b in boxes if c == _HOLD)
+    boxes = [(c, b) for c, b in boxes if c != _HOLD]
+    sid = scan_id or f"sim{seed:020d}"
+    images: np.ndarray
+    if profile.bit_depth == 16:
+        images = np.rint(t * np.float32(65535.0)).astype(np.uint16)
+    else:
+        images = export.display_8bit(t, profile, settings)
+        if profile.pseudo_colour:
+            images = export.pseudo_colour(images[0])
+        if settings.burned_text:  # the same caption on every picture of the scan
+            if profile.pseudo_colour:
+                images = export.burn_in(images, np.random.default_rng([seed, _EXPORT_STREAM]), sid)
+            else:
+                images = np.stack([export.burn_in(ch, np.random.default_rng([seed, _EXPORT_STREAM]), sid)
+                                   for ch in images])
+    # The scene's boxes must all survive the export: the truth is exact in the exported grid.
+    if {c for c, _ in boxes} != wanted:
+        raise RuntimeError(f"seed {seed}: profile {profile.name} lost goods boxes in the export")
+    manifest = write_manifest(rng, plan)
+    truth = {**_truth(plan, boxes), "profile": profile.name}
+    return SimulatedScan(scan_id=sid, seed=seed, images=images, energies=scanner.labels, pixel_mm=col_mm,
+                         boxes=boxes, manifest=manifest, plan=plan, truth=truth, profile=profile.name,
+                         settings=settings, pixel_mm_rows=row_mm, hold_box=hold_box)
