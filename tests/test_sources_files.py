@@ -10,12 +10,11 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-
 from pixels import H, W, as_u16, levels16
+
 from xray.errors import ScanReadError
 from xray.scan import MAX_SIDE, Scan, ScanKind
 from xray.sources.files import (
-    FileSource,
     read_scan,
     split_energy_suffix,
     write_png16,
@@ -179,20 +178,6 @@ def test_format_is_chosen_by_content_not_suffix(tmp_path: Path) -> None:
 )
 def test_energy_suffixes(stem: str, expected: tuple[str, str | None]) -> None:
     assert split_energy_suffix(stem) == expected
-
-
-def test_file_source_reads_paths_and_pairs_and_reports_bad_files(tmp_path: Path) -> None:
-    write_png16(tmp_path / "a.png", levels16() / 65535.0)
-    write_png16(tmp_path / "b_high.png", levels16(1) / 65535.0)
-    write_png16(tmp_path / "b_low.png", levels16(2) / 65535.0)
-    (tmp_path / "bad.png").write_text("not an image")
-    items = [tmp_path / "a.png", tmp_path / "bad.png", (tmp_path / "b_high.png", tmp_path / "b_low.png")]
-    errors: list[ScanReadError] = []
-    scans = list(FileSource(items, on_error=errors.append))
-    assert [(s.id, s.kind) for s in scans] == [("a", ScanKind.SINGLE), ("b", ScanKind.DUAL)]
-    assert [e.path for e in errors] == [str(tmp_path / "bad.png")]
-    with pytest.raises(ScanReadError):
-        list(FileSource(items))
 
 
 # -- bad input ---------------------------------------------------------------------------------
