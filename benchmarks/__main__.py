@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -25,18 +24,10 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.machine import machine_info
+from xray.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("engine", "http", "models", "accuracy", "throughput")
-
-
-def git_commit() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=5, check=False)
-        return r.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def model_summary(model_dir: Path) -> dict[str, Any]:
@@ -87,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     results: dict[str, Any] = {
         "benchmark": "xray", "date": now.strftime("%Y-%m-%d"), "time": now.isoformat(timespec="seconds"),
-        "quick": args.quick, "git_commit": git_commit(),
+        "quick": args.quick, "git_commit": git_commit(short=True, cwd=ROOT),
         "machine": {**machine_info(), "onnxruntime_providers": ort.get_available_providers()},
         "model": model_summary(model_dir), "inputs": {k: s.describe() for k, s in scans.items()},
         "reference_ms": report.REFERENCE_MS, "sections": {},

@@ -350,22 +350,33 @@ def _quantise(transmission: np.ndarray, bits: int) -> np.ndarray:
     return np.round(np.clip(values, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
 
 
-def write_png16(path: str | Path, transmission: np.ndarray) -> Path:
+def write_png16(path: str | Path, transmission: np.ndarray, *, level: int | None = None) -> Path:
     """Write transmission in [0, 1] as a 16-bit PNG (round(T * 65535), clipped).
+
+    The one place xray writes 16-bit PNGs (datasets, the demo, the benchmark inputs).
 
     Args:
         path: Output file.
         transmission: (H, W) or (1, H, W) grey, or (3, H, W) RGB.
+        level: Deflate level 0-9; 0 stores the pixels unfiltered and uncompressed (fastest to
+            decode). Default: OpenCV's.
 
     Raises:
-        ScanError: wrong shape or non-finite values.
+        ScanError: wrong shape, non-finite values or a level outside 0-9.
     """
     values = np.asarray(transmission)
     if values.ndim == 3 and values.shape[0] in (1, 3):
         values = values[0] if values.shape[0] == 1 else values.transpose(1, 2, 0)[:, :, ::-1]  # RGB -> cv2's BGR
     elif values.ndim != 2:
         raise ScanError(f"write_png16 needs (H, W), (1, H, W) or (3, H, W) pixels, got shape {values.shape}")
-    ok, encoded = cv2.imencode(".png", _quantise(values, 16))
+    params: list[int] = []
+    if level is not None:
+        if not 0 <= level <= 9:
+            raise ScanError(f"PNG deflate level must be 0-9, got {level}")
+        params = [cv2.IMWRITE_PNG_COMPRESSION, level]
+        if level == 0:
+            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok, encoded = cv2.imencode(".png", _quantise(values, 16), params)
     if not ok:
         raise ScanError(f"PNG encoder failed for pixels of shape {values.shape}")
     out = Path(path)
