@@ -12,7 +12,7 @@ import pytest
 import tifffile
 from pixels import H, W, as_u16, levels16
 
-from xray.errors import ScanReadError
+from xray.errors import ScanError, ScanReadError
 from xray.scan import MAX_SIDE, Scan, ScanKind
 from xray.sources.files import (
     read_scan,
@@ -372,3 +372,15 @@ def test_a_forked_child_reads_a_pair_after_its_parent_did(tmp_path: Path) -> Non
         child.kill()
     assert not hung and child.exitcode == 0
     assert queue.get(timeout=5) == (2, H, W)
+
+
+def test_png16_deflate_levels_keep_every_value(tmp_path: Path) -> None:
+    values = levels16()
+    values[:, : W // 2] = np.arange(W // 2, dtype=np.uint16) * 97  # a smooth half that deflate can pack
+    stored = write_png16(tmp_path / "stored.png", values / 65535.0, level=0)
+    packed = write_png16(tmp_path / "packed.png", values / 65535.0, level=9)
+    for path in (stored, packed):
+        np.testing.assert_array_equal(as_u16(read_scan(path).channels[0]), values)
+    assert stored.stat().st_size > packed.stat().st_size
+    with pytest.raises(ScanError, match="0-9"):
+        write_png16(tmp_path / "bad.png", values / 65535.0, level=10)
