@@ -24,6 +24,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.machine import machine_info
+from xray.bundled import default_model_dir
 from xray.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ def run_section(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small counts, every section (CI)")
-    p.add_argument("--model", type=Path, default=ROOT / "models" / "default", help="exported model folder")
+    p.add_argument("--model", type=Path, default=default_model_dir(), help="exported model folder (default: the bundled one)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the results")
     p.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "cache",
                    help="canonical scans, peer ONNX files, simulated test data")
