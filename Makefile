@@ -39,9 +39,13 @@ run: setup
 	mkdir -p $(SERVE_DATA)
 	test -s $(SERVE_DATA)/api-key || (umask 077; $(BIN)/python -c "from xray.service.auth import new_api_key; print(new_api_key())" > $(SERVE_DATA)/api-key)
 	$(BIN)/python -m xray.service.demo --url http://127.0.0.1:$(PORT) --key "$$(cat $(SERVE_DATA)/api-key)" --wait 120 & \
-	XRAY_API_KEY="$$(cat $(SERVE_DATA)/api-key)" $(BIN)/python serve.py --data-dir $(SERVE_DATA) --host 127.0.0.1 --port $(PORT)
+	XRAY_API_KEY="$$(cat $(SERVE_DATA)/api-key)" $(BIN)/xray serve --data-dir $(SERVE_DATA) --host 127.0.0.1 --port $(PORT)
 
+# Lint and types first (cheap, and they name the line), then the tests.
 test: setup
+	$(BIN)/ruff check xray tests benchmarks
+	$(BIN)/ruff format --check xray
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # A small simulated dataset and its gallery.
@@ -59,16 +63,16 @@ model: setup
 		--workers 2 --mismatch-rate 0.4 --splits 0.75,0.08,0.17
 	test -f $(CALIB_DATA)/dataset.json || $(BIN)/xray simulate --out $(CALIB_DATA) --count 1200 --seed 2027 \
 		--workers 2 --mismatch-rate 0.4 --splits 0,1,0
-	$(BIN)/python train.py --data $(MODEL_DATA) --model models/default.yaml --out $(MODEL_RUN) --threads 2 \
+	$(BIN)/xray train --data $(MODEL_DATA) --model models/default.yaml --out $(MODEL_RUN) --threads 2 \
 		$$(test -f $(MODEL_RUN)/last.pt && echo --resume)
 	prev=$(MODEL_RUN); for stage in $(FT_STAGES); do \
-		$(BIN)/python train.py --data $(MODEL_DATA) --model models/$$stage.yaml --out runs/$$stage --threads 2 \
+		$(BIN)/xray train --data $(MODEL_DATA) --model models/$$stage.yaml --out runs/$$stage --threads 2 \
 			$$(test -f runs/$$stage/last.pt && echo --resume || echo --init $$prev/best.pt) || exit 1; \
 		prev=runs/$$stage; \
 	done
 	$(BIN)/xray export $(MODEL_FT)/best.pt --out models/default --data $(MODEL_DATA) --split test --latency-runs 40
 	$(BIN)/xray calibrate --model models/default --data $(CALIB_DATA) --split val --false-alarm 0.02 --flip
-	$(BIN)/xray evaluate --verdicts --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_FT)/verdicts-flip
+	$(BIN)/xray evaluate --level scan --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_FT)/verdicts-flip
 
 # Benchmarks: latency per stage, HTTP under load, ONNX vs eager vs YOLO11n, accuracy, throughput.
 # Writes benchmarks/results/<date>-<machine>.{json,md} and -latency.png; fails only if a section crashes.

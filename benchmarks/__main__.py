@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -25,18 +24,11 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.machine import machine_info
+from xray.bundled import default_model_dir
+from xray.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("engine", "http", "models", "accuracy", "throughput")
-
-
-def git_commit() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=5, check=False)
-        return r.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def model_summary(model_dir: Path) -> dict[str, Any]:
@@ -63,7 +55,7 @@ def run_section(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small counts, every section (CI)")
-    p.add_argument("--model", type=Path, default=ROOT / "models" / "default", help="exported model folder")
+    p.add_argument("--model", type=Path, default=default_model_dir(), help="exported model folder (default: the bundled one)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the results")
     p.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "cache",
                    help="canonical scans, peer ONNX files, simulated test data")
@@ -87,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     results: dict[str, Any] = {
         "benchmark": "xray", "date": now.strftime("%Y-%m-%d"), "time": now.isoformat(timespec="seconds"),
-        "quick": args.quick, "git_commit": git_commit(),
+        "quick": args.quick, "git_commit": git_commit(short=True, cwd=ROOT),
         "machine": {**machine_info(), "onnxruntime_providers": ort.get_available_providers()},
         "model": model_summary(model_dir), "inputs": {k: s.describe() for k, s in scans.items()},
         "reference_ms": report.REFERENCE_MS, "sections": {},

@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.eager import find_checkpoint
 from xray.calibration import evaluate_verdicts
+from xray.data.format import has_split
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / "data" / "sim"
@@ -25,10 +26,10 @@ BENCH_SEED = 777  # seeds of the cached test set; disjoint streams from data/sim
 def held_out_data(cache: Path, *, quick: bool) -> tuple[Path, str]:
     """A dataset with a labelled test split: data/sim when it has one, else one simulated into the cache."""
     count = 16 if quick else 200
-    if (DEFAULT_DATA / "annotations" / "test.json").is_file() and (DEFAULT_DATA / "truth.jsonl").is_file():
+    if has_split(DEFAULT_DATA, "test", truth=True):
         return DEFAULT_DATA, "data/sim (the default model's held-out test split)"
     root = cache / f"sim-test-{count}"
-    if not (root / "dataset.json").is_file():
+    if not (root / "dataset.json").is_file():  # written last: a complete earlier run
         from xray.simulate.dataset import generate_dataset
 
         if root.exists():  # a run that stopped half-way

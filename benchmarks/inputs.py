@@ -11,13 +11,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
+import numpy as np
 
+from xray.atomic import write_atomic
 from xray.manifest import Manifest
+from xray.sources.files import read_scan, write_png16
 
 # name -> (simulator seed, container size, scenario): a concealment case, so that the
 # verifier has real work to do (cigarettes or rifles hidden behind declared goods).
-STORED_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 CANONICAL = {"40ft": (20261101, "40ft", "concealment"), "20ft": (20261102, "20ft", "concealment")}
 
 
@@ -50,13 +51,10 @@ class CanonicalScan:
         folder = self.high.parent / "stored"
         folder.mkdir(exist_ok=True)
         pair = (folder / self.high.name, folder / self.low.name)
-        for src, dst in zip((self.high, self.low), pair):
-            if not dst.is_file():
-                image = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
-                tmp = dst.with_suffix(".tmp.png")
-                if image is None or not cv2.imwrite(str(tmp), image, STORED_PNG):
-                    raise OSError(f"cannot write {tmp}")
-                tmp.replace(dst)
+        if not all(p.is_file() for p in pair):
+            scan = read_scan(self.high, self.low)
+            for channel, dst in zip(scan.channels, pair, strict=True):
+                write_atomic(dst, lambda tmp, c=channel: write_png16(tmp, c, level=0))
         return pair
 
     def describe(self) -> dict:
@@ -84,11 +82,9 @@ def _write(name: str, seed: int, size: str, scenario: str, high: Path, low: Path
     from xray.simulate.scenarios import simulate_scan
 
     sim = simulate_scan(seed, scan_id=f"bench-{name}", size=size, scenario=scenario)
-    for path, image in zip((high, low), sim.images):
-        tmp = path.with_suffix(".tmp.png")
-        if not cv2.imwrite(str(tmp), image):
-            raise OSError(f"cannot write {tmp}")
-        tmp.replace(path)
+    for path, image in zip((high, low), sim.images, strict=True):
+        transmission = image / np.float64(65535.0)  # exact: write_png16 rounds back to the same uint16
+        write_atomic(path, lambda tmp, t=transmission: write_png16(tmp, t))
     sim.manifest.save(manifest)
     h, w = sim.images.shape[1:]
     truth.write_text(json.dumps({"seed": seed, "height": int(h), "width": int(w), "pixel_mm": sim.pixel_mm,

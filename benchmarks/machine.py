@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib import metadata
+
+from xray.provenance import versions
 
 
 def _cpu_model() -> str:
@@ -19,15 +20,9 @@ def _cpu_model() -> str:
 
 def machine_info() -> dict:
     """CPU model, cores, memory, OS and the versions of the libraries that set the speed."""
-    versions = {}
-    for pkg in ("numpy", "opencv-python-headless", "torch", "torchvision", "onnxruntime"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
     try:
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         mem_gb = None
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(),
-            "platform": platform.platform(), "versions": versions}
+            "platform": platform.platform(), "versions": versions()}

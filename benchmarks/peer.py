@@ -26,6 +26,7 @@ from benchmarks.eager import find_checkpoint, load_eager, time_eager
 from benchmarks.inputs import CanonicalScan
 from benchmarks.stats import summarize
 from xray.model.preprocess import InputSpec, preprocess
+from xray.runtime import session_options
 from xray.sources.files import read_scan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +40,7 @@ def engine_session(path: str | Path):
     """An onnxruntime CPU session with the engine's settings (all cores, one inter-op thread, full optimisation)."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = os.cpu_count() or 1
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
 
 
 def time_session(session, x: np.ndarray, *, n: int, warmup: int = 3) -> dict:

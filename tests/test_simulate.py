@@ -11,11 +11,9 @@ from pycocotools.coco import COCO
 
 from xray.errors import ConfigError
 from xray.goods import default_goods_table
-from xray.scan import ScanKind
 from xray.simulate import physics
 from xray.simulate.dataset import generate_dataset, scan_seed
 from xray.simulate.scenarios import SCENARIO_KINDS, iso6346_check_digit, simulate_scan
-from xray.sources.simulator import SimulatorSource
 
 HI, LO = physics.linac_spectrum(6.0), physics.linac_spectrum(4.0)
 
@@ -198,15 +196,6 @@ def test_cli_writes_a_dataset_and_prints_its_summary(tmp_path):
     summary = json.loads(r.stdout)
     assert summary["splits"]["train"] + summary["splits"]["val"] + summary["splits"]["test"] == 2
     assert (tmp_path / "d" / "annotations" / "train.json").exists()
-
-
-def test_simulator_source_yields_dual_energy_scans_with_manifests():
-    scans = list(SimulatorSource(count=2, seed=3, size="20ft"))
-    assert len(scans) == 2 and scans[0].id != scans[1].id
-    for s in scans:
-        assert s.kind is ScanKind.DUAL and s.channels.dtype == np.float32 and s.energies == ("6MV", "4MV")
-        assert 0 < s.channels.min() and s.channels.max() <= 1
-        assert s.meta["manifest"].container_id == s.meta["container_id"]
 
 
 def test_container_numbers_carry_a_valid_iso6346_check_digit():

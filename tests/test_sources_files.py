@@ -10,12 +10,11 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-
 from pixels import H, W, as_u16, levels16
-from xray.errors import ScanReadError
+
+from xray.errors import ScanError, ScanReadError
 from xray.scan import MAX_SIDE, Scan, ScanKind
 from xray.sources.files import (
-    FileSource,
     read_scan,
     split_energy_suffix,
     write_png16,
@@ -179,20 +178,6 @@ def test_format_is_chosen_by_content_not_suffix(tmp_path: Path) -> None:
 )
 def test_energy_suffixes(stem: str, expected: tuple[str, str | None]) -> None:
     assert split_energy_suffix(stem) == expected
-
-
-def test_file_source_reads_paths_and_pairs_and_reports_bad_files(tmp_path: Path) -> None:
-    write_png16(tmp_path / "a.png", levels16() / 65535.0)
-    write_png16(tmp_path / "b_high.png", levels16(1) / 65535.0)
-    write_png16(tmp_path / "b_low.png", levels16(2) / 65535.0)
-    (tmp_path / "bad.png").write_text("not an image")
-    items = [tmp_path / "a.png", tmp_path / "bad.png", (tmp_path / "b_high.png", tmp_path / "b_low.png")]
-    errors: list[ScanReadError] = []
-    scans = list(FileSource(items, on_error=errors.append))
-    assert [(s.id, s.kind) for s in scans] == [("a", ScanKind.SINGLE), ("b", ScanKind.DUAL)]
-    assert [e.path for e in errors] == [str(tmp_path / "bad.png")]
-    with pytest.raises(ScanReadError):
-        list(FileSource(items))
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -387,3 +372,15 @@ def test_a_forked_child_reads_a_pair_after_its_parent_did(tmp_path: Path) -> Non
         child.kill()
     assert not hung and child.exitcode == 0
     assert queue.get(timeout=5) == (2, H, W)
+
+
+def test_png16_deflate_levels_keep_every_value(tmp_path: Path) -> None:
+    values = levels16()
+    values[:, : W // 2] = np.arange(W // 2, dtype=np.uint16) * 97  # a smooth half that deflate can pack
+    stored = write_png16(tmp_path / "stored.png", values / 65535.0, level=0)
+    packed = write_png16(tmp_path / "packed.png", values / 65535.0, level=9)
+    for path in (stored, packed):
+        np.testing.assert_array_equal(as_u16(read_scan(path).channels[0]), values)
+    assert stored.stat().st_size > packed.stat().st_size
+    with pytest.raises(ScanError, match="0-9"):
+        write_png16(tmp_path / "bad.png", values / 65535.0, level=10)

@@ -21,7 +21,6 @@ import numpy as np
 from tqdm import tqdm
 
 from xray.engine import Engine
-from xray.errors import DatasetError
 from xray.goods import default_goods_table
 from xray.manifest import Manifest
 from xray.sources.files import read_scan
@@ -35,28 +34,10 @@ def labelled_scans(root: str | Path, split: str) -> list[dict[str, Any]]:
     Raises:
         DatasetError: the folder is not an xray dataset, or the split has no truth.
     """
-    root = Path(root)
-    ann = root / "annotations" / f"{split}.json"
-    truth_file = root / "truth.jsonl"
-    if not ann.is_file() or not truth_file.is_file():
-        raise DatasetError(f"{root}: needs annotations/{split}.json and truth.jsonl (see datasets/FORMAT.md)")
-    try:
-        images = json.loads(ann.read_text())["images"]
-        truth = {t["scan_id"]: t for t in map(json.loads, truth_file.read_text().splitlines()) if t.get("split") == split}
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DatasetError(f"{root}: malformed annotations or truth: {e}") from e
-    items = []
-    for img in images:
-        sid = img.get("scan_id")
-        if sid not in truth:
-            raise DatasetError(f"{root}: scan {sid!r} of split {split!r} has no line in truth.jsonl")
-        low = img.get("low_file_name")
-        items.append({"scan_id": sid, "high": root / "images" / img["file_name"],
-                      "low": root / "images" / low if low else None, "pixel_mm": tuple(img.get("pixel_mm", (5.0, 5.0))),
-                      "manifest": root / "manifests" / f"{sid}.json", "truth": truth[sid]})
-    if not items:
-        raise DatasetError(f"{root}: split {split!r} has no scans")
-    return items
+    from xray.data.format import split_records  # the one reader of the dataset layout
+
+    return [{"scan_id": r.scan_id, "high": r.high, "low": r.low, "pixel_mm": r.pixel_mm, "manifest": r.manifest_path,
+             "truth": r.truth} for r in split_records(root, split, truth=True)]
 
 
 def score_split(engine: Engine, root: str | Path, split: str, *, limit: int | None = None,

@@ -1,4 +1,10 @@
-"""The `xray` command."""
+"""The `xray` command: one command with modes, as `yolo train|val|predict|export`.
+
+    xray train | evaluate | calibrate | export | inspect | serve | simulate | dataset
+
+Every mode's parser is built here with argparse subparsers; each mode imports what it
+needs only when it runs (`xray inspect` and `xray --help` never load torch).
+"""
 
 from __future__ import annotations
 
@@ -6,43 +12,118 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from xray.errors import XrayError
 
+MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "simulate", "dataset")
 
-def _simulate(args: argparse.Namespace) -> int:
-    from xray.simulate.dataset import generate_dataset
 
-    fractions = tuple(float(v) for v in args.splits.split(","))
-    summary = generate_dataset(args.out, count=args.count, seed=args.seed, size=args.size, workers=args.workers,
-                               mismatch_rate=args.mismatch_rate, splits=fractions, compress=args.compress,
-                               progress=not args.quiet, profiles=args.profile)
-    print(json.dumps(summary, indent=2))
+def _flags(values: dict[str, object]) -> list[str]:
+    """Command-line flags of the non-None values (True is a bare switch): for modules whose entry point takes argv."""
+    out: list[str] = []
+    for flag, value in values.items():
+        if value is None or value is False:
+            continue
+        out += [flag] if value is True else [flag, str(value)]
+    return out
+
+
+# -- train -----------------------------------------------------------------------------------
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a goods detector on a dataset in the xray format",
+                       description="Train a goods detector on X-ray scans. The run folder gets last.pt, best.pt, "
+                                   "metrics.csv, config.yaml and plots; export with `xray export OUT/best.pt`.")
+    p.add_argument("--data", required=True, help="dataset folder (datasets/FORMAT.md)")
+    p.add_argument("--model", default="models/xray_s.yaml", help="model config YAML")
+    p.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning stage)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from xray.train.loop import fit
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    summary = fit(data=args.data, config=args.model, out=args.out, epochs=args.epochs, device=args.device,
+                  resume=args.resume, init=args.init, batch_size=args.batch_size, workers=args.workers, seed=args.seed,
+                  progress=not args.no_progress)
+    best = summary["best"] or {}
+    print(f"done: {summary['out']}  best val mAP50 {best.get('mAP50')}  mAP {best.get('mAP')}")
     return 0
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    import cv2
+# -- evaluate --------------------------------------------------------------------------------
 
-    from xray.engine import Engine
-    from xray.manifest import Manifest
-    from xray.overlay import draw_overlay
-    from xray.sources.files import read_scan
-    from xray.verify import Inspector
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="box mAP of a checkpoint (--level box) or verdicts of a model (--level scan)",
+                       description="--level box: COCO mAP of a training checkpoint on a split. --level scan: "
+                                   "mismatch detection of an exported model folder on a labelled split (truth.jsonl).")
+    p.add_argument("--level", choices=("box", "scan"), default=None, help="box (default) or scan")
+    p.add_argument("--verdicts", dest="level", action="store_const", const="scan",
+                   help="deprecated: the same as --level scan")
+    p.add_argument("--model", required=True, help="box: checkpoint (best.pt); scan: model folder (model.onnx + .json)")
+    p.add_argument("--data", required=True, help="dataset folder in the xray format")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--out", default=None, help="folder for the report and plots (default: print only)")
+    box = p.add_argument_group("box level")
+    box.add_argument("--batch-size", type=int, default=None, help="default 4")
+    box.add_argument("--workers", type=int, default=None, help="default 0")
+    box.add_argument("--device", default=None, help="cpu (default) or cuda")
+    scan = p.add_argument_group("scan level")
+    scan.add_argument("--limit", type=int, default=None, help="use at most this many scans")
+    scan.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_evaluate)
 
-    pixel_mm = (args.pixel_mm, args.pixel_mm) if args.pixel_mm else None
-    scan = read_scan(args.scan, args.low, pixel_mm=pixel_mm)
-    manifest = Manifest.load(args.manifest)
-    engine = Engine(args.model, threads=args.threads, tile=args.tile)
-    engine.warm_up()
-    verdict = Inspector(engine).inspect(scan, manifest)
-    print(verdict.model_dump_json(indent=2))
-    if args.overlay:
-        cv2.imwrite(args.overlay, draw_overlay(scan, verdict))
-        print(f"overlay written to {args.overlay}", file=sys.stderr)
-    t = verdict.timings_ms
-    print("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()), file=sys.stderr)
-    return 0
+
+def _evaluate(args: argparse.Namespace) -> int:
+    level = args.level or "box"
+    if level == "scan":
+        wrong = [f for f, v in (("--batch-size", args.batch_size), ("--workers", args.workers),
+                                ("--device", args.device)) if v is not None]
+        if wrong:
+            raise _UsageError(f"{', '.join(wrong)}: box-level options, not for --level scan")
+        from xray.calibration import evaluate_verdicts
+
+        report = evaluate_verdicts(args.model, args.data, split=args.split, out=args.out, limit=args.limit,
+                                   progress=not args.quiet)
+        print(json.dumps(report, indent=2))
+        return 0
+    if args.limit is not None:
+        raise _UsageError("--limit: a scan-level option (--level scan)")
+    from xray.train.evaluate import evaluate_main
+
+    return evaluate_main(["--model", args.model, "--data", args.data, "--split", args.split, *_flags({
+        "--batch-size": args.batch_size, "--workers": args.workers, "--device": args.device, "--out": args.out})])
+
+
+# -- calibrate -------------------------------------------------------------------------------
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="set the verifier's thresholds to a false-alarm rate on a labelled split")
+    p.add_argument("--model", required=True, help="model folder; its model.json gets the thresholds")
+    p.add_argument("--data", required=True, help="dataset folder with truth.jsonl")
+    p.add_argument("--split", default="val")
+    p.add_argument("--false-alarm", type=float, default=0.01, help="largest share of matching scans sent to red")
+    p.add_argument("--review-rate", type=float, default=None, help="largest share sent to yellow or red")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many scans")
+    p.add_argument("--flip", action="store_true",
+                   help="test-time augmentation: average each scan with its mirror image (one more model pass)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_calibrate)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -54,92 +135,196 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_verdicts(args: argparse.Namespace) -> int:
-    from xray.calibration import evaluate_verdicts
+# -- export ----------------------------------------------------------------------------------
 
-    report = evaluate_verdicts(args.model, args.data, split=args.split, out=args.out, limit=args.limit,
-                               progress=not args.quiet)
-    print(json.dumps(report, indent=2))
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX with its model card",
+                       description="Export a checkpoint to ONNX with a model card (parity-checked against PyTorch).")
+    p.add_argument("checkpoint", help="training checkpoint, e.g. runs/NAME/best.pt")
+    p.add_argument("--out", required=True, help="output folder, e.g. models/NAME")
+    p.add_argument("--data", default=None, help="dataset to evaluate into the card and feed the parity check")
+    p.add_argument("--split", default=None, help="split of --data (default: test)")
+    p.add_argument("--parity-n", type=int, default=None, help="inputs in the parity check (default 4)")
+    p.add_argument("--latency-runs", type=int, default=None, help="measure ORT latency (2 threads) over N runs")
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from xray.export import export_main
+
+    return export_main([args.checkpoint, *_flags({"--out": args.out, "--data": args.data, "--split": args.split,
+                                                  "--parity-n": args.parity_n, "--latency-runs": args.latency_runs})])
+
+
+# -- inspect ---------------------------------------------------------------------------------
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="inspect one scan against its manifest: verdict JSON and overlay")
+    p.add_argument("scan", help="scan file (PNG, TIFF, JPEG, DICOS); the high energy for dual-energy pairs")
+    p.add_argument("--low", default=None, help="low-energy file of a dual-energy pair")
+    p.add_argument("--manifest", required=True, help="manifest JSON")
+    p.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    p.add_argument("--overlay", default=None, help="write the evidence picture here (PNG)")
+    p.add_argument("--pixel-mm", type=float, default=None, help="pixel spacing when the file does not carry it")
+    p.add_argument("--tile", action="store_true", help="add tiles for scans much larger than the model input")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.set_defaults(func=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from xray.bundled import default_model_dir
+    from xray.engine import Engine
+    from xray.manifest import Manifest
+    from xray.overlay import draw_overlay
+    from xray.sources.files import read_scan
+    from xray.verify import Inspector
+
+    pixel_mm = (args.pixel_mm, args.pixel_mm) if args.pixel_mm else None
+    scan = read_scan(args.scan, args.low, pixel_mm=pixel_mm)
+    manifest = Manifest.load(args.manifest)
+    engine = Engine(args.model or default_model_dir(), threads=args.threads, tile=args.tile)
+    engine.warm_up()
+    verdict = Inspector(engine).inspect(scan, manifest)
+    print(verdict.model_dump_json(indent=2))
+    if args.overlay:
+        cv2.imwrite(args.overlay, draw_overlay(scan, verdict))
+        print(f"overlay written to {args.overlay}", file=sys.stderr)
+    t = verdict.timings_ms
+    print("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()), file=sys.stderr)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xray", description="AI analysis of cargo X-ray scans.")
-    sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{simulate,inspect,calibrate,evaluate,export}")
-    sub.add_parser("evaluate", help="COCO mAP of a checkpoint (xray evaluate --help), or --verdicts")
-    sub.add_parser("export", help="export a checkpoint to ONNX with its model card (xray export --help)")
-    s = sub.add_parser("simulate", help="simulate a labeled dataset of cargo scans (the virtual scanner)")
-    s.add_argument("--out", required=True, help="dataset folder to create (must be new or empty)")
-    s.add_argument("--count", type=int, required=True, help="number of scans")
-    s.add_argument("--seed", type=int, default=0, help="dataset seed (same seed, same bytes)")
-    s.add_argument("--size", choices=["20ft", "40ft", "mixed"], default="mixed", help="container size")
-    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    s.add_argument("--mismatch-rate", type=float, default=0.3, help="fraction of scans whose manifest is wrong")
-    s.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
-    s.add_argument("--compress", action="store_true", help="deflate the PNGs (~2/3 the size, ~10x slower to write)")
-    s.add_argument("--profile", default=None, metavar="NAME[,NAME...]",
+# -- serve -----------------------------------------------------------------------------------
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from xray.bundled import default_model_dir
+
+    p = sub.add_parser("serve", help="start the inspection service: HTTP API, operator console, audit store",
+                       description="Start the inspection service: HTTP API, operator console at /, audit store, "
+                                   "optional folder intake.")
+    p.add_argument("--model", type=Path, default=None,
+                   help=f"exported model folder (model.onnx + model.json); default: the bundled model "
+                        f"({default_model_dir()})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="images, overlays and the default database")
+    p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit database (default: SQLite in --data-dir)")
+    p.add_argument("--watch", type=Path, default=None, help="scanner drop folder to inspect scans from")
+    p.add_argument("--no-auth", action="store_true", help="no API key (only allowed on a loopback --host)")
+    p.add_argument("--api-key", action="append", default=[],
+                   help="accept this API key (stored hashed; also from $XRAY_API_KEY); repeatable")
+    p.add_argument("--max-in-flight", type=int, default=8, help="inspections admitted at once; more get 503")
+    p.add_argument("--workers", type=int, default=2, help="threads running inspections")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (default: all cores)")
+    p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from xray.bundled import default_model_dir
+
+    model = args.model or default_model_dir()
+    if not (model / "model.onnx").is_file():
+        raise XrayError(f"{model} is not an exported model folder (no model.onnx); train and export one, "
+                        "or pass --model DIR")
+    if args.max_in_flight < 1 or args.workers < 1:
+        raise _UsageError("--max-in-flight and --workers must be at least 1")
+    import uvicorn
+
+    from xray.service import Settings, create_app
+
+    keys = tuple(args.api_key) + ((os.environ["XRAY_API_KEY"],) if os.environ.get("XRAY_API_KEY") else ())
+    settings = Settings(model_dir=model, data_dir=args.data_dir, db_url=args.db, host=args.host,
+                        auth=not args.no_auth, api_keys=keys, watch_dir=args.watch, max_in_flight=args.max_in_flight,
+                        workers=args.workers, threads=args.threads, tile=args.tile)
+    app = create_app(settings)  # ConfigError (an XrayError) for settings that cannot run
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"xray console: http://{host}:{args.port}/   API docs: http://{host}:{args.port}/docs", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+    return 0
+
+
+# -- simulate --------------------------------------------------------------------------------
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="simulate a labeled dataset of cargo scans (the virtual scanner)")
+    p.add_argument("--out", required=True, help="dataset folder to create (must be new or empty)")
+    p.add_argument("--count", type=int, required=True, help="number of scans")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (same seed, same bytes)")
+    p.add_argument("--size", choices=["20ft", "40ft", "mixed"], default="mixed", help="container size")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    p.add_argument("--mismatch-rate", type=float, default=0.3, help="fraction of scans whose manifest is wrong")
+    p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
+    p.add_argument("--compress", action="store_true", help="deflate the PNGs (~2/3 the size, ~10x slower to write)")
+    p.add_argument("--profile", default=None, metavar="NAME[,NAME...]",
                    help="scanner profiles (xray/simulate/profiles); several mix, one per scan (default: none)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=_simulate)
-
-    s = sub.add_parser("inspect", help="inspect one scan against its manifest: verdict JSON and overlay")
-    s.add_argument("scan", help="scan file (PNG, TIFF, JPEG, DICOS); the high energy for dual-energy pairs")
-    s.add_argument("--low", default=None, help="low-energy file of a dual-energy pair")
-    s.add_argument("--manifest", required=True, help="manifest JSON")
-    s.add_argument("--model", default=None, help="model folder (default: the bundled model)")
-    s.add_argument("--overlay", default=None, help="write the evidence picture here (PNG)")
-    s.add_argument("--pixel-mm", type=float, default=None, help="pixel spacing when the file does not carry it")
-    s.add_argument("--tile", action="store_true", help="add tiles for scans much larger than the model input")
-    s.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
-    s.set_defaults(func=_inspect)
-
-    s = sub.add_parser("calibrate", help="set the verifier's thresholds to a false-alarm rate on a labelled split")
-    s.add_argument("--model", required=True, help="model folder; its model.json gets the thresholds")
-    s.add_argument("--data", required=True, help="dataset folder with truth.jsonl")
-    s.add_argument("--split", default="val")
-    s.add_argument("--false-alarm", type=float, default=0.01, help="largest share of matching scans sent to red")
-    s.add_argument("--review-rate", type=float, default=None, help="largest share sent to yellow or red")
-    s.add_argument("--limit", type=int, default=None, help="use at most this many scans")
-    s.add_argument("--flip", action="store_true",
-                   help="test-time augmentation: average each scan with its mirror image (one more model pass)")
-    s.add_argument("--quiet", action="store_true")
-    s.set_defaults(func=_calibrate)
-    return p
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_simulate)
 
 
-def _evaluate_verdicts_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xray evaluate --verdicts",
-                                description="Scan-level mismatch detection of an exported model on a labelled split.")
-    p.add_argument("--verdicts", action="store_true", required=True)
-    p.add_argument("--model", required=True, help="model folder (model.onnx + model.json)")
-    p.add_argument("--data", required=True, help="dataset folder with truth.jsonl")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", default=None, help="folder for verdicts.json and roc.png")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_evaluate_verdicts, command="evaluate")
-    return p
+def _simulate(args: argparse.Namespace) -> int:
+    from xray.simulate.dataset import generate_dataset
 
-
-# Commands whose parsers live with their code (xray/train, xray/export): forwarded as is.
-FORWARDED = {"evaluate": ("xray.train.evaluate", "evaluate_main"), "export": ("xray.export", "export_main")}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "evaluate" and "--verdicts" in argv:
-        args = _evaluate_verdicts_parser().parse_args(argv[1:])
-    elif argv and argv[0] in FORWARDED:
-        import importlib
-
-        module, fn = FORWARDED[argv[0]]
-        return getattr(importlib.import_module(module), fn)(argv[1:])
-    else:
-        args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except XrayError as e:
+        train, val, test = (float(v) for v in args.splits.split(","))
+    except ValueError as e:
+        raise _UsageError(f"--splits {args.splits!r}: expected three fractions train,val,test, e.g. 0.8,0.1,0.1") from e
+    summary = generate_dataset(args.out, count=args.count, seed=args.seed, size=args.size, workers=args.workers,
+                               mismatch_rate=args.mismatch_rate, splits=(train, val, test), compress=args.compress,
+                               progress=not args.quiet, profiles=args.profile)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# -- dataset ---------------------------------------------------------------------------------
+
+def _add_dataset(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dataset", help="work with dataset folders in the xray format (datasets/FORMAT.md)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="{check}")
+    c = actions.add_parser("check", help="validate a dataset folder; print scans, boxes and categories per split")
+    c.add_argument("dir", help="dataset folder")
+    c.set_defaults(func=_dataset_check)
+
+
+def _dataset_check(args: argparse.Namespace) -> int:
+    from xray.data.format import check_dataset
+
+    print(json.dumps(check_dataset(args.dir), indent=2))
+    return 0
+
+
+# -- the command -----------------------------------------------------------------------------
+
+class _UsageError(XrayError):
+    """Options that parse but do not go together; reported like argparse's own errors."""
+
+
+_BUILDERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_train, _add_evaluate, _add_calibrate, _add_export, _add_inspect, _add_serve, _add_simulate, _add_dataset,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xray", description="AI analysis of cargo X-ray scans. `xray MODE --help` "
+                                                          "for the options of a mode.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(MODES) + "}")
+    for add in _BUILDERS:
+        add(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return int(args.func(args))
+    except XrayError as e:  # bad input, named; 2 as argparse's own usage errors
         print(f"xray {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from xray.bundled import default_model_dir
 from xray.detection import Detection, Detections, box_iou
 from xray.errors import ConfigError
 from xray.model.preprocess import (
@@ -33,7 +34,6 @@ from xray.model.preprocess import (
 from xray.runtime import create_session
 from xray.scan import Scan
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
 
 def fuse_mirror(out: dict[str, np.ndarray], mirrored: dict[str, np.ndarray], width: int,
@@ -112,7 +112,7 @@ class Engine:
     def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None,
                  providers: list[str] | None = None, tile: bool = False, max_shrink: float = 1.5,
                  tile_overlap: float = 0.25, flip: bool | None = None):
-        self.model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         card_path, onnx_path = self.model_dir / "model.json", self.model_dir / "model.onnx"
         if not card_path.is_file() or not onnx_path.is_file():
             raise ConfigError(f"{self.model_dir}: not a model folder (needs model.onnx and model.json)")

@@ -1,7 +1,7 @@
 """A torch Dataset over a folder in the xray dataset format (datasets/FORMAT.md).
 
-COCO boxes through pycocotools, scan files through `xray.sources.files`, one manifest
-per scan. Classes are mapped by category *name* to the model's class list (the order
+The layout is read by `xray.data.format` (the one reader); pycocotools indexes the same
+COCO JSON for mAP. Classes are mapped by category *name* to the model's class list (the order
 of xray/goods.yaml by default), so a user's dataset with other category ids works.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,37 +19,18 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from xray.data.augment import Augment, extract_patch, project, rescale_patch
-from xray.errors import DatasetError, ManifestError, ScanError, ScanReadError
+from xray.data.format import ScanRecord, annotations_path, load_coco, split_records
+from xray.errors import DatasetError, ScanError
 from xray.goods import default_goods_table
-from xray.manifest import Manifest
 from xray.model.preprocess import InputSpec, base_channels, finish, fit, shrink
 from xray.scan import Scan
-from xray.sources.files import ScanFile, decode_scan
 
 IMAGE_LABEL_SOURCES = ("boxes", "manifest", "none")
 
 
 def read_scan(root: str | Path, entry: dict[str, Any]) -> Scan:
-    """Read the scan of one COCO image entry of a dataset in the xray format.
-
-    The files go through the same reader as scans sent for inspection
-    (`xray.sources.files`), so training and inference see the same pixels.
-    """
-    images = Path(root) / "images"
-    high = images / entry["file_name"]
-    low_name = entry.get("low_file_name")
-    try:
-        scan = decode_scan(
-            ScanFile.load(high),
-            ScanFile.load(images / low_name) if low_name else None,
-            scan_id=str(entry.get("scan_id") or Path(entry["file_name"]).stem),
-            pixel_mm=tuple(entry.get("pixel_mm") or (5.0, 5.0)),
-            energies=tuple(entry.get("energies") or ()) or None,
-        )
-    except ScanReadError as e:
-        raise DatasetError(str(e)) from e
-    scan.meta.update(file_name=entry["file_name"], low_file_name=low_name)
-    return scan
+    """Read the scan of one COCO image entry of a dataset in the xray format (see `ScanRecord.read`)."""
+    return ScanRecord.from_entry(root, "", entry, source=root).read()
 
 
 class XrayDataset(Dataset):
@@ -97,18 +77,16 @@ class XrayDataset(Dataset):
         if image_labels not in IMAGE_LABEL_SOURCES:
             raise DatasetError(f"image_labels must be one of {IMAGE_LABEL_SOURCES}, got {image_labels!r}")
         self.image_label_source = image_labels
-        if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: dataset folder not found")
-        ann_path = self.root / "annotations" / f"{split}.json"
-        if not ann_path.is_file():
-            have = sorted(p.stem for p in (self.root / "annotations").glob("*.json"))
-            raise DatasetError(f"{ann_path}: no annotations for split {split!r} (splits here: {have or 'none'})")
+        coco = load_coco(self.root, split)  # DatasetError for a missing folder, split or malformed JSON
+        self.records = sorted(split_records(self.root, split, coco=coco), key=lambda r: r.image_id or 0)
+        self.coco = COCO()  # pycocotools' index over the same JSON, for mAP
+        self.coco.dataset = coco
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-                self.coco = COCO(str(ann_path))
-        except (json.JSONDecodeError, KeyError, TypeError, AssertionError, AttributeError) as e:
-            raise DatasetError(f"{ann_path}: not a COCO detection file: {e!r}") from e
-        self._index(ann_path)
+                self.coco.createIndex()
+        except (KeyError, TypeError) as e:
+            raise DatasetError(f"{annotations_path(self.root, split)}: not a COCO detection file: {e!r}") from e
+        self._index(annotations_path(self.root, split))
         self.tip_pool = self._tip_pool()
 
     def _index(self, ann_path: Path) -> None:
@@ -122,44 +100,32 @@ class XrayDataset(Dataset):
                 )
             self.class_of_cat[cat["id"]] = class_of_name[cat["name"]]
         self.cat_of_class = {c: cat for cat, c in self.class_of_cat.items()}
-        self.ids = sorted(self.coco.getImgIds())
-        if not self.ids:
+        if not self.records:
             raise DatasetError(f"{ann_path}: no images")
+        self.ids = [int(r.image_id) if r.image_id is not None else -1 for r in self.records]
         self.boxes: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
-        for img_id in self.ids:
-            entry = self.coco.imgs[img_id]
-            for key in ("file_name", "width", "height"):
-                if key not in entry:
-                    raise DatasetError(f"{ann_path}: image {img_id} lacks {key!r}")
+        for r in self.records:
+            if r.image_id is None or r.width is None or r.height is None:
+                missing = [k for k in ("id", "width", "height") if r.entry.get(k) is None]
+                raise DatasetError(f"{ann_path}: image {r.scan_id!r} lacks {missing[0]!r}")
             boxes, labels = [], []
-            for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[img_id], iscrowd=None)):
-                bbox = ann.get("bbox")
-                if not (isinstance(bbox, list) and len(bbox) == 4) or bbox[2] < 0 or bbox[3] < 0:
-                    raise DatasetError(f"{ann_path}: annotation {ann.get('id')} has a bad bbox {bbox!r}")
-                if ann.get("category_id") not in self.class_of_cat:
-                    raise DatasetError(f"{ann_path}: annotation {ann.get('id')} has unknown category {ann.get('category_id')}")
-                x, y, w, h = bbox
-                box = np.clip([x, y, x + w, y + h], 0, [entry["width"], entry["height"]] * 2)
+            for b in r.boxes:
+                x, y, w, h = b.bbox
+                box = np.clip([x, y, x + w, y + h], 0, [r.width, r.height] * 2)
                 if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:  # nothing left after clipping: skip
                     boxes.append(box)
-                    labels.append(self.class_of_cat[ann["category_id"]])
+                    labels.append(class_of_name[b.category])
             self.boxes.append(np.asarray(boxes, np.float32).reshape(-1, 4))
             self.labels.append(np.asarray(labels, np.int64))
-        first = self.coco.imgs[self.ids[0]]
-        if self.spec.mode in ("dual", "dual_ratio") and not first.get("low_file_name"):
+        if self.spec.mode in ("dual", "dual_ratio") and self.records[0].low is None:
             raise DatasetError(f"{ann_path}: the model takes dual energy ({self.spec.mode}), the dataset is single-energy")
-        self.manifest_labels = [self._manifest_labels(self.coco.imgs[i]) for i in self.ids] if (
+        self.manifest_labels = [self._manifest_labels(r) for r in self.records] if (
             self.image_label_source == "manifest"
         ) else None
 
-    def _manifest_labels(self, entry: dict[str, Any]) -> np.ndarray:
-        scan_id = entry.get("scan_id") or Path(entry["file_name"]).stem.removesuffix("_high")
-        path = self.root / "manifests" / f"{scan_id}.json"
-        try:
-            declared, _ = Manifest.load(path).categories()
-        except ManifestError as e:
-            raise DatasetError(str(e)) from e
+    def _manifest_labels(self, record: ScanRecord) -> np.ndarray:
+        declared, _ = record.manifest().categories()
         out = np.zeros(len(self.classes), np.float32)
         for c in declared:
             if c in self.classes:
@@ -174,10 +140,10 @@ class XrayDataset(Dataset):
         self.epoch = epoch
 
     def entry(self, index: int) -> dict[str, Any]:
-        return self.coco.imgs[self.ids[index]]
+        return self.records[index].entry
 
     def scan(self, index: int) -> Scan:
-        return read_scan(self.root, self.entry(index))
+        return self.records[index].read()
 
     def _tip_pool(self) -> list[tuple[int, int]]:
         """(image index, box index) of every box that TIP may cut as a patch."""
@@ -208,14 +174,14 @@ class XrayDataset(Dataset):
         image_labels = self.manifest_labels[index].copy() if self.manifest_labels is not None else None
 
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        augment = self.augment is not None and self.spec.physical
-        if augment and rng.random() < self.augment.cfg["tip"]:
-            for _ in range(int(rng.integers(1, self.augment.cfg["tip_max"] + 1))):
+        augment = self.augment if self.spec.physical else None
+        if augment is not None and rng.random() < augment.cfg["tip"]:
+            for _ in range(int(rng.integers(1, augment.cfg["tip_max"] + 1))):
                 got = self._tip_patch(rng, scan)
                 if got is None:
                     break
                 base, boxes, labels = project(
-                    base, boxes, labels, got[0], got[1], rng=rng, over_goods=self.augment.cfg["tip_over_goods"]
+                    base, boxes, labels, got[0], got[1], rng=rng, over_goods=augment.cfg["tip_over_goods"]
                 )
                 if image_labels is not None:
                     image_labels[got[1]] = 1.0
@@ -223,8 +189,8 @@ class XrayDataset(Dataset):
         lb = fit(base.shape[1:], self.spec.size)
         base = shrink(base, lb.resized_hw, self.spec)
         boxes = lb.to_input(boxes)
-        if augment:
-            base, boxes, labels = self.augment(base, boxes, labels, rng=rng, geometric_only=self.spec.detail_channels)
+        if augment is not None:
+            base, boxes, labels = augment(base, boxes, labels, rng=rng, geometric_only=self.spec.detail_channels)
         image = finish(base, self.spec)
 
         if self.image_label_source == "boxes":

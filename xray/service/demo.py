@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import httpx
+import numpy as np
 
 from xray.simulate.scenarios import simulate_scan
+from xray.sources.files import write_png16
 
 # A mix a console should show: releases, a concealment, a substitution, an undeclared load, a false empty.
 SCENARIOS = ("clean", "concealment", "clean", "undeclared", "substitution", "false_empty", "empty", "missing")
@@ -30,8 +31,7 @@ def write_sample(seed: int, scenario: str, size: str, out: Path) -> tuple[str, P
     sim = simulate_scan(seed, size=size, scenario=scenario)
     high, low, manifest = out / f"{sim.scan_id}_high.png", out / f"{sim.scan_id}_low.png", out / f"{sim.scan_id}.json"
     for path, pixels in ((high, sim.images[0]), (low, sim.images[1])):
-        if not cv2.imwrite(str(path), pixels):  # uint16 -> 16-bit PNG
-            raise OSError(f"cannot write {path}")
+        write_png16(path, pixels / np.float64(65535.0))  # exact: rounds back to the same uint16
     sim.manifest.save(manifest)
     return sim.scan_id, high, low, manifest
 

@@ -1,1 +1,1 @@
-"""Image sources: adapters that yield `Scan`s from files, folders, DICOS and the simulator."""
+"""Image sources: scan files (PNG, TIFF, JPEG, DICOS) and a scanner's drop folder, yielding `Scan`s."""

@@ -1,13 +1,128 @@
-"""The `ImageSource` interface: anything that yields `Scan`s."""
+"""What every source shares: the `ImageSource` interface, a scan file's bytes (`ScanFile`) and a decoded
+image (`DecodedImage`), so that the format modules (files, dicos) need not import one another."""
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from xray.errors import ScanReadError
-from xray.scan import MAX_PIXELS, MAX_SIDE, Scan
+import numpy as np
+
+from xray.errors import ScanError, ScanReadError
+from xray.scan import DEFAULT_PIXEL_MM, MAX_PIXELS, MAX_SIDE, Scan, ScanKind
+
+# A 64-Mpixel dual-energy 16-bit image is 256 MiB raw; a larger file is not a scan.
+MAX_FILE_BYTES = 1 << 30
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_FORMAT_OF_SUFFIX = {
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".dcm": "DICOM",
+    ".dicos": "DICOM",
+}
+
+
+@dataclass(frozen=True)
+class ScanFile:
+    """The bytes of one scan file, read once so that hashing and decoding see the same content."""
+
+    path: Path
+    data: bytes = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScanFile:
+        """Read a file.
+
+        Raises:
+            ScanReadError: missing, unreadable, or larger than `MAX_FILE_BYTES`.
+        """
+        p = Path(path)
+        try:
+            size = p.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ScanReadError(p, f"file is {size} bytes, more than the {MAX_FILE_BYTES}-byte limit of a scan")
+            return cls(p, p.read_bytes())
+        except FileNotFoundError as e:
+            raise ScanReadError(p, "file not found") from e
+        except IsADirectoryError as e:
+            raise ScanReadError(p, "is a directory, not a scan file") from e
+        except OSError as e:
+            raise ScanReadError(p, f"cannot read file: {e.strerror or e}") from e
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @cached_property
+    def format(self) -> str:
+        """The format, from the content: "png", "tiff", "jpeg" or "dicom".
+
+        Raises:
+            ScanReadError: empty, or none of these formats.
+        """
+        data = self.data
+        if not data:
+            raise ScanReadError(self.path, "empty file (0 bytes)")
+        if data.startswith(PNG_MAGIC):
+            return "png"
+        if data[:4] in _TIFF_MAGICS:
+            return "tiff"
+        if data.startswith(_JPEG_MAGIC):
+            return "jpeg"
+        if data[128:132] == b"DICM":
+            return "dicom"
+        suffix = self.path.suffix.lower()
+        if suffix in (".dcm", ".dicos"):
+            return "dicom"  # DICOM without the 128-byte preamble has no magic; pydicom decides
+        expected = _FORMAT_OF_SUFFIX.get(suffix)
+        what = f"content is not {expected} despite the {suffix} suffix" if expected else "unknown file format"
+        raise ScanReadError(self.path, f"{what} (starts with {data[:8]!r}; expected PNG, TIFF, JPEG or DICOS/DICOM)")
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One decoded file: channels in [0, 1] plus what the file says about itself.
+
+    Decoders (PNG, TIFF, JPEG, DICOS) return this; `to_scan` is the one place a `Scan` is made of it.
+    """
+
+    channels: np.ndarray  # float32 (C, H, W)
+    kind: ScanKind
+    bit_depth: int
+    energies: tuple[str, ...] = ()
+    pixel_mm: tuple[float, float] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_scan(self, path: str | Path, *, scan_id: str, pixel_mm: tuple[float, float] | None = None,
+                energies: tuple[str, ...] = (), meta: dict[str, Any] | None = None) -> Scan:
+        """The scan of this image: the caller's pixel spacing, else the file's, else `DEFAULT_PIXEL_MM`.
+
+        Raises:
+            ScanReadError: naming `path`, when the pixels do not make a valid scan.
+        """
+        try:
+            return Scan(
+                id=scan_id,
+                channels=self.channels,
+                kind=self.kind,
+                pixel_mm=pixel_mm or self.pixel_mm or DEFAULT_PIXEL_MM,
+                bit_depth=self.bit_depth,
+                energies=tuple(energies),
+                meta={**self.meta, **(meta or {})},
+            )
+        except ScanError as e:
+            raise ScanReadError(path, str(e)) from e
 
 
 def check_image_size(path: str | Path, width: int, height: int) -> None:
@@ -33,7 +148,7 @@ class ImageSource(ABC):
     def __iter__(self) -> Iterator[Scan]:
         """Yield scans until the source is exhausted (or forever, for live sources)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- a hook: most sources hold nothing to release
         """Release resources; a no-op unless a source holds some."""
 
     def __enter__(self) -> ImageSource:

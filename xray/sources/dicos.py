@@ -38,7 +38,7 @@ from pydicom.valuerep import DT, format_number_as_ds
 
 from xray.errors import ScanError, ScanReadError
 from xray.scan import Scan, ScanKind
-from xray.sources.base import check_image_size
+from xray.sources.base import DecodedImage, ScanFile, check_image_size
 
 # Transfer syntaxes whose pixel data is stored raw, so its length can be checked.
 _UNCOMPRESSED = {
@@ -62,17 +62,17 @@ def read_dicos(path: str | Path, *, scan_id: str | None = None, pixel_mm: tuple[
         ScanReadError: The file is missing, not DICOM, truncated, or holds pixel data
             this reader cannot use.
     """
-    # Imported here: files.py dispatches DICOM content to this module.
-    from xray.sources.files import ScanFile
-
     f = ScanFile.load(path)  # the same missing-file and size checks as every other format
-    return decode_dicos(f.data, path=f.path, scan_id=scan_id, pixel_mm=pixel_mm)
+    image = decode_dicos(f.data, path=f.path)
+    return image.to_scan(f.path, scan_id=scan_id or f.path.stem, pixel_mm=pixel_mm, energies=image.energies,
+                         meta={"paths": [str(f.path)], "formats": ["dicom"]})
 
 
-def decode_dicos(
-    data: bytes, *, path: str | Path, scan_id: str | None = None, pixel_mm: tuple[float, float] | None = None
-) -> Scan:
-    """Decode the bytes of a DICOS/DICOM file (see `read_dicos`); `path` names it in errors and meta."""
+def decode_dicos(data: bytes, *, path: str | Path) -> DecodedImage:
+    """Decode the bytes of a DICOS/DICOM file into pixels and what the file says (see `read_dicos`).
+
+    `path` names the file in errors. `xray.sources.files` makes the `Scan` of it.
+    """
     p = Path(path)
     if not data:
         raise ScanReadError(p, "empty file (0 bytes)")
@@ -83,7 +83,7 @@ def decode_dicos(
     except Exception as e:
         raise ScanReadError(p, f"not a readable DICOS/DICOM file: {e}") from e
     try:
-        return _scan_of_dataset(ds, p, scan_id=scan_id or p.stem, pixel_mm=pixel_mm)
+        return _image_of_dataset(ds, p)
     except ScanReadError:
         raise
     except ScanError as e:
@@ -92,7 +92,7 @@ def decode_dicos(
         raise ScanReadError(p, f"corrupt DICOS/DICOM file: {e}") from e
 
 
-def _scan_of_dataset(ds: Dataset, path: Path, *, scan_id: str, pixel_mm: tuple[float, float] | None) -> Scan:
+def _image_of_dataset(ds: Dataset, path: Path) -> DecodedImage:
     if "PixelData" not in ds:
         raise ScanReadError(path, "no pixel data (not a DICOS/DICOM image)")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -143,15 +143,13 @@ def _scan_of_dataset(ds: Dataset, path: Path, *, scan_id: str, pixel_mm: tuple[f
         channels = channels[None]
         kv = _kvp_label(ds)
         energies = (kv,) if kv else ()
-    spacing = pixel_mm or _pixel_spacing(ds)
-    return Scan(
-        id=scan_id,
+    return DecodedImage(
         channels=np.ascontiguousarray(channels, dtype=np.float32),
         kind=kind,
-        pixel_mm=spacing or (5.0, 5.0),
         bit_depth=8 if bits_stored <= 8 else 16,
         energies=energies,
-        meta={"paths": [str(path)], "formats": ["dicom"], **_dataset_meta(ds)},
+        pixel_mm=_pixel_spacing(ds),
+        meta=_dataset_meta(ds),
     )
 
 

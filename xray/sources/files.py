@@ -13,16 +13,11 @@ or a high file plus `low=`) a dual-energy scan; three channels a pseudo-colour
 
 from __future__ import annotations
 
-import hashlib
 import io
-import logging
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +27,12 @@ import tifffile
 
 from xray.errors import ScanError, ScanReadError
 from xray.scan import Scan, ScanKind
-from xray.sources.base import ImageSource, check_image_size
+from xray.sources.base import MAX_FILE_BYTES, PNG_MAGIC, DecodedImage, ScanFile, check_image_size
 from xray.sources.dicos import decode_dicos
 
-log = logging.getLogger(__name__)
+__all__ = ["MAX_FILE_BYTES", "SCAN_SUFFIXES", "ScanFile", "decode_scan", "read_scan", "write_png16",
+           "write_tiff"]
+
 _decoder: ThreadPoolExecutor | None = None
 _decoder_lock = threading.Lock()
 
@@ -60,23 +57,9 @@ os.register_at_fork(after_in_child=_forget_decoder_pool)
 
 # Suffixes that name scan files; anything else in a folder (".part", ".tmp") is not one.
 SCAN_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm", ".dicos"})
-# A 64-Mpixel dual-energy 16-bit image is 256 MiB raw; a larger file is not a scan.
-MAX_FILE_BYTES = 1 << 30
 # Name suffixes of energy channels: <id>_high.png, <id>_he.png, <id>_h.png, ...
 ENERGY_SUFFIXES = {"high": "high", "he": "high", "h": "high", "low": "low", "le": "low", "l": "low"}
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_FORMAT_OF_SUFFIX = {
-    ".png": "PNG",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".dcm": "DICOM",
-    ".dicos": "DICOM",
-}
 
 
 def split_energy_suffix(stem: str) -> tuple[str, str | None]:
@@ -84,75 +67,6 @@ def split_energy_suffix(stem: str) -> tuple[str, str | None]:
     base, sep, tail = stem.rpartition("_")
     energy = ENERGY_SUFFIXES.get(tail.lower()) if sep and base else None
     return (base, energy) if energy else (stem, None)
-
-
-@dataclass(frozen=True)
-class ScanFile:
-    """The bytes of one scan file, read once so that hashing and decoding see the same content."""
-
-    path: Path
-    data: bytes = field(repr=False)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ScanFile:
-        """Read a file.
-
-        Raises:
-            ScanReadError: missing, unreadable, or larger than `MAX_FILE_BYTES`.
-        """
-        p = Path(path)
-        try:
-            size = p.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ScanReadError(p, f"file is {size} bytes, more than the {MAX_FILE_BYTES}-byte limit of a scan")
-            return cls(p, p.read_bytes())
-        except FileNotFoundError as e:
-            raise ScanReadError(p, "file not found") from e
-        except IsADirectoryError as e:
-            raise ScanReadError(p, "is a directory, not a scan file") from e
-        except OSError as e:
-            raise ScanReadError(p, f"cannot read file: {e.strerror or e}") from e
-
-    @cached_property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @cached_property
-    def format(self) -> str:
-        """The format, from the content: "png", "tiff", "jpeg" or "dicom".
-
-        Raises:
-            ScanReadError: empty, or none of these formats.
-        """
-        data = self.data
-        if not data:
-            raise ScanReadError(self.path, "empty file (0 bytes)")
-        if data.startswith(_PNG_MAGIC):
-            return "png"
-        if data[:4] in _TIFF_MAGICS:
-            return "tiff"
-        if data.startswith(_JPEG_MAGIC):
-            return "jpeg"
-        if data[128:132] == b"DICM":
-            return "dicom"
-        suffix = self.path.suffix.lower()
-        if suffix in (".dcm", ".dicos"):
-            return "dicom"  # DICOM without the 128-byte preamble has no magic; pydicom decides
-        expected = _FORMAT_OF_SUFFIX.get(suffix)
-        what = f"content is not {expected} despite the {suffix} suffix" if expected else "unknown file format"
-        raise ScanReadError(self.path, f"{what} (starts with {data[:8]!r}; expected PNG, TIFF, JPEG or DICOS/DICOM)")
-
-
-@dataclass(frozen=True)
-class _Image:
-    """One decoded file: channels in [0, 1] plus what the file says about itself."""
-
-    channels: np.ndarray  # float32 (C, H, W)
-    kind: ScanKind
-    bit_depth: int
-    energies: tuple[str, ...] = ()
-    pixel_mm: tuple[float, float] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def read_scan(
@@ -209,22 +123,11 @@ def decode_scan(
     labels = image.energies or energies or (("high", "low") if low is not None else ())
     if len(labels) != image.channels.shape[0] or image.kind is ScanKind.RGB:
         labels = ()
-    meta = {**image.meta, "paths": [str(f.path) for f in files], "formats": [f.format for f in files]}
-    try:
-        return Scan(
-            id=base_id,
-            channels=image.channels,
-            kind=image.kind,
-            pixel_mm=pixel_mm or image.pixel_mm or (5.0, 5.0),
-            bit_depth=image.bit_depth,
-            energies=tuple(labels),
-            meta=meta,
-        )
-    except ScanError as e:
-        raise ScanReadError(high.path, str(e)) from e
+    return image.to_scan(high.path, scan_id=base_id, pixel_mm=pixel_mm, energies=tuple(labels),
+                         meta={"paths": [str(f.path) for f in files], "formats": [f.format for f in files]})
 
 
-def _pair(high: ScanFile, hi: _Image, low: ScanFile, lo: _Image) -> _Image:
+def _pair(high: ScanFile, hi: DecodedImage, low: ScanFile, lo: DecodedImage) -> DecodedImage:
     for f, image in ((high, hi), (low, lo)):
         if image.kind is not ScanKind.SINGLE:
             raise ScanReadError(
@@ -235,7 +138,7 @@ def _pair(high: ScanFile, hi: _Image, low: ScanFile, lo: _Image) -> _Image:
         raise ScanReadError(
             low.path, f"low-energy image is {w2}x{h2} pixels but the high-energy image {high.path} is {w1}x{h1}"
         )
-    return _Image(
+    return DecodedImage(
         channels=np.concatenate([hi.channels, lo.channels]),
         kind=ScanKind.DUAL,
         bit_depth=min(hi.bit_depth, lo.bit_depth),  # provenance: the coarser of the two
@@ -245,7 +148,7 @@ def _pair(high: ScanFile, hi: _Image, low: ScanFile, lo: _Image) -> _Image:
     )
 
 
-def _decode(f: ScanFile) -> _Image:
+def _decode(f: ScanFile) -> DecodedImage:
     decoder = {"png": _decode_png, "jpeg": _decode_jpeg, "tiff": _decode_tiff, "dicom": _decode_dicom}[f.format]
     try:
         return decoder(f)
@@ -279,19 +182,19 @@ def _to_unit(path: Path, pixels: np.ndarray, *, bits: int | None = None) -> tupl
     raise ScanReadError(path, f"unsupported pixel type {dt}; expected uint8, uint16 or float32 in [0, 1]")
 
 
-def _from_cv2(f: ScanFile, pixels: np.ndarray | None) -> _Image:
+def _from_cv2(f: ScanFile, pixels: np.ndarray | None) -> DecodedImage:
     if pixels is None:  # cv2 reports decode failures by returning None
         raise ScanReadError(f.path, f"corrupt or truncated {f.format.upper()} file (decoder failed)")
     values, depth = _to_unit(f.path, pixels)
     if values.ndim == 2:
-        return _Image(values[None], ScanKind.SINGLE, depth)
+        return DecodedImage(values[None], ScanKind.SINGLE, depth)
     if values.ndim == 3 and values.shape[2] in (3, 4):
         rgb = values[:, :, 2::-1]  # cv2 gives BGR(A); drop alpha, reorder to RGB
-        return _Image(np.ascontiguousarray(rgb.transpose(2, 0, 1)), ScanKind.RGB, depth)
+        return DecodedImage(np.ascontiguousarray(rgb.transpose(2, 0, 1)), ScanKind.RGB, depth)
     raise ScanReadError(f.path, f"unsupported image layout {pixels.shape}")
 
 
-def _decode_png(f: ScanFile) -> _Image:
+def _decode_png(f: ScanFile) -> DecodedImage:
     data = f.data
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise ScanReadError(f.path, "truncated or corrupt PNG: no IHDR header")
@@ -305,7 +208,7 @@ def _decode_png(f: ScanFile) -> _Image:
 
 def _png_complete(data: bytes) -> bool:
     """True when the chunk chain reaches IEND inside the data (a half-written PNG does not)."""
-    pos = len(_PNG_MAGIC)
+    pos = len(PNG_MAGIC)
     while pos + 12 <= len(data):
         length = int.from_bytes(data[pos : pos + 4], "big")
         kind = data[pos + 4 : pos + 8]
@@ -319,7 +222,7 @@ def _png_complete(data: bytes) -> bool:
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _decode_jpeg(f: ScanFile) -> _Image:
+def _decode_jpeg(f: ScanFile) -> DecodedImage:
     data = f.data
     size, scan_start = _jpeg_header(f)
     check_image_size(f.path, *size)
@@ -355,7 +258,7 @@ def _jpeg_header(f: ScanFile) -> tuple[tuple[int, int], int]:
     raise ScanReadError(f.path, "truncated JPEG: the file ends inside its header")
 
 
-def _decode_tiff(f: ScanFile) -> _Image:
+def _decode_tiff(f: ScanFile) -> DecodedImage:
     with tifffile.TiffFile(io.BytesIO(f.data)) as tif:
         if not tif.series or not len(tif.pages):
             raise ScanReadError(f.path, "corrupt TIFF: no readable image in the file")
@@ -388,6 +291,7 @@ def _decode_tiff(f: ScanFile) -> _Image:
             for offset, count in zip(p.dataoffsets, p.databytecounts, strict=True):
                 if offset + count > len(f.data):
                     raise ScanReadError(f.path, "truncated TIFF: image data runs past the end of the file")
+        pixels: np.ndarray | None
         try:
             pixels = series.asarray()
         except Exception as e:  # typically a codec (LZW, ...) that needs the optional imagecodecs
@@ -408,7 +312,7 @@ def _decode_tiff(f: ScanFile) -> _Image:
     else:
         channels, kind = values, ScanKind.RGB
     energies, pixel_mm = _tiff_description(description, channels.shape[0])
-    return _Image(np.ascontiguousarray(channels), kind, depth, energies=energies, pixel_mm=pixel_mm)
+    return DecodedImage(np.ascontiguousarray(channels), kind, depth, energies=energies, pixel_mm=pixel_mm)
 
 
 def _grey_tiff_via_cv2(f: ScanFile, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -434,10 +338,8 @@ def _tiff_description(
     return labels, pixel_mm
 
 
-def _decode_dicom(f: ScanFile) -> _Image:
-    scan = decode_dicos(f.data, path=f.path)
-    meta = {k: v for k, v in scan.meta.items() if k not in ("paths", "formats")}
-    return _Image(scan.channels, scan.kind, scan.bit_depth, scan.energies, scan.pixel_mm, meta)
+def _decode_dicom(f: ScanFile) -> DecodedImage:
+    return decode_dicos(f.data, path=f.path)
 
 
 def _quantise(transmission: np.ndarray, bits: int) -> np.ndarray:
@@ -448,22 +350,33 @@ def _quantise(transmission: np.ndarray, bits: int) -> np.ndarray:
     return np.round(np.clip(values, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
 
 
-def write_png16(path: str | Path, transmission: np.ndarray) -> Path:
+def write_png16(path: str | Path, transmission: np.ndarray, *, level: int | None = None) -> Path:
     """Write transmission in [0, 1] as a 16-bit PNG (round(T * 65535), clipped).
+
+    The one place xray writes 16-bit PNGs (datasets, the demo, the benchmark inputs).
 
     Args:
         path: Output file.
         transmission: (H, W) or (1, H, W) grey, or (3, H, W) RGB.
+        level: Deflate level 0-9; 0 stores the pixels unfiltered and uncompressed (fastest to
+            decode). Default: OpenCV's.
 
     Raises:
-        ScanError: wrong shape or non-finite values.
+        ScanError: wrong shape, non-finite values or a level outside 0-9.
     """
     values = np.asarray(transmission)
     if values.ndim == 3 and values.shape[0] in (1, 3):
         values = values[0] if values.shape[0] == 1 else values.transpose(1, 2, 0)[:, :, ::-1]  # RGB -> cv2's BGR
     elif values.ndim != 2:
         raise ScanError(f"write_png16 needs (H, W), (1, H, W) or (3, H, W) pixels, got shape {values.shape}")
-    ok, encoded = cv2.imencode(".png", _quantise(values, 16))
+    params: list[int] = []
+    if level is not None:
+        if not 0 <= level <= 9:
+            raise ScanError(f"PNG deflate level must be 0-9, got {level}")
+        params = [cv2.IMWRITE_PNG_COMPRESSION, level]
+        if level == 0:
+            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok, encoded = cv2.imencode(".png", _quantise(values, 16), params)
     if not ok:
         raise ScanError(f"PNG encoder failed for pixels of shape {values.shape}")
     out = Path(path)
@@ -486,38 +399,3 @@ def write_tiff(path: str | Path, scan: Scan) -> Path:
     out = Path(path)
     tifffile.imwrite(out, np.ascontiguousarray(data), photometric=photometric, metadata=description)
     return out
-
-
-class FileSource(ImageSource):
-    """Scans from a list of files: each item is a path, or a (high, low) pair of paths.
-
-    Args:
-        items: Paths or (high, low) pairs, read in order.
-        pixel_mm: Pixel spacing to use for every scan instead of what the files say.
-        on_error: Called with each unreadable file's error, which is then skipped;
-            without it the error is raised.
-    """
-
-    def __init__(
-        self,
-        items: Iterable[str | Path | tuple[str | Path, str | Path]],
-        *,
-        pixel_mm: tuple[float, float] | None = None,
-        on_error: Callable[[ScanReadError], None] | None = None,
-    ):
-        self.items = list(items)
-        self.pixel_mm = pixel_mm
-        self.on_error = on_error
-
-    def __iter__(self) -> Iterator[Scan]:
-        for item in self.items:
-            high, low = item if isinstance(item, (tuple, list)) else (item, None)
-            try:
-                scan = read_scan(high, low, pixel_mm=self.pixel_mm)
-            except ScanReadError as e:
-                if self.on_error is None:
-                    raise
-                log.warning("skipping unreadable scan: %s", e)
-                self.on_error(e)
-                continue
-            yield scan

@@ -440,7 +440,7 @@ class FolderSource(ImageSource):
             "files": [c.path.name for c in group],
             "sha256": digests,
             "energies": [lone.energy] if lone else None,
-            "missing_energy": ({"high": "low", "low": "high"}[lone.energy] if lone else None),
+            "missing_energy": ({"high": "low", "low": "high"}[lone.energy] if lone and lone.energy else None),
         }
         try:
             scan = self._decode(scan_id, files, key, recipe)
