@@ -41,8 +41,11 @@ def _scan(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, 
         x += gw + int(rng.integers(10, 40))
     a_high += rng.normal(0, 0.01, size).astype(np.float32)
     a_low = a_high * ratio
-    to16 = lambda a: np.round(np.exp(-np.clip(a, 0, None)) * 65535).astype(np.uint16)
-    return to16(a_high), to16(a_low), goods
+    return _to16(a_high), _to16(a_low), goods
+
+
+def _to16(attenuation: np.ndarray) -> np.ndarray:
+    return np.round(np.exp(-np.clip(attenuation, 0, None)) * 65535).astype(np.uint16)
 
 
 def write_dataset(

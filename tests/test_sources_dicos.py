@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pixels import H, W, as_u16, levels16
 from pydicom.uid import ExplicitVRLittleEndian
 
-from pixels import H, W, as_u16, levels16
 from xray.errors import ScanError, ScanReadError
 from xray.scan import Scan, ScanKind
 from xray.sources.dicos import read_dicos, write_dicos

@@ -35,7 +35,6 @@ from xray.runtime import create_session
 from xray.scan import Scan
 
 
-
 def fuse_mirror(out: dict[str, np.ndarray], mirrored: dict[str, np.ndarray], width: int,
                 iou: float = 0.5) -> dict[str, np.ndarray]:
     """Average a pass's outputs with those of its horizontally mirrored input.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ MIN_TRANSMISSION = 1.0 / 65535.0
 DEFAULT_PIXEL_MM: tuple[float, float] = (5.0, 5.0)
 
 
-class ScanKind(str, Enum):
+class ScanKind(StrEnum):
     """What the channels of a scan are."""
 
     SINGLE = "single"  # one energy, transmission
