@@ -150,3 +150,31 @@ def test_bundled_model_candidates_cover_an_installed_wheel(monkeypatch: pytest.M
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     monkeypatch.setattr(sys, "base_prefix", str(tmp_path))
     assert bundled.default_model_dir() == installed
+
+
+def test_dataset_import_archive_mode_reports_bad_files(tmp_path, capsys) -> None:
+    import pathlib
+
+    import cv2
+    import numpy as np
+
+    from xray.cli import main
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    rows = ["file,container_id,hs_codes"]
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        cv2.imwrite(str(scans / f"s{i}.png"), rng.integers(0, 255, (64, 192), dtype=np.uint8))
+        rows.append(f"s{i}.png,CONT{i:04d},{'8703' if i % 2 else '2402'}")
+    (scans / "s7.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "ds"
+    assert main(["dataset", "import", "archive", "--scans", str(scans), "--table", str(tmp_path / "table.csv"),
+                 "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "s7.png" in printed
+    report = json.loads((out / "import_report.json").read_text())
+    assert report["imported"] == 7 and sum(report["splits"].values()) == 7
+    assert [(pathlib.Path(s["file"]).name, "PNG" in s["reason"]) for s in report["skipped"]] == [("s7.png", True)]
+    assert main(["dataset", "check", str(out)]) == 0

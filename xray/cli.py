@@ -286,7 +286,13 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _add_dataset(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="work with dataset folders in the xray format (datasets/FORMAT.md)")
-    actions = p.add_subparsers(dest="action", required=True, metavar="{check}")
+    from xray.data.dataset_import import add_import_arguments, run_import
+
+    actions = p.add_subparsers(dest="action", required=True, metavar="{import,check}")
+    i = actions.add_parser("import", help="turn a customs archive (scans + declarations), a COCO or a YOLO set "
+                                          "into a dataset folder; bad files are reported and skipped")
+    add_import_arguments(i)
+    i.set_defaults(func=run_import)
     c = actions.add_parser("check", help="validate a dataset folder; print scans, boxes and categories per split")
     c.add_argument("dir", help="dataset folder")
     c.set_defaults(func=_dataset_check)

@@ -65,5 +65,7 @@ class Detections(BaseModel):
     image_scores: dict[str, float] = Field(default_factory=dict)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     domain: DomainCheck | None = None
+    # A scan embedding (unit length) for verification by reference; None when the model has none.
+    embedding: list[float] | None = None
     model_id: str = ""
     model_version: str = ""
