@@ -131,11 +131,14 @@ def test_help_and_the_dataset_reader_do_not_load_torch() -> None:
     assert r.stdout.strip() == "False"
 
 
-def test_bundled_model_is_found_in_the_package_then_the_prefix_then_the_checkout(tmp_path: Path) -> None:
-    package, prefix, checkout = tmp_path / "pkg", tmp_path / "prefix", tmp_path / "checkout"
-    folders = [package, prefix, checkout]
+def test_bundled_model_is_found_in_the_package_then_the_checkout_then_the_prefix(tmp_path: Path) -> None:
+    package, checkout, prefix = tmp_path / "pkg", tmp_path / "checkout", tmp_path / "prefix"
+    folders = bundled.candidate_model_dirs(prefixes=(str(tmp_path / "p"),))
+    assert folders[:2] == [bundled.PACKAGE_DIR / "models" / "default", bundled.CHECKOUT_DIR]
+    assert folders[2] == tmp_path / "p" / "share" / "xray" / "models" / "default"
+    folders = [package, checkout, prefix]
     assert bundled.default_model_dir(folders) == bundled.CHECKOUT_DIR  # none holds a model: name where to make one
-    for folder in (checkout, prefix, package):
+    for folder in (prefix, checkout, package):
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"onnx")
         assert bundled.default_model_dir(folders) == folder

@@ -3,7 +3,9 @@
 The model lives once in git, at `models/default` of the checkout. A wheel ships it as
 data files (`[tool.setuptools.data-files]` in pyproject.toml) under
 `<prefix>/share/xray/models/default`; a vendored copy may also sit inside the package at
-`xray/models/default`. The first folder holding a `model.onnx` wins.
+`xray/models/default`. The first folder holding a `model.onnx` wins; a checkout comes before
+the install prefix, because an editable install also copies the data files there, and that
+copy goes stale when `make model` exports a new model into the checkout.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ CHECKOUT_DIR = PACKAGE_DIR.parent / "models" / BUNDLED_NAME
 
 
 def candidate_model_dirs(prefixes: tuple[str, ...] | None = None) -> list[Path]:
-    """Where the bundled model is looked for, in order: inside the package, the install prefixes, the checkout."""
+    """Where the bundled model is looked for, in order: inside the package, the checkout, the install prefixes."""
     prefixes = prefixes if prefixes is not None else tuple(dict.fromkeys((sys.prefix, sys.base_prefix)))
     return [
         PACKAGE_DIR / "models" / BUNDLED_NAME,
-        *(Path(p) / "share" / "xray" / "models" / BUNDLED_NAME for p in prefixes),
         CHECKOUT_DIR,
+        *(Path(p) / "share" / "xray" / "models" / BUNDLED_NAME for p in prefixes),
     ]
 
 
