@@ -104,7 +104,7 @@ def test_metrics_and_conclusion() -> None:
     m = swap_metrics([0.1, 0.2, 0.3, 0.9], [0.8, 0.95, 0.4, 0.2], false_alarms=(0.25,))
     assert m["roc_auc"] == pytest.approx(11.5 / 16)  # the 0.2 tie counts half
     point = m["at_false_alarm"]["0.25"]
-    assert point["false_alarm_rate"] == 0.25 and point["detection_rate"] == 0.25  # only 0.95 is above 0.9
+    assert point["false_alarm_rate"] == 0.25 and point["detection_rate"] == 0.75  # just above 0.3: one false alarm
     report = {"scorers": {"model": {"roc_auc": 0.6}, "baseline": {"roc_auc": 0.8}}}
     assert "does NOT beat" in conclusion(report)
     report["scorers"]["model"]["roc_auc"] = 0.9
