@@ -116,18 +116,31 @@ class ScorerResult:
 def swap_pairs(records: Sequence[Any], *, seed: int = 0, table: GoodsTable | None = None
                ) -> tuple[list[tuple[Any, SwapPair]], int]:
     """(record, pair) for each scan with a declared category, in the split's order, and the number
-    of scans left out (declared empty, or only codes that map to no category)."""
+    of scans left out (declared empty, or only codes that map to no category).
+
+    The swapped declaration is an HS code that another scan of the split declares for that
+    category (as a real wrong declaration would read, and as a reference index keys it), or
+    the category's table code when no scan declares it.
+    """
     table = table or default_goods_table()
     rng = np.random.default_rng([seed, SWAP_STREAM])
+    manifests = [Manifest.load(r.manifest_path) for r in records]
+    seen_codes: dict[str, set[str]] = defaultdict(set)
+    for m in manifests:
+        for line in m.lines:
+            c = table.category_of(line.hs_code)
+            if c is not None:
+                seen_codes[c].add(line.hs_code)
     pairs, skipped = [], 0
-    for r in records:
-        manifest = Manifest.load(r.manifest_path)
+    for r, manifest in zip(records, manifests):
         declared, _ = manifest.categories(table)
         if not declared:
             skipped += 1
             continue
         swapped = swap_category(rng, declared, table)
-        fake = Manifest(container_id=manifest.container_id, lines=[ManifestLine(hs_code=table.hs_code_for(swapped))])
+        codes = sorted(seen_codes[swapped]) or [table.hs_code_for(swapped)]
+        code = codes[int(rng.integers(len(codes)))]
+        fake = Manifest(container_id=manifest.container_id, lines=[ManifestLine(hs_code=code)])
         pairs.append((r, SwapPair(r.scan_id, declared, swapped, manifest, fake)))
     return pairs, skipped
 
