@@ -237,3 +237,41 @@ def evaluate_verdicts(model_dir: str | Path, data: str | Path, *, split: str = "
         (out / "verdict_records.jsonl").write_text("\n".join(json.dumps(_public(r)) for r in records) + "\n")
         roc_plot(records, out / "roc.png", red=verifier.red)
     return report
+
+
+def calibrate_swap(model_dir: str | Path, data: str | Path, *, split: str = "val", false_alarm: float = 0.01,
+                   review_rate: float | None = None, limit: int | None = None, seed: int = 0,
+                   reference: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Calibrate a model's verifier on a site's archive without inspection outcomes, and store it in its card.
+
+    The same rule as `calibrate_model` (red at the false-alarm rate on matching scans), where
+    the matching scans are the split's true declarations and the mismatches the swap test's
+    swapped ones (`xray.swap`): an archive of cleared scans has no other labels.
+    """
+    from xray.reference import ReferenceIndex, embedding_engine
+    from xray.swap import ModelScorer, swap_metrics, swap_test
+
+    index = ReferenceIndex.load(reference) if reference else None
+    engine = Engine(model_dir)
+    base = VerifierConfig.from_card(engine.card)
+    scorer = ModelScorer(embedding_engine(engine, index.embedding) if index else engine, config=base,
+                         reference=index)
+    report = swap_test([scorer], data, split=split, seed=seed, limit=limit, progress=progress)
+    rows = report["records"]
+    true_risk, swap_risk = [r["model_true"] for r in rows], [r["model_swap"] for r in rows]
+    cfg = calibrate(true_risk + swap_risk, [False] * len(true_risk) + [True] * len(swap_risk),
+                    false_alarm=false_alarm, review_rate=review_rate, base=base)
+    measured = swap_metrics(true_risk, swap_risk, false_alarms=(false_alarm,))
+    result = {"data": str(data), "split": split, "rule": "swap", "pairs": len(rows), "seed": seed,
+              "reference": str(reference) if reference else None, "false_alarm_target": false_alarm,
+              "false_alarm": float(np.mean([r >= cfg.red for r in true_risk])),
+              "detection_rate": float(np.mean([r >= cfg.red for r in swap_risk])),
+              "roc_auc": measured["roc_auc"], "red": cfg.red, "yellow": cfg.yellow}
+    card_path = Path(model_dir) / "model.json"
+    card = json.loads(card_path.read_text())
+    card["verifier"] = cfg.model_dump()
+    card["calibration"] = result
+    from xray.atomic import write_atomic
+
+    write_atomic(card_path, json.dumps(card, indent=2))
+    return result

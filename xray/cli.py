@@ -1,6 +1,6 @@
 """The `xray` command: one command with modes, as `yolo train|val|predict|export`.
 
-    xray train | evaluate | calibrate | export | inspect | serve | simulate | dataset
+    xray train | evaluate | calibrate | export | inspect | serve | simulate | dataset | reference
 
 Every mode's parser is built here with argparse subparsers; each mode imports what it
 needs only when it runs (`xray inspect` and `xray --help` never load torch).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xray.errors import XrayError
 
-MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "simulate", "dataset")
+MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "simulate", "dataset", "reference")
 
 
 def _flags(values: dict[str, object]) -> list[str]:
@@ -86,10 +86,23 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     scan = p.add_argument_group("scan level")
     scan.add_argument("--limit", type=int, default=None, help="use at most this many scans")
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
+    swap = p.add_argument_group("swap test (--swap): true vs swapped declarations, for archives without boxes")
+    swap.add_argument("--swap", action="store_true",
+                      help="score each scan with its declaration and one of another category; --model may be "
+                           "'baseline' (the simple floor only)")
+    swap.add_argument("--no-baseline", action="store_true", help="do not train and score the simple baseline")
+    swap.add_argument("--baseline-split", default="train", help="split the baseline learns from (default: train)")
+    swap.add_argument("--reference", default=None, help="per-site reference index (`xray reference build`)")
+    swap.add_argument("--seed", type=int, default=0, help="seed of the swapped declarations")
+    swap.add_argument("--false-alarm", default="0.05,0.01", help="false-alarm rates to report detection at")
+    swap.add_argument("--archive-truth", default=None,
+                      help="a stand-in archive's truth_loaded.csv: also report how its clerical errors are found")
     p.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.swap:
+        return _evaluate_swap(args)
     level = args.level or "box"
     if level == "scan":
         wrong = [f for f, v in (("--batch-size", args.batch_size), ("--workers", args.workers),
@@ -110,6 +123,52 @@ def _evaluate(args: argparse.Namespace) -> int:
         "--batch-size": args.batch_size, "--workers": args.workers, "--device": args.device, "--out": args.out})])
 
 
+def _false_alarms(value: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(v) for v in value.split(","))
+    except ValueError as e:
+        raise _UsageError(f"--false-alarm {value!r}: expected rates such as 0.05,0.01") from e
+    if not rates or not all(0 < r < 1 for r in rates):
+        raise _UsageError(f"--false-alarm {value!r}: each rate must be in (0, 1)")
+    return rates
+
+
+def _evaluate_swap(args: argparse.Namespace) -> int:
+    if args.level == "box":
+        raise _UsageError("--swap is a scan-level test (--level scan)")
+    from xray.swap import (
+        BaselineScorer,
+        ModelScorer,
+        PairScorer,
+        read_archive_truth,
+        summary_table,
+        swap_test,
+        train_baseline,
+        write_swap_report,
+    )
+
+    rates = _false_alarms(args.false_alarm)
+    scorers: list[PairScorer] = []
+    if args.model != "baseline":
+        from xray.engine import Engine
+        from xray.reference import ReferenceIndex, embedding_engine
+
+        reference = ReferenceIndex.load(args.reference) if args.reference else None
+        engine = Engine(args.model)
+        scorers.append(ModelScorer(embedding_engine(engine, reference.embedding) if reference else engine,
+                                   reference=reference, name="model"))
+    if args.model == "baseline" or not args.no_baseline:
+        scorers.append(BaselineScorer(train_baseline(args.data, split=args.baseline_split, seed=args.seed,
+                                                     progress=not args.quiet)))
+    truth = read_archive_truth(args.archive_truth) if args.archive_truth else None
+    report = swap_test(scorers, args.data, split=args.split, seed=args.seed, limit=args.limit, false_alarms=rates,
+                       archive_truth=truth, progress=not args.quiet)
+    if args.out:
+        write_swap_report(report, args.out)
+    print(summary_table(report))
+    return 0
+
+
 # -- calibrate -------------------------------------------------------------------------------
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -123,10 +182,25 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true",
                    help="test-time augmentation: average each scan with its mirror image (one more model pass)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--swap", action="store_true",
+                   help="archives without inspection outcomes: set red to the false-alarm rate on true "
+                        "declarations of the swap test")
+    p.add_argument("--reference", default=None, help="with --swap: per-site reference index to verify with")
     p.set_defaults(func=_calibrate)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    if args.swap:
+        from xray.calibration import calibrate_swap
+
+        if args.flip:
+            raise _UsageError("--flip: not with --swap")
+        print(json.dumps(calibrate_swap(args.model, args.data, split=args.split, false_alarm=args.false_alarm,
+                                        review_rate=args.review_rate, limit=args.limit, reference=args.reference,
+                                        progress=not args.quiet), indent=2))
+        return 0
+    if args.reference:
+        raise _UsageError("--reference: an option of --swap")
     from xray.calibration import calibrate_model
 
     result = calibrate_model(args.model, args.data, split=args.split, false_alarm=args.false_alarm,
@@ -259,16 +333,27 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="dataset seed (same seed, same bytes)")
     p.add_argument("--size", choices=["20ft", "40ft", "mixed"], default="mixed", help="container size")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    p.add_argument("--mismatch-rate", type=float, default=0.3, help="fraction of scans whose manifest is wrong")
+    p.add_argument("--mismatch-rate", type=float, default=None,
+                   help="fraction of scans whose manifest is wrong (default 0.3; 0 with --archive)")
     p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
     p.add_argument("--compress", action="store_true", help="deflate the PNGs (~2/3 the size, ~10x slower to write)")
     p.add_argument("--profile", default=None, metavar="NAME[,NAME...]",
                    help="scanner profiles (xray/simulate/profiles); several mix, one per scan (default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    arch = p.add_argument_group("stand-in archive (scan files + declarations.csv, no boxes)")
+    arch.add_argument("--archive", action="store_true",
+                      help="write a customs archive for `xray dataset import archive` instead of a dataset "
+                           "(default profile export-8bit-jpeg)")
+    arch.add_argument("--wrong-declarations", type=float, default=None,
+                      help="share of declarations naming another category than the goods loaded (default 0.1)")
     p.set_defaults(func=_simulate)
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    if args.archive:
+        return _simulate_archive(args)
+    if args.wrong_declarations is not None:
+        raise _UsageError("--wrong-declarations: an option of --archive")
     from xray.simulate.dataset import generate_dataset
 
     try:
@@ -276,8 +361,24 @@ def _simulate(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise _UsageError(f"--splits {args.splits!r}: expected three fractions train,val,test, e.g. 0.8,0.1,0.1") from e
     summary = generate_dataset(args.out, count=args.count, seed=args.seed, size=args.size, workers=args.workers,
-                               mismatch_rate=args.mismatch_rate, splits=(train, val, test), compress=args.compress,
+                               mismatch_rate=0.3 if args.mismatch_rate is None else args.mismatch_rate,
+                               splits=(train, val, test), compress=args.compress,
                                progress=not args.quiet, profiles=args.profile)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _simulate_archive(args: argparse.Namespace) -> int:
+    from xray.simulate.archive import DEFAULT_PROFILE, generate_archive
+
+    if args.compress or args.splits != "0.8,0.1,0.1":
+        raise _UsageError("--compress and --splits are dataset options; an archive is split by `xray dataset import`")
+    if args.profile is not None and "," in args.profile:
+        raise _UsageError("--archive takes one --profile (one scanner per archive)")
+    summary = generate_archive(args.out, count=args.count, seed=args.seed, profile=args.profile or DEFAULT_PROFILE,
+                               wrong_declarations=0.1 if args.wrong_declarations is None else args.wrong_declarations,
+                               mismatch_rate=args.mismatch_rate or 0.0, size=args.size, workers=args.workers,
+                               progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -305,6 +406,36 @@ def _dataset_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- reference -------------------------------------------------------------------------------
+
+def _add_reference(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reference", help="per-site reference index of cleared scans by HS code (verification "
+                                         "by reference)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="{build}")
+    b = actions.add_parser("build", help="index the embeddings of a dataset split's cleared scans by HS heading")
+    b.add_argument("--model", required=True, help="model folder whose engine fills the scan embedding")
+    b.add_argument("--data", required=True, help="dataset folder (an imported archive)")
+    b.add_argument("--split", default="train")
+    b.add_argument("--out", required=True, help="folder for index.faiss and codes.json")
+    b.add_argument("--embedding", choices=("model", "thumbnail"), default="model",
+                   help="model: Detections.embedding; thumbnail: the stand-in until the model has one")
+    b.add_argument("--limit", type=int, default=None)
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=_reference_build)
+
+
+def _reference_build(args: argparse.Namespace) -> int:
+    from xray.engine import Engine
+    from xray.reference import build_reference
+
+    index = build_reference(Engine(args.model), args.data, split=args.split, embedding=args.embedding,
+                            limit=args.limit, progress=not args.quiet)
+    folder = index.save(args.out)
+    print(json.dumps({"out": str(folder), "embedding": index.embedding, "vectors": len(index.codes),
+                      "dim": index.dim, "headings": index.counts()}, indent=2))
+    return 0
+
+
 # -- the command -----------------------------------------------------------------------------
 
 class _UsageError(XrayError):
@@ -313,6 +444,7 @@ class _UsageError(XrayError):
 
 _BUILDERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_train, _add_evaluate, _add_calibrate, _add_export, _add_inspect, _add_serve, _add_simulate, _add_dataset,
+    _add_reference,
 )
 
 

@@ -37,6 +37,7 @@ class FindingKind(StrEnum):
     UNKNOWN_HS = "unknown_hs"  # an HS code that maps to no category
     NO_MANIFEST = "no_manifest"  # nothing to compare with: detections only
     OUT_OF_DOMAIN = "out_of_domain"  # the model cannot read this scan: never red
+    UNLIKE_REFERENCES = "unlike_references"  # declared code unlike the site's cleared scans of it
 
 
 class Finding(BaseModel):
