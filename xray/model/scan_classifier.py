@@ -101,8 +101,10 @@ class ScanClassifier(nn.Module):
             return flat.amax(-1)
         if self.pool == "mean":
             return flat.mean(-1)
-        n = torch.tensor(float(flat.shape[-1]), dtype=flat.dtype, device=flat.device)
-        return (torch.logsumexp(self.lse_r * flat, dim=-1) - torch.log(n)) / self.lse_r
+        # log(mean(exp(r z))) / r, shifted by the max for stability; `mean` (not a count taken
+        # from the shape) keeps the cell count symbolic in the exported graph (any input size).
+        top = flat.amax(-1, keepdim=True)
+        return top[..., 0] + torch.log(torch.exp(self.lse_r * (flat - top)).mean(-1)) / self.lse_r
 
     def features(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(cell logits (B, K, h, w), scan logits (B, K), unit embedding (B, D))."""
