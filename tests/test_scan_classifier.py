@@ -131,3 +131,22 @@ def test_init_from_a_pretrained_run_and_resume(scan_model: tuple[Path, Path], tm
     assert ckpt["config"]["init"]["from"] == str(run / "best.pt")
     fit(data=data, config=cfg, out=tmp_path / "ft", epochs=2, resume=True, device="cpu", progress=False, plots=False)
     assert torch.load(tmp_path / "ft" / "last.pt", weights_only=False)["epoch"] == 1
+
+
+def test_flipped_declarations_name_another_category_and_are_mismatches_in_the_truth(tmp_path: Path) -> None:
+    from fixtures_dataset import write_dataset
+
+    from xray.goods import default_goods_table
+    from xray.simulate.archive_noise import flip_declarations
+
+    data = write_dataset(tmp_path / "ds", splits={"train": 6}, seed=1)
+    before = {r["scan_id"]: r for r in map(json.loads, (data / "truth.jsonl").read_text().splitlines())}
+    rec = flip_declarations(data, fraction=1.0, seed=0, splits=("train",))
+    assert rec["flipped"] and json.loads((data / "label_noise.json").read_text())["flipped"] == rec["flipped"]
+    after = {r["scan_id"]: r for r in map(json.loads, (data / "truth.jsonl").read_text().splitlines())}
+    table = default_goods_table()
+    for scan_id, (old, new) in rec["flipped"].items():
+        lines = json.loads((data / "manifests" / f"{scan_id}.json").read_text())["lines"]
+        declared = {table.category_of(line["hs_code"]) for line in lines}
+        assert new in declared and new not in before[scan_id]["declared"] and old != new
+        assert after[scan_id]["mismatch"] is True and after[scan_id]["loaded"] == before[scan_id]["loaded"]

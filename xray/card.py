@@ -16,7 +16,7 @@ import numpy as np
 from torch import nn
 
 from xray.atomic import write_atomic
-from xray.config import BOX_FREE_FAMILIES, ExportConfig, XrayConfig
+from xray.config import BOX_FREE_FAMILIES, ExportConfig, FcosLiteConfig, XrayConfig
 from xray.data.dataset import XrayDataset
 from xray.goods import default_goods_table
 from xray.provenance import git_commit, versions
@@ -91,7 +91,7 @@ def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig,
         "input_format": {"channels": spec.channels, "name": "input", "layout": "NCHW", "batch": 1,
                          "dynamic_hw": True, "letterbox": "top-left, pad with air (A = 0)",
                          "preprocess": "xray.model.preprocess.preprocess"},
-        "outputs": scan_level_outputs(cfg, outputs) if cfg.model.name in BOX_FREE_FAMILIES else {
+        "outputs": scan_level_outputs(cfg, outputs) if not isinstance(cfg.model, FcosLiteConfig) else {
             "names": outputs,
             "boxes": "(N, 4) x1, y1, x2, y2 in model-input pixels",
             "scores": "(N,) sqrt(class probability x centre-ness)",

@@ -71,6 +71,18 @@ def flip_declarations(root: str | Path, *, fraction: float, seed: int = 0, split
             if change is not None:
                 write_atomic(path, json.dumps(manifest, indent=2))
                 flipped[entry["scan_id"]] = list(change)
+    truth_path = root / "truth.jsonl"
+    if flipped and truth_path.is_file():
+        # A flipped declaration is a mismatch: calibration and evaluation read it from the truth.
+        rows = [json.loads(line) for line in truth_path.read_text().splitlines() if line.strip()]
+        table = default_goods_table()
+        for row in rows:
+            if row.get("scan_id") in flipped:
+                manifest = json.loads((root / "manifests" / f"{row['scan_id']}.json").read_text())
+                row["declared"] = sorted({c for line in manifest.get("lines", [])
+                                          if (c := table.category_of(str(line.get("hs_code", ""))))})
+                row["mismatch"], row["scenario"] = True, "wrong_declaration"
+        write_atomic(truth_path, "".join(json.dumps(r) + "\n" for r in rows))
     if drop_boxes:
         for ann_path in sorted((root / "annotations").glob("*.json")):
             coco = json.loads(ann_path.read_text())
