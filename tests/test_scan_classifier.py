@@ -18,9 +18,11 @@ from xray.model.preprocess import fit as letterbox_fit
 from xray.model.scan_classifier import gce_loss
 
 ARCHIVE_CONFIG = Path(__file__).resolve().parents[1] / "models" / "archive_s.yaml"
-TINY = {"model": {"width": 0.25, "channels": 16},
-        "input": {"size": [128, 384], "mode": "dual_ratio", "mean": None, "std": None},
-        "train": {"epochs": 1, "batch_size": 2, "workers": 0, "warmup_iters": 2}}
+TINY = {
+    "model": {"width": 0.25, "channels": 16},
+    "input": {"size": [128, 384], "mode": "dual_ratio", "mean": None, "std": None},
+    "train": {"epochs": 1, "batch_size": 2, "workers": 0, "warmup_iters": 2},
+}
 
 
 def test_gce_approaches_bce_and_damps_confidently_contradicted_labels() -> None:
@@ -110,8 +112,9 @@ def test_box_free_archive_trains_exports_and_inspects(scan_model: tuple[Path, Pa
     engine.region_thresh = float(np.min(raw["region_maps"]))  # every cell counts: one region per category
     found = engine.detect(scan)
     assert sorted({d.category for d in found.detections}) == sorted(engine.classes)
-    assert all(0 <= d.box[0] < d.box[2] <= scan.width and 0 <= d.box[1] < d.box[3] <= scan.height
-               for d in found.detections)
+    assert all(
+        0 <= d.box[0] < d.box[2] <= scan.width and 0 <= d.box[1] < d.box[3] <= scan.height for d in found.detections
+    )
 
     manifest = Manifest.model_validate_json((data / "manifests" / f"{entry['scan_id']}.json").read_text())
     verdict = Inspector(engine).inspect(scan, manifest)

@@ -84,8 +84,9 @@ class ScanClassifier(nn.Module):
         self.pool, self.lse_r = cfg.pool, cfg.lse_r
         self.loss, self.gce_q = cfg.loss, cfg.gce_q
         self.region_thresh = cfg.region_thresh
-        self.trunk, trunk_channels = build_trunk(cfg.backbone, in_channels=in_channels, width=cfg.width,
-                                                 stride=cfg.stride)
+        self.trunk, trunk_channels = build_trunk(
+            cfg.backbone, in_channels=in_channels, width=cfg.width, stride=cfg.stride
+        )
         self.neck = nn.Sequential(
             Conv2dNormActivation(trunk_channels, cfg.channels, 1, activation_layer=nn.ReLU),
             Conv2dNormActivation(cfg.channels, cfg.channels, 3, groups=cfg.channels, activation_layer=nn.ReLU),

@@ -42,8 +42,14 @@ def _flip_one(manifest: dict[str, Any], rng: np.random.Generator) -> tuple[str, 
     return old, new
 
 
-def flip_declarations(root: str | Path, *, fraction: float, seed: int = 0, splits: Sequence[str] = ("train", "val"),
-                      drop_boxes: bool = False) -> dict[str, Any]:
+def flip_declarations(
+    root: str | Path,
+    *,
+    fraction: float,
+    seed: int = 0,
+    splits: Sequence[str] = ("train", "val"),
+    drop_boxes: bool = False,
+) -> dict[str, Any]:
     """Flip the declared category of `fraction` of the manifests of `splits`, in place.
 
     Returns:
@@ -79,8 +85,9 @@ def flip_declarations(root: str | Path, *, fraction: float, seed: int = 0, split
         for row in rows:
             if row.get("scan_id") in flipped:
                 manifest = json.loads((root / "manifests" / f"{row['scan_id']}.json").read_text())
-                row["declared"] = sorted({c for line in manifest.get("lines", [])
-                                          if (c := table.category_of(str(line.get("hs_code", ""))))})
+                row["declared"] = sorted(
+                    {c for line in manifest.get("lines", []) if (c := table.category_of(str(line.get("hs_code", ""))))}
+                )
                 row["mismatch"], row["scenario"] = True, "wrong_declaration"
         write_atomic(truth_path, "".join(json.dumps(r) + "\n" for r in rows))
     if drop_boxes:
@@ -88,8 +95,7 @@ def flip_declarations(root: str | Path, *, fraction: float, seed: int = 0, split
             coco = json.loads(ann_path.read_text())
             coco["annotations"] = []
             write_atomic(ann_path, json.dumps(coco))
-    record = {"fraction": fraction, "seed": seed, "splits": list(splits), "drop_boxes": drop_boxes,
-              "flipped": flipped}
+    record = {"fraction": fraction, "seed": seed, "splits": list(splits), "drop_boxes": drop_boxes, "flipped": flipped}
     write_atomic(root / "label_noise.json", json.dumps(record, indent=2))
     return record
 
@@ -103,13 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--drop-boxes", action="store_true", help="remove every box (an archive has none)")
     args = p.parse_args(argv)
     try:
-        rec = flip_declarations(args.root, fraction=args.fraction, seed=args.seed, splits=args.splits.split(","),
-                                drop_boxes=args.drop_boxes)
+        rec = flip_declarations(
+            args.root, fraction=args.fraction, seed=args.seed, splits=args.splits.split(","), drop_boxes=args.drop_boxes
+        )
     except DatasetError as e:
         print(f"error: {e}")
         return 2
-    print(f"{args.root}: {len(rec['flipped'])} declarations flipped in {args.splits}"
-          + ("; boxes dropped" if args.drop_boxes else ""))
+    print(
+        f"{args.root}: {len(rec['flipped'])} declarations flipped in {args.splits}"
+        + ("; boxes dropped" if args.drop_boxes else "")
+    )
     return 0
 
 
