@@ -114,7 +114,7 @@ def test_version(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(p.name for p in MODELS_DIR.glob("*.yaml")))
 def test_every_bundled_config_loads(name: str) -> None:
     cfg = load_config(MODELS_DIR / name)
-    assert cfg.version == 1 and cfg.model.name == "fcos_lite"
+    assert cfg.version == 1 and cfg.model.name in ("fcos_lite", "scan_mil")
     assert len(cfg.input.mean) == cfg.input.channels
     # The stored form (checkpoints, config.yaml) reads back to the same config.
     assert config_from_dict(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json")))) == cfg

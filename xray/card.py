@@ -16,12 +16,12 @@ import numpy as np
 from torch import nn
 
 from xray.atomic import write_atomic
-from xray.config import ExportConfig, XrayConfig
+from xray.config import BOX_FREE_FAMILIES, ExportConfig, FcosLiteConfig, XrayConfig
 from xray.data.dataset import XrayDataset
 from xray.goods import default_goods_table
 from xray.provenance import git_commit, versions
 from xray.runtime import create_session
-from xray.train.evaluate import evaluate
+from xray.train.evaluate import evaluate, evaluate_scan_level
 from xray.train.metrics import dataset_info, public_metrics
 
 CARD_FORMAT = 1
@@ -48,7 +48,13 @@ def card_metrics(model: nn.Module, ckpt: dict[str, Any], cfg: XrayConfig, *, dat
     and `split` of `data` (e.g. the held-out test split) evaluated now when `data` is given."""
     metrics: dict[str, Any] = {"val": {"epoch": ckpt.get("epoch"), "data": ckpt.get("metrics_data"),
                                        **(ckpt.get("metrics") or {})}}
-    if data is not None:
+    if data is not None and cfg.model.name in BOX_FREE_FAMILIES:
+        # Scan-level metrics against the split's declarations (or the boxed truth it trained on).
+        ds = XrayDataset(data, split, spec=cfg.input, classes=ckpt["classes"], image_labels=cfg.train.image_labels)
+        metrics[split] = {"data": {**dataset_info(Path(data)), "split": split, "scans": len(ds),
+                                   "labels": cfg.train.image_labels},
+                          **evaluate_scan_level(model, ds)}
+    elif data is not None:
         ds = XrayDataset(data, split, spec=cfg.input, classes=ckpt["classes"], image_labels="none")
         metrics[split] = {**metrics.get(split, {}),
                           "data": {**dataset_info(Path(data)), "split": split, "scans": len(ds)},
@@ -85,7 +91,7 @@ def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig,
         "input_format": {"channels": spec.channels, "name": "input", "layout": "NCHW", "batch": 1,
                          "dynamic_hw": True, "letterbox": "top-left, pad with air (A = 0)",
                          "preprocess": "xray.model.preprocess.preprocess"},
-        "outputs": {
+        "outputs": scan_level_outputs(cfg, outputs) if not isinstance(cfg.model, FcosLiteConfig) else {
             "names": outputs,
             "boxes": "(N, 4) x1, y1, x2, y2 in model-input pixels",
             "scores": "(N,) sqrt(class probability x centre-ness)",
@@ -104,6 +110,18 @@ def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig,
         "latency": latency,
         "versions": versions(),
         "git_commit": git_commit(),
+    }
+
+
+def scan_level_outputs(cfg: XrayConfig, outputs: list[str]) -> dict[str, Any]:
+    """The card's `outputs` section of a box-free scan-level model (the engine reads `region_thresh`)."""
+    return {
+        "names": outputs,
+        "image_scores": "(K,) probability that each class is in the scan (pooled region maps)",
+        "embedding": "(D,) unit-length scan embedding (verification by reference)",
+        "region_maps": "(K, h, w) per-cell class probabilities at `stride` model-input pixels per cell",
+        "stride": getattr(cfg.model, "stride", None),
+        "region_thresh": getattr(cfg.model, "region_thresh", 0.5),
     }
 
 

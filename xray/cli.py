@@ -62,7 +62,11 @@ def _train(args: argparse.Namespace) -> int:
                   resume=args.resume, init=args.init, batch_size=args.batch_size, workers=args.workers, seed=args.seed,
                   progress=not args.no_progress)
     best = summary["best"] or {}
-    print(f"done: {summary['out']}  best val mAP50 {best.get('mAP50')}  mAP {best.get('mAP')}")
+    if best.get("level") == "scan":
+        print(f"done: {summary['out']}  best val scan mAP {best.get('scan_mAP')}  "
+              f"balanced accuracy {best.get('balanced_accuracy')}")
+    else:
+        print(f"done: {summary['out']}  best val mAP50 {best.get('mAP50')}  mAP {best.get('mAP')}")
     return 0
 
 

@@ -201,8 +201,34 @@ class FcosConfig(FcosLiteConfig):
     head_convs: int = Field(4, ge=1)
 
 
-# The detector families' arguments, told apart by `name` (one class per family).
-ModelConfig = Annotated[FcosLiteConfig | FcosConfig, Field(discriminator="name")]
+class ScanMilConfig(Section):
+    """`scan_mil`: a box-free scan-level goods model (xray.model.scan_classifier), trainable
+    from declarations alone: a light backbone over the whole full-resolution scan, per-cell
+    class logits (the region maps) pooled over cells (multiple-instance learning), and a
+    unit-length scan embedding for verification by reference."""
+
+    name: Literal["scan_mil"] = "scan_mil"
+    backbone: Literal["mobilenet_v3_small", "mobilenet_v3_large", "resnet18"] = "mobilenet_v3_small"
+    width: float = Field(1.0, gt=0)
+    stride: Literal[16, 32] = 16  # cell size of the region maps, in model-input pixels
+    channels: int = Field(128, ge=8)  # per-cell feature width; also the embedding's dimension
+    # Pooling of per-cell logits into the scan's: log-sum-exp with sharpness `lse_r` (large r: max,
+    # small r: mean), so that one small concealed region can drive a score while all cells learn.
+    pool: Literal["lse", "max", "mean"] = "lse"
+    lse_r: float = Field(5.0, gt=0)
+    # Objective on the declared categories: "bce", or "gce" (generalized cross-entropy per label,
+    # robust to flipped labels: the gradient of a confidently contradicted label is damped by p^q).
+    loss: Literal["bce", "gce"] = "gce"
+    gce_q: float = Field(0.7, gt=0, le=1)
+    # Evidence boxes: connected regions of a category's map at or above this probability (xray.engine).
+    region_thresh: float = Field(0.5, gt=0, lt=1)
+
+
+# The model families' arguments, told apart by `name` (one class per family).
+ModelConfig = Annotated[FcosLiteConfig | FcosConfig | ScanMilConfig, Field(discriminator="name")]
+
+# Families without box outputs: trained on scan-level labels, scored by scan-level metrics.
+BOX_FREE_FAMILIES = frozenset({"scan_mil"})
 
 
 class TrainConfig(Section):
@@ -278,7 +304,7 @@ def describe(error: ValidationError, source: str, *, prefix: str = "") -> str:
     problems = []
     for err in error.errors():
         # Union members add their tag to the location (e.g. model.fcos_lite.width): drop it.
-        loc = ([prefix] if prefix else []) + [str(p) for p in err["loc"] if p not in ("fcos_lite", "fcos")]
+        loc = ([prefix] if prefix else []) + [str(p) for p in err["loc"] if p not in ("fcos_lite", "fcos", "scan_mil")]
         path = ".".join(loc)
         if err["type"] == "extra_forbidden":
             problems.append(f"unknown key '{path}'")

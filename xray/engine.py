@@ -67,6 +67,37 @@ def fuse_mirror(out: dict[str, np.ndarray], mirrored: dict[str, np.ndarray], wid
     return fused
 
 
+def region_evidence(maps: np.ndarray, lb: Letterbox, classes: list[str], thresh: float) -> list[Detection]:
+    """A box-free model's region maps -> evidence boxes in scan pixels.
+
+    One `Detection` per connected region (8-connected cells) of a category's map at or above
+    `thresh`, scored by the region's highest cell; cells map to model-input pixels by the map's
+    stride and to scan pixels through the letterbox, so the verifier and the overlay treat
+    them as boxes. Regions that lie wholly in the letterbox padding are dropped.
+
+    Args:
+        maps: (K, h, w) per-cell probabilities over the model input.
+        lb: The letterbox the scan was fitted into the input with.
+    """
+    maps = np.asarray(maps, np.float32).reshape(len(classes), *np.asarray(maps).shape[-2:])
+    sy, sx = lb.input_hw[0] / maps.shape[1], lb.input_hw[1] / maps.shape[2]
+    dets = []
+    for k, m in enumerate(maps):
+        mask = (m >= thresh).astype(np.uint8)
+        if not mask.any():
+            continue
+        n, comp, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        for i in range(1, n):
+            x, y, w, h = (int(v) for v in stats[i, :4])
+            box = lb.to_scan(np.array([[x * sx, y * sy, (x + w) * sx, (y + h) * sy]], np.float32))[0]
+            if box[2] > box[0] and box[3] > box[1]:
+                score = float(np.clip(m[comp == i].max(), 0.0, 1.0))
+                dets.append(Detection(box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                                      category=classes[k], score=score))
+    dets.sort(key=lambda d: -d.score)
+    return dets
+
+
 @dataclass(frozen=True)
 class Pass:
     """One model input: the whole scan (scale 1 here means 'as letterboxed') or a tile.
@@ -133,6 +164,9 @@ class Engine:
         if not 0 <= tile_overlap < 1:
             raise ConfigError(f"tile overlap must be in [0, 1), got {tile_overlap}")
         self.warmed = False
+        # A box-free scan-level model (`scan_mil`): scores, embedding and region maps, no boxes.
+        self.box_free = "region_maps" in self.output_names
+        self.region_thresh = float(self.card["outputs"].get("region_thresh", 0.5))
 
     # -- the pieces -----------------------------------------------------------------
 
@@ -210,6 +244,8 @@ class Engine:
     def detect(self, scan: Scan) -> Detections:
         """Detections in scan pixels, the image-level presence score per category (empty when
         the model has no image head), and the time of each stage in ms."""
+        if self.box_free:
+            return self.detect_scan_level(scan)
         t0 = time.perf_counter()
         passes = self.model_inputs(scan)
         t1 = time.perf_counter()
@@ -227,6 +263,26 @@ class Engine:
                         if "image_scores" in whole else {})
         t3 = time.perf_counter()
         return Detections(scan_id=scan.id, detections=dets, image_scores=image_scores,
+                          timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
+                                      "postprocess": (t3 - t2) * 1e3},
+                          model_id=self.model_id, model_version=self.model_version)
+
+    def detect_scan_level(self, scan: Scan) -> Detections:
+        """A box-free model's output: its scan-level scores, its embedding, and evidence boxes
+        from its region maps (`region_evidence`). The whole scan is one pass (no tiles, no mirror)."""
+        t0 = time.perf_counter()
+        base = base_channels(scan, self.spec)
+        lb = fit(base.shape[1:], self.spec.size)
+        x = finish(shrink(base, lb.resized_hw, self.spec), self.spec)
+        t1 = time.perf_counter()
+        out = self._run(x)
+        t2 = time.perf_counter()
+        scores = np.asarray(out["image_scores"], np.float32).reshape(-1)
+        dets = region_evidence(out["region_maps"], lb, self.classes, self.region_thresh)
+        embedding = [float(v) for v in np.asarray(out["embedding"], np.float32).reshape(-1)]
+        t3 = time.perf_counter()
+        return Detections(scan_id=scan.id, detections=dets,
+                          image_scores={c: float(v) for c, v in zip(self.classes, scores)}, embedding=embedding,
                           timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
                                       "postprocess": (t3 - t2) * 1e3},
                           model_id=self.model_id, model_version=self.model_version)

@@ -37,6 +37,7 @@ from xray.errors import ConfigError, XrayError
 from xray.model.detector import GoodsDetector
 from xray.model.factory import model_from_checkpoint
 from xray.model.preprocess import InputSpec, finish, preprocess
+from xray.model.scan_classifier import ScanClassifier
 from xray.runtime import create_session
 
 OPSET = 17
@@ -212,6 +213,62 @@ def parity_check(model: GoodsDetector, onnx_path: str | Path, inputs: list[np.nd
             "score_tol": SCORE_TOL, "passed": True}
 
 
+# The ONNX outputs of a box-free scan-level model (`scan_mil`), in order.
+SCAN_LEVEL_OUTPUTS = ["image_scores", "embedding", "region_maps"]
+
+
+class ScanLevelWrapper(nn.Module):
+    """One preprocessed scan in; scan scores (K,), embedding (D,), region maps (K, h, w) out."""
+
+    def __init__(self, model: ScanClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(x)[0]
+        return tuple(out[k] for k in SCAN_LEVEL_OUTPUTS)
+
+
+def export_scan_level_onnx(model: ScanClassifier, path: str | Path, *, input_size: tuple[int, int],
+                           channels: int) -> list[str]:
+    """Export a box-free scan-level model to ONNX (dynamic height and width); returns the output names."""
+    wrapper = ScanLevelWrapper(model).eval()
+    dynamic = {"input": {2: "height", 3: "width"}, "region_maps": {1: "map_height", 2: "map_width"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (torch.zeros(1, channels, *input_size),), str(path), dynamo=False,
+                          opset_version=OPSET, input_names=["input"], output_names=SCAN_LEVEL_OUTPUTS,
+                          dynamic_axes=dynamic, do_constant_folding=True)
+    onnx.checker.check_model(str(path))
+    return list(SCAN_LEVEL_OUTPUTS)
+
+
+def scan_level_parity_check(model: ScanClassifier, onnx_path: str | Path, inputs: list[np.ndarray]) -> dict[str, Any]:
+    """Every output of onnxruntime within SCORE_TOL of eager torch, on each input.
+
+    Raises:
+        ParityError: naming the output and the difference.
+    """
+    session = ort_session(onnx_path)
+    names = [o.name for o in session.get_outputs()]
+    wrapper = ScanLevelWrapper(model).eval()
+    worst: dict[str, float] = dict.fromkeys(names, 0.0)
+    for i, x in enumerate(inputs):
+        with torch.no_grad():
+            ref = [t.numpy() for t in wrapper(torch.from_numpy(x[None]))]
+        got = session.run(None, {"input": x[None]})
+        for name, r, g in zip(names, ref, got):
+            if r.shape != g.shape:
+                raise ParityError(f"{onnx_path}: {name} has shape {g.shape} in ONNX, {r.shape} in torch (input {i})")
+            diff = float(np.abs(r - g).max(initial=0.0))
+            worst[name] = max(worst[name], diff)
+            if diff > SCORE_TOL:
+                raise ParityError(f"{onnx_path}: ONNX {name} differs from torch by {diff:.2e} on input {i} "
+                                  f"{tuple(x.shape)}")
+    return {"inputs": len(inputs), "shapes": sorted({tuple(x.shape) for x in inputs}),
+            "max_diff": worst, "score_tol": SCORE_TOL, "passed": True}
+
+
 def parity_inputs(spec: InputSpec, *, data: str | Path | None = None, split: str = "val", n: int = 4,
                   classes: Sequence[str] | None = None, seed: int = 0) -> list[np.ndarray]:
     """Inputs for the parity check: preprocessed scans of a dataset, else synthetic ones.
@@ -253,6 +310,9 @@ def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None =
         ParityError: when onnxruntime does not reproduce eager torch.
     """
     model, ckpt = model_from_checkpoint(checkpoint)
+    if isinstance(model, ScanClassifier):
+        return export_scan_level(model, ckpt, checkpoint, out, data=data, split=split, parity_n=parity_n,
+                                 latency_runs=latency_runs)
     if not isinstance(model, GoodsDetector):
         raise ConfigError(f"{checkpoint}: export takes the FCOS goods detectors, not {type(model).__name__}")
     cfg = config_from_dict(ckpt["config"], f"{checkpoint}: config")
@@ -267,6 +327,28 @@ def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None =
         parity=parity, metrics=card_metrics(model, ckpt, cfg, data=data, split=split), opset=OPSET,
         latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
     )
+    write_card(out / "model.json", card)
+    return card
+
+
+def export_scan_level(model: ScanClassifier, ckpt: dict[str, Any], checkpoint: str | Path, out: str | Path, *,
+                      data: str | Path | None, split: str, parity_n: int, latency_runs: int) -> dict[str, Any]:
+    """`export` for a box-free scan-level model: scores, embedding and region maps, parity-checked."""
+    cfg = config_from_dict(ckpt["config"], f"{checkpoint}: config")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "model.onnx"
+    outputs = export_scan_level_onnx(model, onnx_path, input_size=cfg.input.size, channels=cfg.input.channels)
+    inputs = parity_inputs(cfg.input, data=data, split=split, n=parity_n, classes=ckpt["classes"])
+    parity = scan_level_parity_check(model, onnx_path, inputs)
+    card = build_card(
+        name=out.name, onnx_path=onnx_path, model=model, cfg=cfg, ckpt=ckpt, checkpoint=checkpoint, outputs=outputs,
+        parity=parity, metrics=card_metrics(model, ckpt, cfg, data=data, split=split), opset=OPSET,
+        latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
+    )
+    # The scan-level score is this model's evidence (its boxes are only where the map peaks), so the
+    # uncalibrated verifier weighs it fully; `xray calibrate` replaces this with its own choice.
+    card["verifier"] = {"image_weight": 1.0}
     write_card(out / "model.json", card)
     return card
 
@@ -295,10 +377,15 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}")
         return 2
     p = card["export"]["parity"]
-    print(f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
-          f"passed on {p['inputs']} inputs ({p['compared']} of {p['detections']} detections compared, max box diff "
-          f"{p['max_box_diff_px']:.2e} px, max score diff {p['max_score_diff']:.2e}; raw head: probabilities within "
-          f"{p['raw']['max_prob_diff']:.1e}, box sides within {p['raw']['max_box_side_diff_px']:.1e} px)")
+    if "max_diff" in p:  # a scan-level model
+        print(f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
+              f"passed on {p['inputs']} inputs (max diff per output: "
+              + ", ".join(f"{k} {v:.1e}" for k, v in p["max_diff"].items()) + ")")
+    else:
+        print(f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
+              f"passed on {p['inputs']} inputs ({p['compared']} of {p['detections']} detections compared, max box diff "
+              f"{p['max_box_diff_px']:.2e} px, max score diff {p['max_score_diff']:.2e}; raw head: probabilities within "
+              f"{p['raw']['max_prob_diff']:.1e}, box sides within {p['raw']['max_box_side_diff_px']:.1e} px)")
     if card["latency"]:
         lat = card["latency"]
         print(f"onnxruntime latency at {lat['input_shape']}, {lat['threads']} threads: median {lat['median_ms']:.1f} ms "

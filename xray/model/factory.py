@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 import xray.model.detector  # noqa: F401  (registers the FCOS families)
+import xray.model.scan_classifier  # noqa: F401  (registers the scan-level family)
 from xray.config import ModelConfig, XrayConfig, config_from_dict, describe
 from xray.errors import ConfigError
 from xray.model.registry import registered

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -24,8 +25,8 @@ from xray.model.preprocess import fit
 from xray.train import plots
 from xray.train.metrics import coco_map, confusion_matrix, public_metrics, to_coco_results
 
-__all__ = ["coco_map", "confusion_matrix", "evaluate", "evaluate_main", "predict", "public_metrics",
-           "to_coco_results"]
+__all__ = ["coco_map", "confusion_matrix", "evaluate", "evaluate_main", "evaluate_scan_level", "predict",
+           "public_metrics", "scan_level_metrics", "to_coco_results"]
 
 
 @torch.no_grad()
@@ -69,6 +70,64 @@ def evaluate(
     predictions = predict(model, dataset, device=device, batch_size=batch_size, workers=workers)
     metrics = coco_map(dataset.coco, to_coco_results(predictions, dataset.cat_of_class))
     return metrics, predictions
+
+
+@torch.no_grad()
+def predict_scan_level(
+    model: torch.nn.Module, dataset: XrayDataset, *, device: torch.device | str = "cpu", batch_size: int = 4,
+    workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scan-level scores of a box-free model over a split, with the split's image labels.
+
+    Returns:
+        (scores (N, K), labels (N, K): 1/0, -1 where unknown), in dataset order.
+    """
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
+    scores, labels = [], []
+    for images, _, image_labels in loader:
+        scores += [o["image_scores"].float().cpu().numpy() for o in model(images.to(device))]
+        labels.append(image_labels.numpy())
+    return np.stack(scores), np.concatenate(labels)
+
+
+def scan_level_metrics(scores: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
+                       thresh: float = 0.5) -> dict[str, Any]:
+    """Per-category average precision and balanced accuracy (at `thresh`) of scan-level scores.
+
+    A category enters the means only where the split has both scans with and without it.
+    `top1` is the share of labelled scans whose highest-scoring category is one of theirs.
+    """
+    from sklearn.metrics import average_precision_score, balanced_accuracy_score
+
+    per_class: dict[str, Any] = {}
+    aps, baccs = [], []
+    for k, name in enumerate(classes):
+        known = labels[:, k] >= 0
+        y, s = labels[known, k] > 0.5, scores[known, k]
+        m: dict[str, Any] = {"positives": int(y.sum()), "scans": int(known.sum()), "AP": None, "balanced_accuracy": None}
+        if 0 < y.sum() < len(y):
+            m["AP"] = float(average_precision_score(y, s))
+            m["balanced_accuracy"] = float(balanced_accuracy_score(y, s >= thresh))
+            aps.append(m["AP"])
+            baccs.append(m["balanced_accuracy"])
+        per_class[name] = m
+    has = (labels > 0.5).any(axis=1)
+    top = scores.argmax(axis=1)
+    top1 = float((labels[np.arange(len(labels)), top] > 0.5)[has].mean()) if has.any() else None
+    return {"level": "scan", "scans": int(len(scores)), "scan_mAP": float(np.mean(aps)) if aps else None,
+            "balanced_accuracy": float(np.mean(baccs)) if baccs else None, "top1": top1, "thresh": thresh,
+            "per_class": per_class}
+
+
+def evaluate_scan_level(
+    model: torch.nn.Module, dataset: XrayDataset, *, device: torch.device | str = "cpu", batch_size: int = 4,
+    workers: int = 0,
+) -> dict[str, Any]:
+    """Scan-level metrics (`scan_level_metrics`) of a box-free model against the split's image labels
+    (the dataset's `image_labels` source: declared categories, or the boxed truth)."""
+    scores, labels = predict_scan_level(model, dataset, device=device, batch_size=batch_size, workers=workers)
+    return scan_level_metrics(scores, labels, dataset.classes)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from xray.atomic import write_atomic
-from xray.config import TrainConfig, XrayConfig, config_from_dict, load_config, validate_section
+from xray.config import BOX_FREE_FAMILIES, TrainConfig, XrayConfig, config_from_dict, load_config, validate_section
 from xray.data.augment import Augment
 from xray.data.dataset import XrayDataset, collate
 from xray.errors import ConfigError
@@ -40,7 +40,7 @@ from xray.goods import default_goods_table
 from xray.model.factory import build_model, load_checkpoint
 from xray.provenance import versions
 from xray.train import plots as plotting
-from xray.train.evaluate import evaluate
+from xray.train.evaluate import evaluate, evaluate_scan_level
 from xray.train.metrics import dataset_info, public_metrics
 
 CHECKPOINT_FORMAT = 1
@@ -188,9 +188,13 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def _score(metrics: dict[str, Any] | None) -> tuple[float, float]:
-    """Ranking of checkpoints: mAP@0.5, then mAP@0.5:0.95."""
+    """Ranking of checkpoints: mAP@0.5, then mAP@0.5:0.95 (box-free models: scan-level mAP,
+    then balanced accuracy)."""
     if not metrics:
         return (-1.0, -1.0)
+    if metrics.get("level") == "scan":
+        return (float(metrics["scan_mAP"]) if metrics.get("scan_mAP") is not None else -1.0,
+                float(metrics["balanced_accuracy"]) if metrics.get("balanced_accuracy") is not None else -1.0)
     return (float(metrics["mAP50"]) if metrics.get("mAP50") is not None else -1.0,
             float(metrics["mAP"]) if metrics.get("mAP") is not None else -1.0)
 
@@ -200,8 +204,15 @@ def build_datasets(data: Path, cfg: XrayConfig, classes: list[str]) -> tuple[Xra
     train_ds = XrayDataset(data, "train", spec=cfg.input, classes=classes, augment=Augment(cfg.augment),
                            image_labels=cfg.train.image_labels, seed=cfg.train.seed)
     has_val = (data / "annotations" / "val.json").is_file()
-    val_ds = XrayDataset(data, "val", spec=cfg.input, classes=classes, image_labels="none") if has_val else None
+    # A box-free model is validated on the scan-level labels it trains on (declarations, or boxed truth).
+    val_labels = cfg.train.image_labels if box_free(cfg) else "none"
+    val_ds = XrayDataset(data, "val", spec=cfg.input, classes=classes, image_labels=val_labels) if has_val else None
     return train_ds, val_ds
+
+
+def box_free(cfg: XrayConfig) -> bool:
+    """True for model families without box outputs (scan-level labels and metrics)."""
+    return cfg.model.name in BOX_FREE_FAMILIES
 
 
 def build_loader(dataset: XrayDataset, tcfg: TrainConfig, device: torch.device) -> tuple[DataLoader, torch.Generator]:
@@ -305,6 +316,8 @@ def validate(run: Training, val_ds: XrayDataset | None, epoch: int, device: torc
     due = (epoch + 1) % tcfg.eval_every == 0 or epoch == tcfg.epochs - 1
     if val_ds is None or not due:
         return None
+    if box_free(run.cfg):
+        return evaluate_scan_level(run.model, val_ds, device=device, batch_size=tcfg.batch_size)
     return public_metrics(evaluate(run.model, val_ds, device=device, batch_size=tcfg.batch_size)[0])
 
 
@@ -320,7 +333,14 @@ def append_metrics(csv_path: Path, row: dict[str, Any]) -> None:
 
 def metrics_row(epoch: int, lr: float, seconds: float, losses: dict[str, float],
                 metrics: dict[str, Any] | None) -> dict[str, Any]:
-    """metrics.csv's row of one epoch: lr, time, losses, validation mAP (empty when not measured)."""
+    """metrics.csv's row of one epoch: lr, time, losses, validation mAP (empty when not measured);
+    box-free models: validation scan-level mAP and balanced accuracy."""
+    if metrics is not None and metrics.get("level") == "scan":
+        return {"epoch": epoch, "lr": lr, "time_s": round(seconds, 2),
+                **{("loss" if k == "loss" else f"loss_{k}"): v for k, v in losses.items() if k != "skipped_steps"},
+                "skipped_steps": int(losses.get("skipped_steps", 0)),
+                "val_scan_mAP": "" if metrics["scan_mAP"] is None else metrics["scan_mAP"],
+                "val_balanced_accuracy": "" if metrics["balanced_accuracy"] is None else metrics["balanced_accuracy"]}
     return {"epoch": epoch, "lr": lr, "time_s": round(seconds, 2),
             **{("loss" if k == "loss" else f"loss_{k}"): v for k, v in losses.items() if k != "skipped_steps"},
             "skipped_steps": int(losses.get("skipped_steps", 0)),
@@ -332,7 +352,7 @@ def plot_run(out: Path, run: Training, val_ds: XrayDataset | None, device: torch
     """Loss curves, and PR curves, confusion matrix and predictions of the best checkpoint."""
     plotting.plot_losses(out / "metrics.csv", out / "loss_curves.png")
     best_path = out / "best.pt"
-    if val_ds is not None and best_path.is_file():
+    if val_ds is not None and best_path.is_file() and not box_free(run.cfg):
         run.model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
         metrics, predictions = evaluate(run.model, val_ds, device=device, batch_size=run.cfg.train.batch_size)
         plotting.plot_all(out, dataset=val_ds, predictions=predictions, metrics=metrics)
@@ -399,7 +419,9 @@ def fit(
         if improved or val_ds is None:
             save_checkpoint(out / "best.pt", state)
         if progress:
-            m = "" if metrics is None else f"  val mAP50 {metrics['mAP50'] or 0:.3f} mAP {metrics['mAP'] or 0:.3f}"
+            m = "" if metrics is None else (
+                f"  val scan mAP {metrics['scan_mAP'] or 0:.3f} balanced acc {metrics['balanced_accuracy'] or 0:.3f}"
+                if metrics.get("level") == "scan" else f"  val mAP50 {metrics['mAP50'] or 0:.3f} mAP {metrics['mAP'] or 0:.3f}")
             tqdm.write(f"epoch {epoch}: loss {losses.get('loss', float('nan')):.4f}{m}  ({row['time_s']} s)")
 
     summary = {"out": str(out), "epochs": tcfg.epochs, "best": run.best_metrics, "device": str(dev)}

@@ -27,7 +27,7 @@ def plot_losses(metrics_csv: str | Path, out: str | Path) -> Path:
             ax1.plot(epochs, [float(r[key]) for r in rows], label=key)
     ax1.set(xlabel="epoch", ylabel="loss", title="training losses", yscale="log")
     ax1.legend()
-    for key in ("val_mAP50", "val_mAP"):
+    for key in ("val_mAP50", "val_mAP", "val_scan_mAP", "val_balanced_accuracy"):
         vals = [(e, float(r[key])) for e, r in zip(epochs, rows) if r.get(key) not in (None, "")]
         if vals:
             ax2.plot(*zip(*vals), marker="o", label=key)
