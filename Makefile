@@ -86,22 +86,26 @@ clean:
 	rm -rf $(SAMPLE) .pytest_cache
 
 # The archive model (issue 14): a box-free scan-level model trained from declarations alone,
-# on a stand-in archive: simulated single-energy 8-bit JPEG exports, 10 % of the declarations
-# of train and val flipped to another category, every box dropped. Resumes after a stop.
-# TODO(lead): swap the simulate + archive_noise steps for F1's stand-in archive generator.
+# through the path a scan centre takes with its own archive: a stand-in archive (simulated
+# single-energy 8-bit JPEG exports, ARCHIVE_WRONG of the declarations naming other goods,
+# no boxes) -> xray dataset import -> train -> export -> calibrate -> evaluate --swap.
+# Each step is skipped when its output is there; training resumes after a stop.
+ARCHIVE_SRC ?= data/archive-src
 ARCHIVE_DATA ?= data/archive
 ARCHIVE_RUN ?= runs/archive
 ARCHIVE_MODEL ?= models/archive
-ARCHIVE_NOISE ?= 0.1
+ARCHIVE_WRONG ?= 0.1
 ARCHIVE_DEVICE ?= auto
+ARCHIVE_WORKERS ?= 2
 .PHONY: archive-model
 archive-model: setup
-	test -f $(ARCHIVE_DATA)/label_noise.json || ( \
-		$(BIN)/xray simulate --out $(ARCHIVE_DATA) --count 3000 --seed 2030 --workers 2 --mismatch-rate 0 \
-			--profile export-8bit-jpeg --splits 0.75,0.1,0.15 && \
-		$(BIN)/python -m xray.simulate.archive_noise $(ARCHIVE_DATA) --fraction $(ARCHIVE_NOISE) --seed 0 \
-			--splits train,val --drop-boxes )
+	test -f $(ARCHIVE_SRC)/declarations.csv || $(BIN)/xray simulate --archive --out $(ARCHIVE_SRC) --count 3000 \
+		--seed 2030 --wrong-declarations $(ARCHIVE_WRONG) --workers $(ARCHIVE_WORKERS) --quiet
+	test -f $(ARCHIVE_DATA)/dataset.json || $(BIN)/xray dataset import archive --scans $(ARCHIVE_SRC)/scans \
+		--table $(ARCHIVE_SRC)/declarations.csv --out $(ARCHIVE_DATA) --splits 0.75 0.1 0.15 --seed 0 --quiet
 	$(BIN)/xray train --data $(ARCHIVE_DATA) --model models/archive_s.yaml --out $(ARCHIVE_RUN) --threads 2 \
-		--device $(ARCHIVE_DEVICE) $$(test -f $(ARCHIVE_RUN)/last.pt && echo --resume)
+		--workers $(ARCHIVE_WORKERS) --device $(ARCHIVE_DEVICE) $$(test -f $(ARCHIVE_RUN)/last.pt && echo --resume)
 	$(BIN)/xray export $(ARCHIVE_RUN)/best.pt --out $(ARCHIVE_MODEL) --data $(ARCHIVE_DATA) --split val --latency-runs 20
-	$(BIN)/xray calibrate --model $(ARCHIVE_MODEL) --data $(ARCHIVE_DATA) --split val --false-alarm 0.05
+	$(BIN)/xray calibrate --swap --model $(ARCHIVE_MODEL) --data $(ARCHIVE_DATA) --split val --false-alarm 0.05
+	$(BIN)/xray evaluate --swap --model $(ARCHIVE_MODEL) --data $(ARCHIVE_DATA) --split test \
+		--archive-truth $(ARCHIVE_SRC)/truth_loaded.csv --out $(ARCHIVE_RUN)/swap-test
