@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
@@ -31,8 +31,11 @@ log = logging.getLogger("xray.service")
 MAX_JSON_BODY_BYTES = 64 << 10  # a review is a few hundred bytes
 # Ids end up in file names, logs and SQL text columns (PostgreSQL refuses NUL).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Dates only as ISO 8601 (a date, or a date and time): a bare number is not read as a timestamp.
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+# Dates only as RFC 3339 / ISO 8601 (a date, or a date and time): a bare number is not read as a timestamp.
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
+                       r"([Zz]|[+-]\d{2}:\d{2})?)?$")
+# What the OpenAPI document says `since` is (the same two forms the parser takes).
+SINCE_SCHEMA = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
 
 
 def has_control(text: str) -> bool:
@@ -52,14 +55,24 @@ def parse_since(value: str | None) -> datetime | None:
     """
     if value is None:
         return None
-    if not _ISO_DATE.match(value):
+    m = _ISO_DATE.match(value)
+    if m is None:
         raise HTTPException(status_code=422, detail="'since' must be an ISO 8601 date or date-time, "
                                                     "e.g. 2026-01-31 or 2026-01-31T08:00:00Z")
+    year, month, day, hour, minute, second, fraction, zone = m.groups()
     try:
-        t = datetime.fromisoformat(value.replace(" ", "T"))
+        tz = UTC
+        if zone and zone not in "Zz":
+            sign = -1 if zone[0] == "-" else 1
+            hours, minutes = int(zone[1:3]), int(zone[4:6])
+            if hours > 23 or minutes > 59:
+                raise ValueError("zone offset out of range")
+            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+        return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                        min(int(second or 0), 59),  # a leap second (:60) counts as :59
+                        int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz)
     except ValueError:
-        raise HTTPException(status_code=422, detail="'since' is not a valid date") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+        raise HTTPException(status_code=422, detail="'since' is not a valid date or time") from None
 
 
 class _GuardedRequest(Request):

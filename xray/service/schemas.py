@@ -22,9 +22,16 @@ class Links(BaseModel):
 
 
 class ReviewIn(BaseModel):
-    """An officer's decision on an inspection: the labelled feedback for retraining."""
+    """An officer's decision on an inspection: the labelled feedback for retraining.
 
-    model_config = ConfigDict(extra="forbid")
+    `confirm` keeps the inspection's channel (a `channel` given with it must be that one);
+    `override` needs the `channel` decided on."""
+
+    # The override rule in the schema too, so that clients (and schemathesis) see what the server checks.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"decision": {"const": "confirm"}}},
+        {"properties": {"decision": {"const": "override"}, "channel": {"type": "string"}}, "required": ["channel"]},
+    ]})
 
     decision: Literal["confirm", "override"] = Field(description="confirm the channel, or override it")
     channel: Channel | None = Field(default=None, description="the channel decided on (required for override)")

@@ -30,9 +30,11 @@ UPLOAD_BODY = {
                 "high": {"type": "string", "format": "binary", "description": "high-energy image (instead of scan)"},
                 "low": {"type": "string", "format": "binary", "description": "low-energy image (with high)"},
                 "manifest": {"type": "string", "description": "manifest JSON, as a file or a text field"},
-                "scan_id": {"type": "string", "description": "scan id (default: the file name)"},
+                "scan_id": {"type": "string", "minLength": 1, "maxLength": 200,
+                            "description": "scan id (default: the file name); no control characters"},
             },
-            "required": ["manifest"],
+            # One scan file, or a high-energy file (and its low), and always the manifest.
+            "anyOf": [{"required": ["scan", "manifest"]}, {"required": ["high", "manifest"]}],
         }}},
     }
 }

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 from xray.errors import ScanReadError
 from xray.service.admission import check_disk_space
 from xray.service.dependencies import Client, GateDep, InspectorDep, MemoryDep, MetricsDep, SettingsDep, StoreDep
-from xray.service.guarded import GuardedRoute, parse_since
+from xray.service.guarded import SINCE_SCHEMA, GuardedRoute, parse_since
 from xray.service.overlays import overlay_cost, overlay_png
 from xray.service.schemas import ErrorBody, Inspection, InspectionPage, ReviewIn, inspection_of, summary_of
 from xray.service.store import INSPECTION_ID_RE, InspectionRow, Store
@@ -91,7 +91,7 @@ def list_inspections(
     channel: Annotated[Channel | None, Query(description="only this channel")] = None,
     since: Annotated[str | None, Query(description="only inspections created at or after (ISO 8601 date or "
                                                    "date-time, UTC unless a zone is given)",
-                                       pattern=r"^\d{4}-\d{2}-\d{2}([T ].*)?$")] = None,
+                                       json_schema_extra=SINCE_SCHEMA)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=INSPECTION_ID_RE.pattern, description="next_cursor of a page")] = None,
 ) -> InspectionPage:
