@@ -57,8 +57,12 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def _bombs() -> list[tuple[str, bytes]]:
     zeros = zlib.compress(b"\0" * (8001 * 8000), 9)
-    png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 8000, 8, 0, 0, 0, 0))
-           + _chunk(b"IDAT", zeros) + _chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 8000, 8, 0, 0, 0, 0))
+        + _chunk(b"IDAT", zeros)
+        + _chunk(b"IEND", b"")
+    )
     jpg = bytearray(cv2.imencode(".jpg", np.full((8, 8), 128, np.uint8))[1].tobytes())
     struct.pack_into(">HH", jpg, jpg.find(b"\xff\xc0") + 5, 8000, 8000)
     tif = io.BytesIO()
@@ -90,7 +94,12 @@ HOSTILE_MANIFESTS = [
     '{"container_id": "C", "lines": [{"hs_code": "８７０３"}]}',
     '{"container_id": "C\\u0000D", "lines": []}',
     '{"container_id": "\\ud800", "lines": []}',
-    "not json at all", "", "[]", "null", '{"container_id": 5}', "{" * 100_000,
+    "not json at all",
+    "",
+    "[]",
+    "null",
+    '{"container_id": 5}',
+    "{" * 100_000,
 ]
 
 
@@ -112,49 +121,101 @@ class Fuzzer:
 
     def request(self, i: int) -> dict[str, Any]:
         rng = random.Random(self.rng.random() + i)
-        kind = rng.choices(["valid", "mutated", "bomb", "manifest", "key", "review", "query", "path", "multipart"],
-                           weights=[8, 20, 4, 12, 8, 16, 12, 10, 10])[0]
+        kind = rng.choices(
+            ["valid", "mutated", "bomb", "manifest", "key", "review", "query", "path", "multipart"],
+            weights=[8, 20, 4, 12, 8, 16, 12, 10, 10],
+        )[0]
         key = {"X-API-Key": KEY}
         scan = rng.choice(self.scans)
         kw: dict[str, Any] = {"method": "POST", "url": "/v1/inspections", "headers": key}
         if kind == "valid":
             kw.update(files={"scan": ("s.png", scan)}, data={"manifest": json.dumps(MANIFEST)})
         elif kind == "mutated":
-            kw.update(files={"scan": (rng.choice(["s.png", "s.dcm", "s.tif", "s.jpg"]), _mutate(rng, scan))},
-                      data={"manifest": json.dumps(MANIFEST)})
+            kw.update(
+                files={"scan": (rng.choice(["s.png", "s.dcm", "s.tif", "s.jpg"]), _mutate(rng, scan))},
+                data={"manifest": json.dumps(MANIFEST)},
+            )
         elif kind == "bomb":
             name, data = rng.choice(self.bombs)
             kw.update(files={"scan": (name, data)}, data={"manifest": json.dumps(MANIFEST)})
         elif kind == "manifest":
-            kw.update(files={"scan": ("s.png", scan)},
-                      data={"manifest": rng.choice(HOSTILE_MANIFESTS), "scan_id": rng.choice(["a", "b\x00", "x" * 300])})
+            kw.update(
+                files={"scan": ("s.png", scan)},
+                data={"manifest": rng.choice(HOSTILE_MANIFESTS), "scan_id": rng.choice(["a", "b\x00", "x" * 300])},
+            )
         elif kind == "key":
-            kw.update(method="GET", url="/v1/inspections",
-                      headers={"X-API-Key": rng.choice(["", "xr_00000000_nope", "x" * 5000, KEY[:-1], "xr_" + "_" * 9])})
+            kw.update(
+                method="GET",
+                url="/v1/inspections",
+                headers={"X-API-Key": rng.choice(["", "xr_00000000_nope", "x" * 5000, KEY[:-1], "xr_" + "_" * 9])},
+            )
         elif kind == "review":
             target = rng.choice(self.ids) if self.ids else "01H00000000000000000000000"
-            body = rng.choice([b'{"decision": "confirm", "reviewer": "\\ud800"}', b"\xff\xfe\x80 text",
-                               b'{"decision": "override", "reviewer": "a"}', b"[" * 5000,
-                               b'{"decision": "confirm", "reviewer": "ana"}',
-                               json.dumps({"decision": "override", "channel": "red", "reviewer": "b",
-                                           "note": "x" * rng.choice([5, 3000])}).encode()])
+            body = rng.choice(
+                [
+                    b'{"decision": "confirm", "reviewer": "\\ud800"}',
+                    b"\xff\xfe\x80 text",
+                    b'{"decision": "override", "reviewer": "a"}',
+                    b"[" * 5000,
+                    b'{"decision": "confirm", "reviewer": "ana"}',
+                    json.dumps(
+                        {"decision": "override", "channel": "red", "reviewer": "b", "note": "x" * rng.choice([5, 3000])}
+                    ).encode(),
+                ]
+            )
             ctype = rng.choice(["application/json", "text/plain", "application/x-www-form-urlencoded"])
             kw.update(url=f"/v1/inspections/{target}/review", content=body, headers={**key, "Content-Type": ctype})
         elif kind == "query":
-            params = {rng.choice(["since", "limit", "cursor", "channel", "x"]):
-                      rng.choice(["1700000000", "2026-01-31", "2026-13-01", "-1", "501", "0", "red", "\x00", "9" * 400,
-                                  "2026-01-31T08:00:00+25:00", "01H00000000000000000000000"]) for _ in range(3)}
+            params = {
+                rng.choice(["since", "limit", "cursor", "channel", "x"]): rng.choice(
+                    [
+                        "1700000000",
+                        "2026-01-31",
+                        "2026-13-01",
+                        "-1",
+                        "501",
+                        "0",
+                        "red",
+                        "\x00",
+                        "9" * 400,
+                        "2026-01-31T08:00:00+25:00",
+                        "01H00000000000000000000000",
+                    ]
+                )
+                for _ in range(3)
+            }
             kw.update(method="GET", url="/v1/inspections", params=params)
         elif kind == "path":
-            target = rng.choice(self.ids) if self.ids and rng.random() < 0.5 else rng.choice(
-                ["..%2f..%2fetc%2fpasswd", "%00", "x" * 2000, "01H00000000000000000000000"])
-            kw.update(method=rng.choice(["GET", "DELETE", "PUT"]),
-                      url=rng.choice([f"/v1/inspections/{target}", f"/v1/inspections/{target}/overlay.png",
-                                      "/metrics", "/docs", "/openapi.json", "/readyz", "/nope", "/app.js"]))
+            target = (
+                rng.choice(self.ids)
+                if self.ids and rng.random() < 0.5
+                else rng.choice(["..%2f..%2fetc%2fpasswd", "%00", "x" * 2000, "01H00000000000000000000000"])
+            )
+            kw.update(
+                method=rng.choice(["GET", "DELETE", "PUT"]),
+                url=rng.choice(
+                    [
+                        f"/v1/inspections/{target}",
+                        f"/v1/inspections/{target}/overlay.png",
+                        "/metrics",
+                        "/docs",
+                        "/openapi.json",
+                        "/readyz",
+                        "/nope",
+                        "/app.js",
+                    ]
+                ),
+            )
         else:
-            kw.update(content=bytes(rng.randrange(256) for _ in range(rng.randint(0, 3000))),
-                      headers={**key, "Content-Type": rng.choice(["multipart/form-data; boundary=b",
-                                                                  "multipart/form-data", "application/json"])})
+            kw.update(
+                content=bytes(rng.randrange(256) for _ in range(rng.randint(0, 3000))),
+                headers={
+                    **key,
+                    "Content-Type": rng.choice(
+                        ["multipart/form-data; boundary=b", "multipart/form-data", "application/json"]
+                    ),
+                },
+            )
         t0 = time.monotonic()
         try:
             r = self.client().request(**kw)
@@ -173,8 +234,12 @@ def stalled_uploads(url: str, n: int) -> list[socket.socket]:
     socks = []
     for _ in range(n):
         s = socket.create_connection((host, int(port)), timeout=60)
-        s.sendall((f"POST /v1/inspections HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {KEY}\r\nContent-Length: 99999\r\n"
-                   "Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n").encode())
+        s.sendall(
+            (
+                f"POST /v1/inspections HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {KEY}\r\nContent-Length: 99999\r\n"
+                "Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+            ).encode()
+        )
         socks.append(s)
     return socks
 
@@ -199,9 +264,27 @@ def main(argv: list[str] | None = None) -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = Path(tempfile.mkdtemp(prefix="xray-fuzz-"))
-    server = subprocess.Popen([sys.executable, "-m", "xray.cli", "serve", "--model", str(model), "--data-dir",
-                               str(data), "--port", str(port), "--api-key", KEY, "--log-level", "error"],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xray.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            "--log-level",
+            "error",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -240,18 +323,27 @@ def main(argv: list[str] | None = None) -> int:
     hangs = by_outcome.get("hang", 0)
     ok = alive and server_5xx == 0 and dropped == 0 and hangs == 0 and rss < RSS_LIMIT
     slowest = max((r["s"] for r in results), default=0.0)
-    lines = [f"# Fuzzing the service — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
-             f"`python -m benchmarks.fuzz --requests {args.requests} --concurrency {args.concurrency} "
-             f"--seed {args.seed}` against `xray serve` with default limits and the model in `{model}`;",
-             f"8 stalled uploads held open throughout. Wall time {wall:.0f} s.", "",
-             "| target | measured | met |", "|---|---|---|",
-             f"| responses >= 500 | {server_5xx} (of which not 503/507: {errors}) | {server_5xx == 0} |",
-             f"| dropped connections | {dropped} | {dropped == 0} |",
-             f"| hangs > {HANG_S:.0f} s | {hangs} (slowest answer {slowest:.1f} s) | {hangs == 0} |",
-             f"| server peak RSS (VmHWM) | {rss / 2**20:.0f} MiB | {0 < rss < RSS_LIMIT} |",
-             f"| server alive at the end | {alive} | {alive} |",
-             f"| stalled uploads answered | {', '.join(sorted(set(stall_answers)))} | |", "",
-             "## Requests by status", "", "| outcome | requests |", "|---|---|"]
+    lines = [
+        f"# Fuzzing the service — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"`python -m benchmarks.fuzz --requests {args.requests} --concurrency {args.concurrency} "
+        f"--seed {args.seed}` against `xray serve` with default limits and the model in `{model}`;",
+        f"8 stalled uploads held open throughout. Wall time {wall:.0f} s.",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| responses >= 500 | {server_5xx} (of which not 503/507: {errors}) | {server_5xx == 0} |",
+        f"| dropped connections | {dropped} | {dropped == 0} |",
+        f"| hangs > {HANG_S:.0f} s | {hangs} (slowest answer {slowest:.1f} s) | {hangs == 0} |",
+        f"| server peak RSS (VmHWM) | {rss / 2**20:.0f} MiB | {0 < rss < RSS_LIMIT} |",
+        f"| server alive at the end | {alive} | {alive} |",
+        f"| stalled uploads answered | {', '.join(sorted(set(stall_answers)))} | |",
+        "",
+        "## Requests by status",
+        "",
+        "| outcome | requests |",
+        "|---|---|",
+    ]
     lines += [f"| {o} | {n} |" for o, n in sorted(by_outcome.items())]
     lines += ["", "## By kind of request", "", "| kind | outcomes |", "|---|---|"]
     lines += [f"| {k} | {', '.join(f'{o}: {n}' for o, n in sorted(c.items()))} |" for k, c in sorted(by_kind.items())]

@@ -33,8 +33,13 @@ def _seeds(tmp: Path) -> dict[str, bytes]:
     tifffile.imwrite(tif, (grey * 65535).astype(np.uint16), compression="zlib")
     dual = io.BytesIO()
     tifffile.imwrite(dual, (rng.random((2, 24, 40)) * 65535).astype(np.uint16))
-    scan = Scan(id="d", channels=rng.random((2, 24, 40)).astype(np.float32), kind=ScanKind.DUAL, bit_depth=16,
-                energies=("high", "low"))
+    scan = Scan(
+        id="d",
+        channels=rng.random((2, 24, 40)).astype(np.float32),
+        kind=ScanKind.DUAL,
+        bit_depth=16,
+        energies=("high", "low"),
+    )
     return {
         "scan.png": write_png16(tmp / "s.png", grey).read_bytes(),
         "scan8.png": cv2.imencode(".png", (grey * 255).astype(np.uint8))[1].tobytes(),
@@ -64,8 +69,17 @@ def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
         elif kind == "truncate":
             del data[pos:]
         elif kind == "int" and pos + 4 <= len(data):  # a size field set to something extreme
-            data[pos : pos + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff",
-                                                       b"\x00\x01\x00\x00", b"\x00\x00\x1f\x40"]))
+            data[pos : pos + 4] = draw(
+                st.sampled_from(
+                    [
+                        b"\xff\xff\xff\xff",
+                        b"\x00\x00\x00\x00",
+                        b"\x7f\xff\xff\xff",
+                        b"\x00\x01\x00\x00",
+                        b"\x00\x00\x1f\x40",
+                    ]
+                )
+            )
     return bytes(data)
 
 
@@ -100,9 +114,14 @@ _json = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
 )
-_line = st.fixed_dictionaries({"hs_code": st.text(max_size=12) | st.sampled_from(["8703", "０８７０３", "87 03"])},
-                              optional={"quantity": st.floats() | st.integers() | st.text(max_size=5),
-                                        "description": st.text(max_size=20), "unit": st.text(max_size=5)})
+_line = st.fixed_dictionaries(
+    {"hs_code": st.text(max_size=12) | st.sampled_from(["8703", "０８７０３", "87 03"])},
+    optional={
+        "quantity": st.floats() | st.integers() | st.text(max_size=5),
+        "description": st.text(max_size=20),
+        "unit": st.text(max_size=5),
+    },
+)
 _manifest = st.fixed_dictionaries({"container_id": st.text(max_size=70)}, optional={"lines": st.lists(_line)})
 
 

@@ -35,8 +35,15 @@ def running_intake(tmp_path, tiny_engine):
     watch.mkdir()
     store = Store(tmp_path / "data")
     metrics = Metrics()
-    intake = FolderIntake(watch, inspector=Inspector(tiny_engine), store=store, metrics=metrics, settle_s=0.0,
-                          pairing_timeout_s=0.5, poll_s=0.05)
+    intake = FolderIntake(
+        watch,
+        inspector=Inspector(tiny_engine),
+        store=store,
+        metrics=metrics,
+        settle_s=0.0,
+        pairing_timeout_s=0.5,
+        poll_s=0.05,
+    )
     intake.start()  # the real watcher thread, as the service runs it
     yield watch, store, metrics
     intake.stop()

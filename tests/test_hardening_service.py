@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import stat
-import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -38,13 +37,18 @@ def client(service):
 
 
 def parts(scan) -> dict:
-    return {"high": (scan.high.name, scan.high.read_bytes(), "image/png"),
-            "low": (scan.low.name, scan.low.read_bytes(), "image/png")}
+    return {
+        "high": (scan.high.name, scan.high.read_bytes(), "image/png"),
+        "low": (scan.low.name, scan.low.read_bytes(), "image/png"),
+    }
 
 
 def inspect(client: httpx.Client, scan, manifest: str | None = None, **extra: str) -> httpx.Response:
-    return client.post("/v1/inspections", files=parts(scan),
-                       data={"manifest": scan.manifest.read_text() if manifest is None else manifest, **extra})
+    return client.post(
+        "/v1/inspections",
+        files=parts(scan),
+        data={"manifest": scan.manifest.read_text() if manifest is None else manifest, **extra},
+    )
 
 
 def text_error(r: httpx.Response, status: int, *words: str) -> str:
@@ -131,8 +135,10 @@ def _stalled_upload(url: str, key: str) -> socket.socket:
     """A client that sends the headers and a first piece of a multipart body, then nothing."""
     host, port = url.removeprefix("http://").split(":")
     s = socket.create_connection((host, int(port)), timeout=10)
-    head = (f"POST /v1/inspections HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\nContent-Length: 100000\r\n"
-            "Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    head = (
+        f"POST /v1/inspections HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\nContent-Length: 100000\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    )
     s.sendall(head.encode() + b'--b\r\nContent-Disposition: form-data; name="manifest"\r\n\r\n{"contai')
     return s
 
@@ -156,8 +162,9 @@ def test_slow_uploads_get_408_and_block_no_one(tmp_path, tiny_engine, live_serve
 # -- 5. keys and data at rest -------------------------------------------------------------------
 
 
-def test_generated_key_goes_to_a_private_file_never_to_stdout_or_the_log(tmp_path, tiny_engine, live_server,
-                                                                          capfd, caplog) -> None:
+def test_generated_key_goes_to_a_private_file_never_to_stdout_or_the_log(
+    tmp_path, tiny_engine, live_server, capfd, caplog
+) -> None:
     app = create_app(Settings(data_dir=tmp_path / "d"), engine=tiny_engine)
     with live_server(app):
         key = app.state.new_api_key

@@ -30,8 +30,12 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def png_of_zeros(width: int, height: int) -> bytes:
     """A valid 8-bit grey PNG of zeros: deflate packs 8000 x 8000 of them in about 62 KB."""
     raw = zlib.compress(b"\0" * ((width + 1) * height), 9)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + _chunk(b"IDAT", raw) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + _chunk(b"IDAT", raw)
+        + _chunk(b"IEND", b"")
+    )
 
 
 def jpeg_claiming(width: int, height: int) -> bytes:
@@ -103,7 +107,8 @@ def test_deflated_dicom_is_refused_before_pydicom_inflates_it(tmp_path: Path, mo
 
 
 def test_encapsulated_dicom_claiming_more_than_it_holds_is_refused_before_pixel_array(
-        tmp_path: Path, no_decoder: None) -> None:
+    tmp_path: Path, no_decoder: None
+) -> None:
     ds = pydicom.dcmread(io.BytesIO(_dicos_bytes(tmp_path, 16)))
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     ds.Rows = ds.Columns = 8000

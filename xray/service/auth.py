@@ -100,8 +100,10 @@ def check_auth_setting(auth: bool, host: str) -> None:
         ConfigError: auth is off and `host` is not loopback.
     """
     if not auth and not is_loopback(host):
-        raise ConfigError(f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1), not {host!r}: "
-                          "anyone on the network could submit and review inspections")
+        raise ConfigError(
+            f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1), not {host!r}: "
+            "anyone on the network could submit and review inspections"
+        )
 
 
 @dataclass
@@ -150,8 +152,11 @@ async def require_client(request: Request) -> str:
     who = await run_in_threadpool(ring.identify, key) if key else None
     if who is None:
         reason = "missing" if not key else "not valid (unknown or revoked)"
-        raise HTTPException(status_code=401, detail=f"API key {reason}: send it in the {API_KEY_HEADER} header",
-                            headers={"WWW-Authenticate": API_KEY_HEADER})
+        raise HTTPException(
+            status_code=401,
+            detail=f"API key {reason}: send it in the {API_KEY_HEADER} header",
+            headers={"WWW-Authenticate": API_KEY_HEADER},
+        )
     return who
 
 

@@ -32,8 +32,10 @@ MAX_JSON_BODY_BYTES = 64 << 10  # a review is a few hundred bytes
 # Ids end up in file names, logs and SQL text columns (PostgreSQL refuses NUL).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Dates only as RFC 3339 / ISO 8601 (a date, or a date and time): a bare number is not read as a timestamp.
-_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
-                       r"([Zz]|[+-]\d{2}:\d{2})?)?$")
+_ISO_DATE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
+    r"([Zz]|[+-]\d{2}:\d{2})?)?$"
+)
 # What the OpenAPI document says `since` is (the same two forms the parser takes).
 SINCE_SCHEMA = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
 
@@ -57,8 +59,10 @@ def parse_since(value: str | None) -> datetime | None:
         return None
     m = _ISO_DATE.match(value)
     if m is None:
-        raise HTTPException(status_code=422, detail="'since' must be an ISO 8601 date or date-time, "
-                                                    "e.g. 2026-01-31 or 2026-01-31T08:00:00Z")
+        raise HTTPException(
+            status_code=422,
+            detail="'since' must be an ISO 8601 date or date-time, e.g. 2026-01-31 or 2026-01-31T08:00:00Z",
+        )
     year, month, day, hour, minute, second, fraction, zone = m.groups()
     try:
         tz = UTC
@@ -68,9 +72,16 @@ def parse_since(value: str | None) -> datetime | None:
             if hours > 23 or minutes > 59:
                 raise ValueError("zone offset out of range")
             tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-        return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
-                        min(int(second or 0), 59),  # a leap second (:60) counts as :59
-                        int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz)
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            min(int(second or 0), 59),  # a leap second (:60) counts as :59
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=tz,
+        )
     except ValueError:
         raise HTTPException(status_code=422, detail="'since' is not a valid date or time") from None
 
@@ -135,14 +146,17 @@ class CrashGuard:
             log.exception("error %s in %s %s", error_id, scope.get("method"), printable(scope.get("path", "")))
             if started:
                 raise  # half a response is out: closing the connection is all that is left
-            response = JSONResponse({"detail": f"internal error {error_id}; it is logged under this id"},
-                                    status_code=500)
+            response = JSONResponse(
+                {"detail": f"internal error {error_id}; it is logged under this id"}, status_code=500
+            )
             await response(scope, receive, send)
 
 
 # The console and the docs load only their own files; Swagger UI sets inline styles.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
