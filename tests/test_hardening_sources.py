@@ -48,19 +48,27 @@ def jpeg_claiming(width: int, height: int) -> bytes:
 
 
 @pytest.fixture
-def no_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any pixel decode fails the test: the refusal must come from the header."""
+def no_decoder(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every pixel decoder, replaced by one that notes the call and fails: the refusal must come from the header.
 
-    def refuse(*_args: object, **_kw: object) -> None:
-        raise AssertionError("a decoder was called on a decompression bomb")
+    (The failure says nothing of bombs, so a reader that wraps it in its own error does not pass for refusing.)"""
+    calls: list[str] = []
 
-    monkeypatch.setattr(cv2, "imdecode", refuse)
-    monkeypatch.setattr(cv2, "imdecodemulti", refuse)
-    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", refuse)
-    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(refuse))
+    def noting(name: str):
+        def refuse(*_args: object, **_kw: object) -> None:
+            calls.append(name)
+            raise RuntimeError(f"{name} called")
+
+        return refuse
+
+    monkeypatch.setattr(cv2, "imdecode", noting("cv2.imdecode"))
+    monkeypatch.setattr(cv2, "imdecodemulti", noting("cv2.imdecodemulti"))
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", noting("tifffile asarray"))
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(noting("pixel_array")))
+    return calls
 
 
-def test_png_of_8000_squared_zeros_is_refused_without_decoding(no_decoder: None) -> None:
+def test_png_of_8000_squared_zeros_is_refused_without_decoding(no_decoder: list[str]) -> None:
     data = png_of_zeros(8000, 8000)
     assert len(data) < 100_000  # tiny, far within the upload limit
     f = ScanFile(Path("zeros.png"), data)
@@ -68,21 +76,24 @@ def test_png_of_8000_squared_zeros_is_refused_without_decoding(no_decoder: None)
         decode_scan(f)
     with pytest.raises(ScanReadError, match="decompression bomb"):
         decode_cost(f)  # the service's budget check refuses it the same way
+    assert no_decoder == []
 
 
-def test_335_byte_jpeg_claiming_8000_squared_is_refused_without_decoding(no_decoder: None) -> None:
+def test_335_byte_jpeg_claiming_8000_squared_is_refused_without_decoding(no_decoder: list[str]) -> None:
     data = jpeg_claiming(8000, 8000)
     assert len(data) < 1000
     with pytest.raises(ScanReadError, match="decompression bomb"):
         decode_scan(ScanFile(Path("grey.jpg"), data))
+    assert no_decoder == []
 
 
-def test_compressed_tiff_of_zeros_is_refused_without_decoding(tmp_path: Path, no_decoder: None) -> None:
+def test_compressed_tiff_of_zeros_is_refused_without_decoding(tmp_path: Path, no_decoder: list[str]) -> None:
     path = tmp_path / "zeros.tif"
     tifffile.imwrite(path, np.zeros((4000, 4000), np.uint16), compression="zlib")
     assert path.stat().st_size < 200_000
     with pytest.raises(ScanReadError, match="decompression bomb"):
         decode_scan(ScanFile.load(path))
+    assert no_decoder == []
 
 
 def _dicos_bytes(tmp_path: Path, side: int) -> bytes:
@@ -107,7 +118,7 @@ def test_deflated_dicom_is_refused_before_pydicom_inflates_it(tmp_path: Path, mo
 
 
 def test_encapsulated_dicom_claiming_more_than_it_holds_is_refused_before_pixel_array(
-    tmp_path: Path, no_decoder: None
+    tmp_path: Path, no_decoder: list[str]
 ) -> None:
     ds = pydicom.dcmread(io.BytesIO(_dicos_bytes(tmp_path, 16)))
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
@@ -120,6 +131,7 @@ def test_encapsulated_dicom_claiming_more_than_it_holds_is_refused_before_pixel_
     ds.save_as(out, enforce_file_format=True)
     with pytest.raises(ScanReadError, match="decompression bomb"):
         decode_scan(ScanFile(Path("encapsulated.dcm"), out.getvalue()))
+    assert no_decoder == []
 
 
 def test_png_with_trailing_bytes_is_refused_not_stored(tmp_path: Path) -> None:
