@@ -82,7 +82,8 @@ def test_upload_review_and_filter_in_the_browser(console, simulated, page) -> No
     page.fill("#manifest-text", files["manifest"].read_text())  # pasted, not a file
     page.click("#inspect")
 
-    page.wait_for_function("document.querySelector('#overlay').naturalWidth > 0", timeout=20_000)
+    # A function, not an expression string: the console's CSP forbids eval, which a string predicate needs.
+    page.wait_for_function("() => document.querySelector('#overlay').naturalWidth > 0", timeout=20_000)
     overlay_width = page.evaluate("document.querySelector('#overlay').naturalWidth")
     assert overlay_width == cv2.imread(str(files["high"]), cv2.IMREAD_UNCHANGED).shape[1]
     assert page.locator("#overlay").is_visible()

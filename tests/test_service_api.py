@@ -67,8 +67,8 @@ def assert_error(r: httpx.Response, status: int, *words: str) -> None:
 
 
 def test_health_ready_metrics_docs_and_console(service) -> None:
-    url, _, _, _ = service
-    with httpx.Client(base_url=url) as c:  # none of these needs a key
+    url, key, _, _ = service
+    with httpx.Client(base_url=url) as c:  # none of these needs a key, but /metrics
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz")
         assert ready.status_code == 200
@@ -81,7 +81,8 @@ def test_health_ready_metrics_docs_and_console(service) -> None:
         page = c.get("/")
         assert page.status_code == 200 and "inspection console" in page.text
         assert c.get("/app.js").status_code == 200 and c.get("/style.css").status_code == 200
-        metrics = c.get("/metrics")
+        assert c.get("/metrics").status_code == 401  # verdict counts per channel are not public
+        metrics = c.get("/metrics", headers={"X-API-Key": key})
         assert metrics.status_code == 200
         assert 'xray_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics.text
         assert "xray_inspections_in_flight" in metrics.text
@@ -111,12 +112,15 @@ def test_api_needs_a_valid_key(service, method, path) -> None:
         assert_error(c.request(method, path, headers={"X-API-Key": "xr_wrong"}), 401, "not valid")
 
 
-def test_key_is_stored_hashed_only(service) -> None:
+def test_key_is_stored_as_a_salted_slow_hash_only(service) -> None:
     _, key, app, data = service
     assert key and key.startswith("xr_")
-    stored = app.state.store.key_hashes()
-    assert hashlib.sha256(key.encode()).hexdigest() in stored
-    assert key.encode() not in (data / "xray.sqlite").read_bytes()
+    rows = app.state.store.keys()
+    assert len(rows) == 1 and len(rows[0].salt) == 32
+    assert rows[0].scrypt == hashlib.scrypt(key.encode(), salt=bytes.fromhex(rows[0].salt), n=1 << 14, r=8, p=1,
+                                            maxmem=64 << 20, dklen=32).hex()
+    database = (data / "xray.sqlite").read_bytes()
+    assert key.encode() not in database and hashlib.sha256(key.encode()).hexdigest().encode() not in database
 
 
 def test_auth_off_on_loopback(tmp_path, tiny_engine, live_server, scan_files) -> None:

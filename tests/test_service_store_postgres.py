@@ -264,9 +264,9 @@ def test_concurrent_adds_are_all_stored_with_unique_ids(store: Store) -> None:
 def test_a_restarted_store_sees_the_history_and_the_api_keys(store: Store, store_url: str, tmp_path: Path) -> None:
     row = add_inspection(store, "scan-before-restart")
     store.review(row.id, decision="confirm", channel=Channel.GREEN, note="", reviewer="ana", client="key-1")
-    store.add_key_hash("a" * 64, label="lane 1")
-    store.add_key_hash("a" * 64, label="lane 1 again")  # adding a key twice keeps one
-    store.add_key_hash("b" * 64)
+    store.add_key("k1", salt="00" * 16, scrypt="a" * 64, label="lane 1")
+    store.add_key("k2", salt="11" * 16, scrypt="b" * 64)
+    assert store.revoke_key("k2") and not store.revoke_key("nope")
     store.close()
 
     again = Store(tmp_path / "data", store_url)
@@ -275,7 +275,8 @@ def test_a_restarted_store_sees_the_history_and_the_api_keys(store: Store, store
         assert again.count() == 1
         got = again.get(row.id)
         assert got is not None and got.scan_id == "scan-before-restart" and len(got.reviews) == 1
-        assert again.key_hashes() == {"a" * 64, "b" * 64}
+        assert [(k.key_id, k.scrypt, k.revoked_at is not None) for k in again.keys()] == [
+            ("k1", "a" * 64, False), ("k2", "b" * 64, True)]
         assert [r.id for r in again.page().rows] == [row.id]
     finally:
         again.close()

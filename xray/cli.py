@@ -1,6 +1,6 @@
 """The `xray` command: one command with modes, as `yolo train|val|predict|export`.
 
-    xray train | evaluate | calibrate | export | inspect | serve | simulate | dataset | reference
+    xray train | evaluate | calibrate | export | inspect | serve | keys | simulate | dataset | reference
 
 Every mode's parser is built here with argparse subparsers; each mode imports what it
 needs only when it runs (`xray inspect` and `xray --help` never load torch).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xray.errors import XrayError
 
-MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "simulate", "dataset", "reference")
+MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "keys", "simulate", "dataset", "reference")
 
 
 def _flags(values: dict[str, object]) -> list[str]:
@@ -317,6 +317,7 @@ def _serve(args: argparse.Namespace) -> int:
     from xray.service import Settings, create_app
 
     keys = tuple(args.api_key) + ((os.environ["XRAY_API_KEY"],) if os.environ.get("XRAY_API_KEY") else ())
+    os.umask(0o077)  # everything the service writes (database, images, overlays, key file) is this user's only
     settings = Settings(model_dir=model, data_dir=args.data_dir, db_url=args.db, host=args.host,
                         auth=not args.no_auth, api_keys=keys, watch_dir=args.watch, max_in_flight=args.max_in_flight,
                         workers=args.workers, threads=args.threads, tile=args.tile)
@@ -325,6 +326,52 @@ def _serve(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"xray console: http://{host}:{args.port}/   API docs: http://{host}:{args.port}/docs", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+    return 0
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+def _add_keys(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys", help="create, list or revoke the service's API keys (stored as salted hashes)",
+                       description="Manage the API keys of the service's audit database. A created key is shown "
+                                   "once, here; a revoked key stops working at once, also in a running service.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="{create,list,revoke}")
+    create = actions.add_parser("create", help="make a key and print it (only now: only its hash is stored)")
+    create.add_argument("--label", default="", help="what the key is for (e.g. the lane or the client)")
+    actions.add_parser("list", help="the keys' ids, labels, creation times and whether revoked (never the keys)")
+    revoke = actions.add_parser("revoke", help="revoke a key by its id (as `xray keys list` shows it)")
+    revoke.add_argument("key_id")
+    for a in actions.choices.values():
+        a.add_argument("--data-dir", type=Path, default=Path("data"), help="the service's data folder")
+        a.add_argument("--db", default=None, help="SQLAlchemy URL of the audit database (default: SQLite in "
+                                                  "--data-dir)")
+    p.set_defaults(func=_keys)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from xray.service.auth import create_key
+    from xray.service.store import Store
+
+    os.umask(0o077)
+    store = Store(args.data_dir, args.db)
+    try:
+        if args.action == "create":
+            if len(args.label) > 100:
+                raise _UsageError("--label is at most 100 characters")
+            key, key_id = create_key(store, label=args.label)
+            print(f"key id {key_id}; the key (shown only now, store it safely):", file=sys.stderr)
+            print(key)
+        elif args.action == "list":
+            for row in store.keys():
+                revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-"
+                print(f"{row.key_id}\tcreated {row.created.isoformat(timespec='seconds')}\trevoked {revoked}\t"
+                      f"{row.label}")
+        elif not store.revoke_key(args.key_id):
+            raise XrayError(f"no key with id {args.key_id!r} (see `xray keys list`)")
+        else:
+            print(f"revoked {args.key_id}")
+    finally:
+        store.close()
     return 0
 
 
@@ -447,8 +494,8 @@ class _UsageError(XrayError):
 
 
 _BUILDERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_train, _add_evaluate, _add_calibrate, _add_export, _add_inspect, _add_serve, _add_simulate, _add_dataset,
-    _add_reference,
+    _add_train, _add_evaluate, _add_calibrate, _add_export, _add_inspect, _add_serve, _add_keys, _add_simulate,
+    _add_dataset, _add_reference,
 )
 
 

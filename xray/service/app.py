@@ -15,13 +15,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from xray.engine import Engine
 from xray.errors import XrayError
-from xray.service.admission import AdmissionGate
+from xray.service.admission import AdmissionGate, MemoryBudget
 from xray.service.auth import bootstrap_keys, check_auth_setting
+from xray.service.guarded import CrashGuard, SecurityHeaders, printable, validation_error
 from xray.service.intake import FolderIntake
 from xray.service.metrics import Metrics, MetricsMiddleware
 from xray.service.routes import inspections, operations
@@ -32,6 +35,7 @@ from xray.verify import Inspector
 log = logging.getLogger("xray.service")
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
+DOCS_DIR = Path(__file__).resolve().parent / "docs"
 
 
 @asynccontextmanager
@@ -39,11 +43,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     state = app.state
     state.store = store = Store(settings.data_dir, settings.db_url)
+    # A generated key goes to <data dir>/api-key (0600), never to stdout or the log.
     state.keys, state.new_api_key = await run_in_threadpool(bootstrap_keys, store, auth=settings.auth,
                                                             api_keys=settings.api_keys)
-    if state.new_api_key:
-        # Printed once: only its hash is kept.
-        print(f"\n  New API key (shown only now; only its hash is stored):\n\n      {state.new_api_key}\n", flush=True)
     engine = state.injected_engine
     if engine is None:
         engine = await run_in_threadpool(Engine, settings.model_dir, threads=settings.threads, tile=settings.tile)
@@ -51,6 +53,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.engine = engine
     state.inspector = inspector = Inspector(engine)
     state.gate = AdmissionGate(settings.max_in_flight, settings.workers, state.metrics, settings.retry_after_s)
+    state.memory = MemoryBudget(settings.request_memory_bytes, settings.memory_limit_bytes, state.metrics,
+                                settings.retry_after_s)
     intake = None
     if settings.watch_dir is not None:
         intake = FolderIntake(settings.watch_dir, inspector=inspector, store=store, metrics=state.metrics,
@@ -80,20 +84,34 @@ def create_app(settings: Settings, *, engine: Any | None = None) -> FastAPI:
         ConfigError: auth switched off on an address that is not loopback.
     """
     check_auth_setting(settings.auth, settings.host)
-    app = FastAPI(title="xray inspection service", version="1", lifespan=lifespan,
+    app = FastAPI(title="xray inspection service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Cargo X-ray scans + manifests in, verdicts with evidence out; "
                               "every inspection and review recorded.")
     app.state.settings = settings
     app.state.injected_engine = engine
     app.state.metrics = Metrics()
+    # Outermost last: headers on every answer, metrics count the 500s CrashGuard makes.
+    app.add_middleware(CrashGuard)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(XrayError)
     async def _bad_input(_request: Request, exc: XrayError) -> JSONResponse:
         # Anything xray raises on bad input that a route did not map itself: still the client's fault.
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": printable(str(exc))}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+    @app.get("/docs", include_in_schema=False)
+    async def _docs() -> FileResponse:
+        return FileResponse(DOCS_DIR / "index.html", media_type="text/html")
+
+    @app.get("/docs/init.js", include_in_schema=False)
+    async def _docs_init() -> FileResponse:
+        return FileResponse(DOCS_DIR / "init.js", media_type="text/javascript")
 
     app.include_router(inspections.router)
     app.include_router(operations.router)
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
     app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     return app

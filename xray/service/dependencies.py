@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from xray.service.admission import AdmissionGate
+from xray.service.admission import AdmissionGate, MemoryBudget
 from xray.service.auth import require_client
 from xray.service.metrics import Metrics
 from xray.service.settings import Settings
@@ -30,6 +30,10 @@ def get_gate(request: Request) -> AdmissionGate:
     return request.app.state.gate
 
 
+def get_memory(request: Request) -> MemoryBudget:
+    return request.app.state.memory
+
+
 def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
@@ -41,6 +45,7 @@ def get_settings(request: Request) -> Settings:
 InspectorDep = Annotated[Inspector, Depends(get_inspector)]
 StoreDep = Annotated[Store, Depends(get_store)]
 GateDep = Annotated[AdmissionGate, Depends(get_gate)]
+MemoryDep = Annotated[MemoryBudget, Depends(get_memory)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Client = Annotated[str, Depends(require_client)]

@@ -11,14 +11,23 @@ For each scan: inspect, commit the record (client "folder"), write
 ``<id>.verdict.json`` beside the scan, and only then acknowledge it to the source.
 A crash in between makes the source deliver the scan again; the record is found
 by the source's ledger key and not made twice.
+
+A file that fails (a scan that cannot be decoded, a manifest that cannot be read) is moved
+to ``rejected/`` beside a ``<name>.reason.json`` note saying why, counted in
+``xray_intake_failures_total{reason}``, and the intake goes on with the next file. A scan
+whose handling keeps failing for another reason is retried, then rejected the same way
+after `MAX_ATTEMPTS` passes: one bad file never stops the intake.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from xray.atomic import write_atomic
@@ -38,6 +47,10 @@ log = logging.getLogger("xray.service.intake")
 
 FOLDER_CLIENT = "folder"
 VERDICT_SUFFIX = ".verdict.json"
+REJECTED_DIR = "rejected"
+REASON_SUFFIX = ".reason.json"
+# Passes a scan may fail in (a database hiccup clears up) before it is rejected.
+MAX_ATTEMPTS = 3
 
 
 @dataclass
@@ -68,8 +81,11 @@ class FolderIntake:
         self.manifest_timeout_s = pairing_timeout_s
         self.poll_s = poll_s
         self.source = FolderSource(self.directory, state_dir=state_dir, settle_s=settle_s,
-                                   pairing_timeout_s=pairing_timeout_s, poll_interval_s=poll_s, auto_ack=False)
+                                   pairing_timeout_s=pairing_timeout_s, poll_interval_s=poll_s, auto_ack=False,
+                                   on_error=self._scan_failed)
+        self.settle_s = settle_s
         self._waiting: dict[str, _Waiting] = {}
+        self._attempts: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -102,10 +118,50 @@ class FolderIntake:
         for key, waiting in list(self._waiting.items()):
             if self._stop.is_set():
                 break
-            if self._handle(waiting):
+            try:
+                handled = self._handle(waiting)
+            except Exception as e:  # this scan only: the others in the pass go on
+                handled = self._failed_attempt(key, waiting.scan, e)
+            if handled:
                 del self._waiting[key]
+                self._attempts.pop(key, None)
                 done += 1
         return done
+
+    def _failed_attempt(self, key: str, scan: Scan, error: Exception) -> bool:
+        """Count a failed attempt at a scan; after `MAX_ATTEMPTS`, reject it (True: it is dealt with)."""
+        self._attempts[key] = attempts = self._attempts.get(key, 0) + 1
+        log.exception("folder scan %s failed (attempt %d of %d)", scan.id, attempts, MAX_ATTEMPTS)
+        if attempts < MAX_ATTEMPTS:
+            return False
+        reason = f"failed {attempts} times: {type(error).__name__}: {error}"
+        for path in scan.meta.get("paths", []):
+            self.reject(Path(path), reason, "inspection_error")
+        try:
+            self.source.ack(scan)
+        except Exception:  # the files are gone from the folder: the scan cannot come back anyway
+            log.exception("cannot acknowledge rejected scan %s", scan.id)
+        return True
+
+    def _scan_failed(self, error: ScanReadError) -> None:
+        """The source could not decode a scan file: move it aside with the reason."""
+        self.reject(Path(error.path), error.reason, "scan_unreadable")
+
+    def reject(self, path: Path, reason: str, kind: str) -> None:
+        """Move a failed file to ``rejected/`` with a note saying why, and count it."""
+        self.metrics.intake_failures.labels(reason=kind).inc()
+        folder = self.directory / REJECTED_DIR
+        try:
+            folder.mkdir(exist_ok=True)
+            target = folder / path.name
+            if path.exists():
+                os.replace(path, target)
+            note = {"file": path.name, "reason": reason, "kind": kind,
+                    "rejected_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            write_atomic(folder / f"{path.name}{REASON_SUFFIX}", json.dumps(note, indent=2, ensure_ascii=True))
+        except OSError as e:  # a read-only share: the failure is still logged and counted
+            log.error("cannot move %s to %s: %s", path, folder, e)
+        log.warning("rejected %s: %s", path.name, reason)
 
     def _handle(self, waiting: _Waiting) -> bool:
         """Inspect and record a scan if its manifest is ready or overdue; False to wait longer."""
@@ -114,11 +170,15 @@ class FolderIntake:
         manifest, note = None, ""
         try:
             manifest = Manifest.load(path)
-        except ManifestError as e:
+        except Exception as e:  # ManifestError, or anything a hostile file makes escape: never the whole intake
             if time.monotonic() - waiting.since < self.manifest_timeout_s:
                 return False  # not there yet, or still being written
-            note = (f"no manifest {path.name} arrived within {self.manifest_timeout_s:g} s; detections only"
-                    if not path.exists() else f"manifest {path.name} unreadable ({e}); detections only")
+            if not path.exists():
+                note = f"no manifest {path.name} arrived within {self.manifest_timeout_s:g} s; detections only"
+            else:
+                reason = str(e) if isinstance(e, ManifestError) else f"{type(e).__name__}: {e}"
+                note = f"manifest {path.name} unreadable ({reason}); detections only"
+                self.reject(path, reason, "manifest_unreadable")
         key = scan.meta.get("ledger_key")
         row = self.store.by_source_key(key) if key else None
         if row is None:  # not recorded by an earlier run that crashed before acknowledging

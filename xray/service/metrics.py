@@ -5,7 +5,7 @@
 * ``xray_stage_seconds{stage}``: preprocess, model, postprocess, verify, total (the
   engine's timings) and end_to_end (request received to verdict recorded).
 * ``xray_inspections_in_flight``, ``xray_inspections_rejected_total{reason}``,
-  ``xray_verdicts_total{channel,source}``.
+  ``xray_verdicts_total{channel,source}``, ``xray_intake_failures_total{reason}``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class Metrics:
         self.in_flight = Gauge("xray_inspections_in_flight", "Inspections being processed", registry=r)
         self.rejected = Counter("xray_inspections_rejected", "Inspections refused", ["reason"], registry=r)
         self.verdicts = Counter("xray_verdicts", "Verdicts by channel", ["channel", "source"], registry=r)
+        self.intake_failures = Counter("xray_intake_failures", "Folder-intake files rejected", ["reason"],
+                                       registry=r)
 
     def observe_verdict(self, channel: str, timings_ms: dict[str, float], source: str,
                         end_to_end_s: float | None = None) -> None:

@@ -12,10 +12,18 @@ from xray.atomic import write_atomic
 from xray.errors import ScanReadError
 from xray.overlay import draw_overlay
 from xray.service.store import InspectionRow, Store
-from xray.sources.files import ScanFile, decode_scan
+from xray.sources.files import ScanFile, decode_cost, decode_scan
 from xray.verdict import Verdict
 
 log = logging.getLogger("xray.service")
+
+
+def overlay_cost(store: Store, row: InspectionRow) -> int:
+    """Memory drawing the overlay of `row` takes (its stored scan's decode cost; 0 when not stored)."""
+    try:
+        return sum(decode_cost(ScanFile.load(store.image_path(p))) for p in row.image_paths)
+    except ScanReadError:
+        return 0  # overlay_png answers 404 for it
 
 
 def overlay_png(store: Store, row: InspectionRow) -> Path:
@@ -34,4 +42,4 @@ def overlay_png(store: Store, row: InspectionRow) -> Path:
     ok, png = cv2.imencode(".png", draw_overlay(scan, Verdict.model_validate(row.verdict)))
     if not ok:
         raise RuntimeError("PNG encoder failed")
-    return write_atomic(path, png.tobytes())
+    return write_atomic(path, png.tobytes(), mode=0o600)

@@ -22,14 +22,23 @@ class Links(BaseModel):
 
 
 class ReviewIn(BaseModel):
-    """An officer's decision on an inspection: the labelled feedback for retraining."""
+    """An officer's decision on an inspection: the labelled feedback for retraining.
 
-    model_config = ConfigDict(extra="forbid")
+    `confirm` keeps the inspection's channel (a `channel` given with it must be that one);
+    `override` needs the `channel` decided on."""
+
+    # The override rule in the schema too, so that clients (and schemathesis) see what the server checks.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"decision": {"const": "confirm"}}},
+        {"properties": {"decision": {"const": "override"}, "channel": {"type": "string"}}, "required": ["channel"]},
+    ]})
 
     decision: Literal["confirm", "override"] = Field(description="confirm the channel, or override it")
     channel: Channel | None = Field(default=None, description="the channel decided on (required for override)")
-    note: str = Field(default="", max_length=2000)
-    reviewer: str = Field(min_length=1, max_length=100, description="who decided (officer id or name)")
+    # Line breaks and tabs are fine in a note; other control characters (NUL) are not text.
+    note: str = Field(default="", max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+    reviewer: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$",
+                          description="who decided (officer id or name)")
 
     @model_validator(mode="after")
     def _channel_fits_decision(self) -> ReviewIn:

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_UPLOAD_BYTES = 256 << 20
+GIB = 1 << 30
 
 
 class Settings(BaseSettings):
@@ -29,6 +30,12 @@ class Settings(BaseSettings):
         tile: Let the engine tile scans much larger than the model input.
         max_upload_bytes: Largest request body of an upload.
         retry_after_s: Retry-After of a 503.
+        body_timeout_s: Longest wait for the next chunk of a request body; a stalled upload gets 408.
+        body_deadline_s: Longest time to receive a whole upload (a trickle of bytes also ends in 408).
+        request_memory_bytes: Most memory one scan may take to decode (from its header, before decoding).
+        memory_limit_bytes: Memory all admitted decodes together may take; beyond it a request gets 503.
+        min_free_bytes: Free disk space the data folder keeps; below it new inspections get 507.
+        metrics_auth: `/metrics` needs an API key like the API (it counts verdicts per channel).
     """
 
     model_config = SettingsConfigDict(env_prefix="XRAY_", extra="forbid", frozen=True)
@@ -49,3 +56,9 @@ class Settings(BaseSettings):
     tile: bool = False
     max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, ge=1)
     retry_after_s: int = Field(default=1, ge=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    body_deadline_s: float = Field(default=120.0, gt=0)
+    request_memory_bytes: int = Field(default=GIB, ge=1)
+    memory_limit_bytes: int = Field(default=3 * GIB // 2, ge=1)
+    min_free_bytes: int = Field(default=GIB // 2, ge=0)
+    metrics_auth: bool = True

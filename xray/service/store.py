@@ -13,6 +13,7 @@ by creation time, which is what pagination relies on.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import threading
@@ -143,11 +144,16 @@ class ReviewRow(Base):
 
 
 class ApiKeyRow(Base):
-    __tablename__ = "api_keys"
+    """An API key as stored: its public id and a salted scrypt hash of the whole key, never the key."""
 
-    key_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    __tablename__ = "service_keys"  # not "api_keys": that table held unsalted sha256 hashes
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(32))
+    scrypt: Mapped[str] = mapped_column(String(128))
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     label: Mapped[str] = mapped_column(String(100), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -173,12 +179,19 @@ class Store:
 
     def __init__(self, data_dir: str | Path, url: str | None = None):
         self.data_dir = Path(data_dir)
+        db_file = self.data_dir / "xray.sqlite"
         try:
-            (self.data_dir / "images").mkdir(parents=True, exist_ok=True)
-            (self.data_dir / "overlays").mkdir(parents=True, exist_ok=True)
+            # Inspections, images and key hashes are for the service's user only: folders 0700, files 0600.
+            for d in (self.data_dir, self.data_dir / "images", self.data_dir / "overlays"):
+                d.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.chmod(d, 0o700)
+            if url is None:
+                # SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
+                os.close(os.open(db_file, os.O_CREAT | os.O_RDWR, 0o600))
+                os.chmod(db_file, 0o600)
         except OSError as e:
             raise ConfigError(f"cannot create data directory {self.data_dir}: {e}") from e
-        self.url = url or f"sqlite:///{(self.data_dir / 'xray.sqlite').resolve()}"
+        self.url = url or f"sqlite:///{db_file.resolve()}"
         self.db = self._connect(self.url)
         Base.metadata.create_all(self.db)
         self.session = sessionmaker(self.db, expire_on_commit=False)
@@ -221,8 +234,8 @@ class Store:
         rel = Path("images") / digest[:2] / f"{digest}{IMAGE_SUFFIX.get(fmt, '.bin')}"
         path = self.data_dir / rel
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, data, fsync=True)  # a reader never sees half an image
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomic(path, data, fsync=True, mode=0o600)  # a reader never sees half an image
         return StoredImage(digest, rel.as_posix())
 
     def image_path(self, rel: str) -> Path:
@@ -301,11 +314,25 @@ class Store:
 
     # -- API keys --------------------------------------------------------------------
 
-    def key_hashes(self) -> set[str]:
+    def keys(self) -> list[ApiKeyRow]:
+        """Every key ever added (revoked ones too), oldest first."""
         with self.session() as s:
-            return set(s.scalars(select(ApiKeyRow.key_sha256)))
+            return list(s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created, ApiKeyRow.key_id)))
 
-    def add_key_hash(self, key_sha256: str, label: str = "") -> None:
+    def key(self, key_id: str) -> ApiKeyRow | None:
+        with self.session() as s:
+            return s.get(ApiKeyRow, key_id)
+
+    def add_key(self, key_id: str, *, salt: str, scrypt: str, label: str = "") -> None:
         with self.session() as s, s.begin():
-            if s.get(ApiKeyRow, key_sha256) is None:
-                s.add(ApiKeyRow(key_sha256=key_sha256, created=utcnow(), label=label))
+            s.add(ApiKeyRow(key_id=key_id, salt=salt, scrypt=scrypt, created=utcnow(), label=label))
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Mark a key revoked (kept, for the audit trail); False when there is no such key."""
+        with self.session() as s, s.begin():
+            row = s.get(ApiKeyRow, key_id, with_for_update=True)
+            if row is None:
+                return False
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return True

@@ -19,6 +19,12 @@ from xray.scan import DEFAULT_PIXEL_MM, MAX_PIXELS, MAX_SIDE, Scan, ScanKind
 # A 64-Mpixel dual-energy 16-bit image is 256 MiB raw; a larger file is not a scan.
 MAX_FILE_BYTES = 1 << 30
 
+# Decoded bytes per stored byte: real scans are noisy and compress a few times at most;
+# a tiny file that claims far more (a 62 KB PNG of 8000 x 8000 zeros) is a decompression bomb.
+MAX_COMPRESSION_RATIO = 200
+# float32 channels plus the decoder's own buffer and one working copy, per decoded sample.
+_BYTES_PER_DECODED_SAMPLE = 12
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -139,6 +145,25 @@ def check_image_size(path: str | Path, width: int, height: int) -> None:
             f"image header claims {width}x{height} pixels, beyond the {MAX_SIDE}-pixel side / "
             f"{MAX_PIXELS}-pixel limit (corrupt header or decompression bomb)",
         )
+
+
+def check_compression(path: str | Path, decoded_bytes: int, stored_bytes: int, what: str = "image data") -> None:
+    """Refuse a file whose header claims far more pixels than its bytes can plausibly hold, before decoding.
+
+    Raises:
+        ScanReadError: naming the file and both sizes.
+    """
+    if decoded_bytes > MAX_COMPRESSION_RATIO * max(stored_bytes, 1):
+        raise ScanReadError(
+            path,
+            f"{what} of {stored_bytes} bytes claims {decoded_bytes} bytes decoded, more than "
+            f"{MAX_COMPRESSION_RATIO} times as much (decompression bomb)",
+        )
+
+
+def decoded_cost(samples: int) -> int:
+    """Peak memory, in bytes, of decoding `samples` pixel samples (the budget a decode reserves)."""
+    return samples * _BYTES_PER_DECODED_SAMPLE
 
 
 class ImageSource(ABC):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import re
+import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,14 @@ from pydicom.valuerep import DT, format_number_as_ds
 
 from xray.errors import ScanError, ScanReadError
 from xray.scan import Scan, ScanKind
-from xray.sources.base import DecodedImage, ScanFile, check_image_size
+from xray.sources.base import (
+    MAX_COMPRESSION_RATIO,
+    MAX_FILE_BYTES,
+    DecodedImage,
+    ScanFile,
+    check_compression,
+    check_image_size,
+)
 
 # Transfer syntaxes whose pixel data is stored raw, so its length can be checked.
 _UNCOMPRESSED = {
@@ -46,6 +54,8 @@ _UNCOMPRESSED = {
     "1.2.840.10008.1.2.1",  # explicit VR little endian
     "1.2.840.10008.1.2.2",  # explicit VR big endian (retired)
 }
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # deflated explicit VR little endian: the whole dataset is zlib'd
+_INFLATE_CHUNK = 1 << 20
 _FRAME_LABEL_VECTOR = 0x00182002
 _ENERGY_LABEL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MV|MeV|kVp|kV|keV)\s*$", re.IGNORECASE)
 
@@ -74,14 +84,7 @@ def decode_dicos(data: bytes, *, path: str | Path) -> DecodedImage:
     `path` names the file in errors. `xray.sources.files` makes the `Scan` of it.
     """
     p = Path(path)
-    if not data:
-        raise ScanReadError(p, "empty file (0 bytes)")
-    try:
-        # force=True also accepts files without the 128-byte preamble (older writers);
-        # what is not DICOM at all then fails the checks below.
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    except Exception as e:
-        raise ScanReadError(p, f"not a readable DICOS/DICOM file: {e}") from e
+    ds = _read_dataset(data, p)
     try:
         return _image_of_dataset(ds, p)
     except ScanReadError:
@@ -90,6 +93,64 @@ def decode_dicos(data: bytes, *, path: str | Path) -> DecodedImage:
         raise ScanReadError(p, str(e)) from e
     except Exception as e:  # pydicom raises many types on malformed elements
         raise ScanReadError(p, f"corrupt DICOS/DICOM file: {e}") from e
+
+
+def _check_inflated_size(data: bytes, path: Path) -> None:
+    """For a deflated dataset, count its inflated size in constant memory before pydicom inflates it
+    whole (a 1.1 MB deflated file can inflate to gigabytes).
+
+    Raises:
+        ScanReadError: the inflated dataset would exceed the file-size limit or the compression ratio.
+    """
+    fp = io.BytesIO(data)
+    try:
+        pydicom.filereader.read_preamble(fp, force=True)
+        meta = pydicom.filereader._read_file_meta_info(fp)
+    except Exception:
+        return  # no readable file meta: pydicom's own read reports what is wrong
+    if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
+        return
+    start = fp.tell()
+    limit = min(MAX_FILE_BYTES, MAX_COMPRESSION_RATIO * max(len(data) - start, 1))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending, total = data[start:], 0
+    try:
+        while pending and total <= limit:
+            total += len(inflater.decompress(pending, _INFLATE_CHUNK))
+            pending = inflater.unconsumed_tail
+    except zlib.error as e:
+        raise ScanReadError(path, f"corrupt deflated DICOM data: {e}") from None
+    check_compression(path, total, len(data) - start, "deflated DICOM dataset")
+
+
+def _read_dataset(data: bytes, path: Path, *, stop_before_pixels: bool = False) -> Dataset:
+    if not data:
+        raise ScanReadError(path, "empty file (0 bytes)")
+    _check_inflated_size(data, path)
+    try:
+        # force=True also accepts files without the 128-byte preamble (older writers);
+        # what is not DICOM at all then fails the checks below.
+        return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=stop_before_pixels)
+    except Exception as e:
+        raise ScanReadError(path, f"not a readable DICOS/DICOM file: {e}") from e
+
+
+def dicos_samples(data: bytes, *, path: str | Path) -> int:
+    """Pixel samples a DICOS/DICOM file declares (rows x columns x frames x samples per pixel), read
+    from its header with the same size checks as decoding, and no pixel data touched.
+
+    Raises:
+        ScanReadError: unreadable header, or an absurd or implausible size.
+    """
+    p = Path(path)
+    ds = _read_dataset(data, p, stop_before_pixels=True)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    check_image_size(p, cols, rows)
+    if not (1 <= frames <= 2 and samples in (1, 3)):
+        raise ScanReadError(p, f"{frames} frames of {samples} samples per pixel; expected 1-2 frames of 1 or 3")
+    return rows * cols * frames * samples
 
 
 def _image_of_dataset(ds: Dataset, path: Path) -> DecodedImage:
@@ -117,10 +178,12 @@ def _image_of_dataset(ds: Dataset, path: Path) -> DecodedImage:
     if samples == 1 and photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ScanReadError(path, f"photometric interpretation {photometric} with one sample per pixel")
     syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
-    if syntax in _UNCOMPRESSED or not syntax:
-        expected = rows * cols * frames * samples * bits_allocated // 8
+    expected = rows * cols * frames * samples * bits_allocated // 8
+    if syntax in _UNCOMPRESSED or syntax == _DEFLATED or not syntax:
         if len(ds.PixelData) < expected:
             raise ScanReadError(path, f"truncated: pixel data holds {len(ds.PixelData)} of {expected} bytes")
+    else:  # encapsulated (JPEG, RLE, ...): the compressed frames must plausibly hold what the header claims
+        check_compression(path, expected, len(ds.PixelData), "DICOM pixel data")
     try:
         pixels = ds.pixel_array
     except Exception as e:

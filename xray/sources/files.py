@@ -27,10 +27,18 @@ import tifffile
 
 from xray.errors import ScanError, ScanReadError
 from xray.scan import Scan, ScanKind
-from xray.sources.base import MAX_FILE_BYTES, PNG_MAGIC, DecodedImage, ScanFile, check_image_size
-from xray.sources.dicos import decode_dicos
+from xray.sources.base import (
+    MAX_FILE_BYTES,
+    PNG_MAGIC,
+    DecodedImage,
+    ScanFile,
+    check_compression,
+    check_image_size,
+    decoded_cost,
+)
+from xray.sources.dicos import decode_dicos, dicos_samples
 
-__all__ = ["MAX_FILE_BYTES", "SCAN_SUFFIXES", "ScanFile", "decode_scan", "read_scan", "write_png16",
+__all__ = ["MAX_FILE_BYTES", "SCAN_SUFFIXES", "ScanFile", "decode_cost", "decode_scan", "read_scan", "write_png16",
            "write_tiff"]
 
 _decoder: ThreadPoolExecutor | None = None
@@ -194,48 +202,83 @@ def _from_cv2(f: ScanFile, pixels: np.ndarray | None) -> DecodedImage:
     raise ScanReadError(f.path, f"unsupported image layout {pixels.shape}")
 
 
-def _decode_png(f: ScanFile) -> DecodedImage:
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # by colour type; a palette decodes to RGB
+
+
+def _png_header(f: ScanFile) -> tuple[int, int, int, int]:
+    """(width, height, decoded samples, bytes per stored sample), the size checked and the chunk
+    chain walked to IEND, with nothing decoded.
+
+    Raises:
+        ScanReadError: no IHDR, an absurd size, a truncated chain, bytes after IEND, or a claimed
+            size the compressed data cannot plausibly hold.
+    """
     data = f.data
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise ScanReadError(f.path, "truncated or corrupt PNG: no IHDR header")
     width, height = struct.unpack(">II", data[16:24])
     check_image_size(f.path, width, height)
-    if not _png_complete(data):
-        raise ScanReadError(f.path, "truncated PNG: the file ends before its IEND chunk")
-    # IMREAD_UNCHANGED keeps 16-bit samples; any other flag would cut them to 8 bits.
-    return _from_cv2(f, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
-
-
-def _png_complete(data: bytes) -> bool:
-    """True when the chunk chain reaches IEND inside the data (a half-written PNG does not)."""
-    pos = len(PNG_MAGIC)
+    depth, colour = data[24], data[25]
+    channels = _PNG_CHANNELS.get(colour, 4)
+    pos, idat, end = len(PNG_MAGIC), 0, None
     while pos + 12 <= len(data):
         length = int.from_bytes(data[pos : pos + 4], "big")
         kind = data[pos + 4 : pos + 8]
         pos += 12 + length  # length, type, data, CRC
+        if kind == b"IDAT":
+            idat += length
         if kind == b"IEND":
-            return pos <= len(data)
-    return False
+            end = pos
+            break
+    if end is None or end > len(data):
+        raise ScanReadError(f.path, "truncated PNG: the file ends before its IEND chunk")
+    if end < len(data):
+        # Refused, not trimmed: what is stored is exactly what was sent, and 120 MB of padding is not a scan.
+        raise ScanReadError(f.path, f"{len(data) - end} bytes after the PNG's IEND chunk (not part of the image)")
+    sample_bytes = 2 if depth == 16 else 1
+    check_compression(f.path, width * height * channels * sample_bytes, idat, "PNG image data")
+    return width, height, channels, sample_bytes
+
+
+def _decode_png(f: ScanFile) -> DecodedImage:
+    _png_header(f)
+    # IMREAD_UNCHANGED keeps 16-bit samples; any other flag would cut them to 8 bits.
+    return _from_cv2(f, cv2.imdecode(np.frombuffer(f.data, np.uint8), cv2.IMREAD_UNCHANGED))
 
 
 # Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _decode_jpeg(f: ScanFile) -> DecodedImage:
+# Bytes a JPEG may carry after its last end-of-image marker (some writers pad); more is not a scan.
+_JPEG_MAX_TRAILING = 4096
+
+
+def _jpeg_checked(f: ScanFile) -> tuple[int, int, int]:
+    """(width, height, components), checked against the bytes present, with nothing decoded."""
     data = f.data
-    size, scan_start = _jpeg_header(f)
-    check_image_size(f.path, *size)
+    (width, height), components, scan_start = _jpeg_header(f)
+    check_image_size(f.path, width, height)
     # Entropy-coded data never holds FF D9, so an end-of-image marker after the scan
     # start proves the file is complete (libjpeg would silently grey-fill a truncated one).
-    if data.rfind(b"\xff\xd9") < scan_start:
+    eoi = data.rfind(b"\xff\xd9")
+    if eoi < scan_start:
         raise ScanReadError(f.path, "truncated JPEG: no end-of-image marker")
-    return _from_cv2(f, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
+    if len(data) - (eoi + 2) > _JPEG_MAX_TRAILING:
+        raise ScanReadError(f.path, f"{len(data) - eoi - 2} bytes after the JPEG's end-of-image marker")
+    # A 335-byte file claiming 8000 x 8000 pixels would decode to a grey field of 64 Mpixels.
+    check_compression(f.path, width * height * components, eoi + 2 - scan_start, "JPEG image data")
+    return width, height, components
 
 
-def _jpeg_header(f: ScanFile) -> tuple[tuple[int, int], int]:
-    """((width, height), offset of the start-of-scan marker), walking the marker segments."""
-    data, pos, size = f.data, 2, None
+def _decode_jpeg(f: ScanFile) -> DecodedImage:
+    _jpeg_checked(f)
+    return _from_cv2(f, cv2.imdecode(np.frombuffer(f.data, np.uint8), cv2.IMREAD_UNCHANGED))
+
+
+def _jpeg_header(f: ScanFile) -> tuple[tuple[int, int], int, int]:
+    """((width, height), components, offset of the start-of-scan marker), walking the marker segments."""
+    data, pos, size, components = f.data, 2, None, 1
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             raise ScanReadError(f.path, f"corrupt JPEG: no marker at byte {pos}")
@@ -249,11 +292,11 @@ def _jpeg_header(f: ScanFile) -> tuple[tuple[int, int], int]:
         if marker == 0xDA:
             if size is None:
                 raise ScanReadError(f.path, "corrupt JPEG: image data before any frame header")
-            return size, pos
+            return size, components, pos
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if marker in _JPEG_SOF and pos + 9 <= len(data):
+        if marker in _JPEG_SOF and pos + 10 <= len(data):
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            size = (width, height)
+            size, components = (width, height), max(int(data[pos + 9]), 1)
         pos += 2 + length
     raise ScanReadError(f.path, "truncated JPEG: the file ends inside its header")
 
@@ -285,12 +328,18 @@ def _decode_tiff(f: ScanFile) -> DecodedImage:
                 "two (high, low energy) or one RGB image",
             )
         check_image_size(f.path, width, height)
+        stored = 0
         for p in series.pages:
             if p is None:
                 continue
             for offset, count in zip(p.dataoffsets, p.databytecounts, strict=True):
                 if offset + count > len(f.data):
                     raise ScanReadError(f.path, "truncated TIFF: image data runs past the end of the file")
+                stored += count
+        samples = 1
+        for n in shape:
+            samples *= n
+        check_compression(f.path, samples * series.dtype.itemsize, stored, "TIFF image data")
         pixels: np.ndarray | None
         try:
             pixels = series.asarray()
@@ -340,6 +389,43 @@ def _tiff_description(
 
 def _decode_dicom(f: ScanFile) -> DecodedImage:
     return decode_dicos(f.data, path=f.path)
+
+
+def _tiff_samples(f: ScanFile) -> int:
+    with tifffile.TiffFile(io.BytesIO(f.data)) as tif:
+        if not tif.series:
+            raise ScanReadError(f.path, "corrupt TIFF: no readable image in the file")
+        samples = 1
+        for n in tif.series[0].shape:
+            samples *= int(n)
+        return samples
+
+
+def decode_cost(f: ScanFile) -> int:
+    """Peak memory, in bytes, that decoding `f` will take, from its header alone (nothing is decoded).
+
+    The service reserves this from its memory budget before decoding.
+
+    Raises:
+        ScanReadError: the header is unreadable, claims an absurd size, or more pixels than its
+            bytes can hold (the same checks the decoder makes first).
+    """
+    try:
+        if f.format == "png":
+            width, height, channels, _ = _png_header(f)
+            samples = width * height * channels
+        elif f.format == "jpeg":
+            width, height, components = _jpeg_checked(f)
+            samples = width * height * components
+        elif f.format == "tiff":
+            samples = _tiff_samples(f)
+        else:
+            samples = dicos_samples(f.data, path=f.path)
+    except ScanReadError:
+        raise
+    except Exception as e:  # a header a library cannot parse
+        raise ScanReadError(f.path, f"cannot read {f.format.upper()} header: {e}") from e
+    return decoded_cost(samples)
 
 
 def _quantise(transmission: np.ndarray, bits: int) -> np.ndarray:

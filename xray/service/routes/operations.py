@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from xray.service.auth import require_client
 from xray.service.dependencies import InspectorDep, MetricsDep, StoreDep
-from xray.service.schemas import Health, Readiness
+from xray.service.schemas import ErrorBody, Health, Readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -30,8 +31,15 @@ async def readyz(inspector: InspectorDep, store: StoreDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ready" else 503)
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+async def metrics_reader(request: Request) -> None:
+    """`/metrics` counts verdicts per channel: it takes the API key too (unless `metrics_auth` is off)."""
+    if request.app.state.settings.metrics_auth:
+        await require_client(request)
+
+
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_reader)],
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+                       401: {"model": ErrorBody, "description": "missing or wrong API key"}})
 async def metrics(metrics: MetricsDep) -> Response:
-    """Prometheus metrics."""
+    """Prometheus metrics (send the API key in `X-API-Key`)."""
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
