@@ -55,13 +55,13 @@ def small_config(head: dict[str, Any], steps: int) -> dict[str, Any]:
                   "head_channels": 32, "head_convs": 1, "image_head": False, "topk_candidates": 100,
                   "score_thresh": 0.001, **head},  # low scores still rank: mAP early in training
         "input": {"mode": "rgb", "size": [256, 256]},
-        "train": {"epochs": steps // 6, "batch_size": 4, "workers": 0, "lr": 4e-3, "warmup_iters": 5,
+        "train": {"epochs": steps // 6, "batch_size": 4, "workers": 0, "lr": 1e-2, "warmup_iters": 5,
                   "eval_every": 1000, "box_stall_steps": 0},
         "augment": {"hflip": 0.0, "affine": 0.0, "tip": 0.0, "tip_categories": None},
     }
 
 
-def train(data: Path, out: Path, head: dict[str, Any], steps: int = 120) -> tuple[float, list[float]]:
+def train(data: Path, out: Path, head: dict[str, Any], steps: int = 180) -> tuple[float, list[float]]:
     """mAP@0.5 on the training scans after `steps` steps, and the box loss per epoch."""
     torch.set_num_threads(1)
     summary = loop.fit(data=data, config=small_config(head, steps), out=out, device="cpu",
@@ -72,14 +72,14 @@ def train(data: Path, out: Path, head: dict[str, Any], steps: int = 120) -> tupl
     return float(summary["best"]["mAP50"]), box
 
 
-def test_exp_head_learns_small_boxes_where_the_relu_head_dies(baggage: Path, tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    m_relu, box_relu = train(baggage, tmp_path / "relu", TODAY)
-    m_exp, box_exp = train(baggage, tmp_path / "exp", FIXED)
-    assert m_exp >= 0.15, f"exp head: mAP@0.5 {m_exp:.3f}, box loss per epoch {box_exp}"
-    assert box_exp[-1] < 0.8 * box_exp[0]
-    # Today's head: boxes of zero size, the GIoU loss pinned near 1.0 and no mAP.
-    assert m_relu < 0.5 * m_exp, f"relu head: mAP@0.5 {m_relu:.3f} vs exp {m_exp:.3f}; box loss {box_relu}"
+def test_small_objects_train_with_the_fix_and_not_with_todays_pyramid(baggage: Path, tmp_path: Path) -> None:
+    """180 steps (measured: the fix 0.17 mAP@0.5, today's pyramid and head 0.003; at 360 steps the fix 0.90)."""
+    m_today, box_today = train(baggage, tmp_path / "today", TODAY)
+    m_fixed, box_fixed = train(baggage, tmp_path / "fixed", FIXED)
+    assert m_fixed >= 0.08, f"fixed: mAP@0.5 {m_fixed:.3f}, box loss per epoch {box_fixed}"
+    assert box_fixed[-1] < 0.5 * box_fixed[0]
+    # Stride 16 gives a 20 px object one or two points: nothing found at IoU 0.5 yet.
+    assert m_today <= 0.25 * m_fixed, f"today: mAP@0.5 {m_today:.3f} vs {m_fixed:.3f}; box loss {box_today}"
 
 
 def test_box_loss_is_not_pinned_at_one_after_a_few_steps() -> None:

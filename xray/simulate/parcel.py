@@ -152,8 +152,14 @@ def _place(rng: np.random.Generator, interior: tuple[int, int, int, int], taken:
     return best
 
 
-def simulate_parcel(seed: int, *, scan_id: str | None = None, contraband_rate: float = 0.4,
-                    undeclared_rate: float = 0.15, photons: float = 2.0e4) -> ParcelScan:
+def simulate_parcel(
+    seed: int,
+    *,
+    scan_id: str | None = None,
+    contraband_rate: float = 0.4,
+    undeclared_rate: float = 0.15,
+    photons: float = 2.0e4,
+) -> ParcelScan:
     """One parcel picture from its seed (see the module docstring).
 
     Args:
@@ -188,14 +194,26 @@ def simulate_parcel(seed: int, *, scan_id: str | None = None, contraband_rate: f
         pictures.append(cv2.GaussianBlur(noisy.astype(np.float32), (0, 0), 0.6))  # detector blur
     image = pseudo_colour(pictures[0], pictures[1])
     sid = scan_id or f"parcel{seed:020d}"
-    lines = [ManifestLine(hs_code=table.hs_code_for(c), description=table[c].name, quantity=float(declared.count(c)),
-                          unit="pcs") for c in dict.fromkeys(declared)]
+    lines = [
+        ManifestLine(
+            hs_code=table.hs_code_for(c), description=table[c].name, quantity=float(declared.count(c)), unit="pcs"
+        )
+        for c in dict.fromkeys(declared)
+    ]
     undeclared = sorted(set(hidden) - set(declared))
     scenario = "clean" if not undeclared else ("concealment" if set(undeclared) & set(CONTRABAND) else "undeclared")
-    truth = {"scenario": scenario, "mismatch": bool(undeclared), "declared": sorted(set(declared)),
-             "loaded": sorted(set(items)), "undeclared": undeclared, "missing": [], "container": kind}
-    return ParcelScan(scan_id=sid, seed=seed, image=image, boxes=boxes,
-                      manifest=Manifest(container_id=sid, lines=lines), truth=truth)
+    truth = {
+        "scenario": scenario,
+        "mismatch": bool(undeclared),
+        "declared": sorted(set(declared)),
+        "loaded": sorted(set(items)),
+        "undeclared": undeclared,
+        "missing": [],
+        "container": kind,
+    }
+    return ParcelScan(
+        scan_id=sid, seed=seed, image=image, boxes=boxes, manifest=Manifest(container_id=sid, lines=lines), truth=truth
+    )
 
 
 def rescaled(sim: ParcelScan, scale: float) -> ParcelScan:
@@ -206,10 +224,17 @@ def rescaled(sim: ParcelScan, scale: float) -> ParcelScan:
     return replace(sim, image=np.ascontiguousarray(picture), boxes=boxes)
 
 
-def generate_parcel_dataset(out: str | Path, *, count: int, seed: int = 0,
-                            splits: tuple[float, float, float] = (0.8, 0.1, 0.1), contraband_rate: float = 0.4,
-                            jpeg_quality: int | None = None, scale: float = 1.0,
-                            progress: bool = True) -> dict[str, Any]:
+def generate_parcel_dataset(
+    out: str | Path,
+    *,
+    count: int,
+    seed: int = 0,
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    contraband_rate: float = 0.4,
+    jpeg_quality: int | None = None,
+    scale: float = 1.0,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Simulate `count` parcel pictures into a dataset folder (datasets/FORMAT.md); returns its summary.
 
     Pictures are 8-bit pseudo-colour PNGs (or JPEGs at `jpeg_quality`), one file per scan,
@@ -234,7 +259,8 @@ def generate_parcel_dataset(out: str | Path, *, count: int, seed: int = 0,
     table = goods_table(GOODS_TABLE)
     cat_id = {k: i + 1 for i, k in enumerate(table.keys)}
     bar = tqdm(total=count, desc="simulate parcels", unit="scan", disable=not progress)
-    n_boxes, kinds, mismatches = 0, {}, 0
+    n_boxes, mismatches = 0, 0
+    kinds: dict[str, int] = {}
     with open(out / "truth.jsonl", "w") as truth_file:
         for split in SPLITS:
             images: list[dict[str, Any]] = []
@@ -250,29 +276,56 @@ def generate_parcel_dataset(out: str | Path, *, count: int, seed: int = 0,
                 (out / "images" / name).write_bytes(data)
                 sim.manifest.save(out / "manifests" / f"{sim.scan_id}.json")
                 image_id = len(images) + 1
-                images.append({"id": image_id, "file_name": name, "low_file_name": None, "scan_id": sim.scan_id,
-                               "width": w, "height": h, "pixel_mm": [PIXEL_MM / scale] * 2,
-                               "energies": list(ENERGIES), "profile": "baggage-pseudo-colour"})
+                images.append(
+                    {
+                        "id": image_id,
+                        "file_name": name,
+                        "low_file_name": None,
+                        "scan_id": sim.scan_id,
+                        "width": w,
+                        "height": h,
+                        "pixel_mm": [PIXEL_MM / scale] * 2,
+                        "energies": list(ENERGIES),
+                        "profile": "baggage-pseudo-colour",
+                    }
+                )
                 for cat, (x1, y1, x2, y2) in sim.boxes:
-                    anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat_id[cat],
-                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+                    anns.append(
+                        {
+                            "id": len(anns) + 1,
+                            "image_id": image_id,
+                            "category_id": cat_id[cat],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1],
+                            "area": (x2 - x1) * (y2 - y1),
+                            "iscrowd": 0,
+                        }
+                    )
                 truth_file.write(json.dumps({"scan_id": sim.scan_id, "split": split, "seed": s, **sim.truth}) + "\n")
                 kinds[sim.truth["scenario"]] = kinds.get(sim.truth["scenario"], 0) + 1
                 mismatches += sim.truth["mismatch"]
                 bar.update()
             n_boxes += len(anns)
-            coco = {"info": {"description": "xray simulated parcels and bags", "version": xray.__version__},
-                    "images": images, "annotations": anns,
-                    "categories": [{"id": cat_id[k], "name": k, "supercategory": "goods"} for k in table.keys]}
+            coco = {
+                "info": {"description": "xray simulated parcels and bags", "version": xray.__version__},
+                "images": images,
+                "annotations": anns,
+                "categories": [{"id": cat_id[k], "name": k, "supercategory": "goods"} for k in table.keys],
+            }
             (out / "annotations" / f"{split}.json").write_text(json.dumps(coco))
     bar.close()
     summary = {
         "format": "xray-dataset",
         "format_version": 1,
-        "generator": {"name": "xray.simulate.parcel", "version": xray.__version__,
-                      "python": platform.python_version()},
-        "params": {"scene": "parcel", "count": count, "seed": seed, "split_fractions": list(splits),
-                   "contraband_rate": contraband_rate, "jpeg_quality": jpeg_quality, "scale": scale},
+        "generator": {"name": "xray.simulate.parcel", "version": xray.__version__, "python": platform.python_version()},
+        "params": {
+            "scene": "parcel",
+            "count": count,
+            "seed": seed,
+            "split_fractions": list(splits),
+            "contraband_rate": contraband_rate,
+            "jpeg_quality": jpeg_quality,
+            "scale": scale,
+        },
         "splits": counts,
         "categories": table.keys,
         "goods_table": GOODS_TABLE,

@@ -65,8 +65,12 @@ def _clothing(d: Drawing, rng: np.random.Generator) -> None:
     pts = _ellipse(w, h) * rng.uniform(0.85, 1.15, size=(24, 1))  # a folded garment: lumpy outline
     d.add("organic", pts, rng.uniform(1.0, 2.5))
     for _ in range(int(rng.integers(1, 4))):  # folds
-        d.add("organic", _rect(w * rng.uniform(0.5, 0.9), rng.uniform(3, 6)) + [0, rng.uniform(-h / 3, h / 3)],
-              rng.uniform(0.5, 1.0), box=False)
+        d.add(
+            "organic",
+            _rect(w * rng.uniform(0.5, 0.9), rng.uniform(3, 6)) + [0, rng.uniform(-h / 3, h / 3)],
+            rng.uniform(0.5, 1.0),
+            box=False,
+        )
 
 
 def _shoes(d: Drawing, rng: np.random.Generator) -> None:
@@ -135,13 +139,21 @@ def _drugs(d: Drawing, rng: np.random.Generator) -> None:
 
 
 DRAW: dict[str, Callable[[Drawing, np.random.Generator], None]] = {
-    "clothing": _clothing, "shoes": _shoes, "books": _books, "cosmetics": _cosmetics,
-    "electronics": _electronics, "cigarettes": _cigarettes, "knife": _knife, "gun": _gun, "drugs": _drugs,
+    "clothing": _clothing,
+    "shoes": _shoes,
+    "books": _books,
+    "cosmetics": _cosmetics,
+    "electronics": _electronics,
+    "cigarettes": _cigarettes,
+    "knife": _knife,
+    "gun": _gun,
+    "drugs": _drugs,
 }
 
 
-def draw_item(category: str, maps: Maps, centre: tuple[float, float], angle: float,
-              rng: np.random.Generator) -> Box | None:
+def draw_item(
+    category: str, maps: Maps, centre: tuple[float, float], angle: float, rng: np.random.Generator
+) -> Box | None:
     """Add one item to the maps; its exact box (None when nothing of it lies in the picture)."""
     d = Drawing(maps, centre, angle)
     DRAW[category](d, rng)

@@ -36,7 +36,7 @@ from xray.config import TrainConfig, XrayConfig, config_from_dict, load_config, 
 from xray.data.augment import Augment
 from xray.data.dataset import XrayDataset, collate
 from xray.errors import ConfigError
-from xray.goods import default_goods_table
+from xray.goods import goods_table
 from xray.model.factory import build_model, load_checkpoint
 from xray.provenance import versions
 from xray.train import plots as plotting
@@ -400,7 +400,7 @@ def fit(
     dev = resolve_device(device)
     seed_everything(cfg.train.seed)
 
-    classes = list(cfg.classes or default_goods_table().keys)
+    classes = list(cfg.classes or goods_table(cfg.goods_table).keys)
     train_ds, val_ds = build_datasets(data, cfg, classes)
     loader, generator = build_loader(train_ds, cfg.train, dev)
     run = build_training(cfg, classes, loader, generator, dev)
