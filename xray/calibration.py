@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from xray.engine import Engine
-from xray.goods import default_goods_table
+from xray.goods import GoodsTable, goods_table
 from xray.manifest import Manifest
 from xray.sources.files import read_scan
 from xray.verdict import Channel
@@ -75,7 +75,8 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("detections", "found", "manifest")}
 
 
-def fit_presence(records: list[dict[str, Any]], *, min_positives: int = 10) -> dict[str, PresenceMap]:
+def fit_presence(records: list[dict[str, Any]], *, min_positives: int = 10,
+                 table: GoodsTable | None = None) -> dict[str, PresenceMap]:
     """Fit each category's presence map (logistic regression of "loaded" on the logits of
     its best box score and image-level score) on scored records with `loaded_truth`.
 
@@ -84,7 +85,7 @@ def fit_presence(records: list[dict[str, Any]], *, min_positives: int = 10) -> d
     """
     from sklearn.linear_model import LogisticRegression
 
-    table = default_goods_table()
+    table = table or goods_table(None)
     best = [best_scores(r["detections"], table) for r in records]
     maps = {}
     for c in table.keys:
@@ -106,7 +107,7 @@ def cross_fitted_risks(records: list[dict[str, Any]], base: VerifierConfig, *, f
     risks = [0.0] * len(records)
     for k in range(folds):
         held = set(order[k::folds].tolist())
-        maps = fit_presence([r for i, r in enumerate(records) if i not in held])
+        maps = fit_presence([r for i, r in enumerate(records) if i not in held], table=goods_table(base.goods_table))
         cfg = base.model_copy(update={"presence": maps})
         for i in held:
             risks[i] = rescore(records[i], cfg)["risk"]
@@ -139,7 +140,7 @@ def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "va
         for w in image_weights:
             cfg_w = plain.model_copy(update={"image_weight": w})
             candidates[f"image_weight={w}"] = (cfg_w, [rescore(r, cfg_w)["risk"] for r in records])
-        maps = fit_presence(records) if all("loaded_truth" in r for r in records) else {}
+        maps = fit_presence(records, table=goods_table(verifier.goods_table)) if all("loaded_truth" in r for r in records) else {}
         if maps:
             candidates["presence"] = (plain.model_copy(update={"presence": maps}), cross_fitted_risks(records, plain))
         aucs = {k: float(roc_auc_score(labels, risks)) for k, (_, risks) in candidates.items()}

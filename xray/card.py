@@ -18,7 +18,7 @@ from torch import nn
 from xray.atomic import write_atomic
 from xray.config import BOX_FREE_FAMILIES, ExportConfig, FcosLiteConfig, XrayConfig
 from xray.data.dataset import XrayDataset
-from xray.goods import default_goods_table
+from xray.goods import goods_table
 from xray.provenance import git_commit, versions
 from xray.runtime import create_session
 from xray.train.evaluate import evaluate, evaluate_scan_level
@@ -72,7 +72,7 @@ def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig,
                checkpoint: str | Path, outputs: list[str], parity: dict[str, Any], metrics: dict[str, Any],
                latency: dict[str, Any] | None, opset: int) -> dict[str, Any]:
     """The card's content (see the module docstring)."""
-    table = default_goods_table()
+    table = goods_table(cfg.goods_table)
     classes = list(ckpt["classes"])
     blob = onnx_path.read_bytes()
     spec = cfg.input
@@ -86,6 +86,7 @@ def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig,
         "size_bytes": len(blob),
         "architecture": {**cfg.model.model_dump(mode="json"), "params": sum(p.numel() for p in model.parameters())},
         "classes": classes,
+        "goods_table": cfg.goods_table,  # the verifier maps declarations with this table
         "class_names": {c: table[c].name if c in table.keys else c for c in classes},
         "input": spec.to_dict(),
         "input_format": {"channels": spec.channels, "name": "input", "layout": "NCHW", "batch": 1,

@@ -390,6 +390,9 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compress", action="store_true", help="deflate the PNGs (~2/3 the size, ~10x slower to write)")
     p.add_argument("--profile", default=None, metavar="NAME[,NAME...]",
                    help="scanner profiles (xray/simulate/profiles); several mix, one per scan (default: none)")
+    p.add_argument("--scene", choices=["container", "parcel"], default="container",
+                   help="container: cargo scans (default); parcel: parcels and bags on a baggage scanner's "
+                        "conveyor, 8-bit pseudo-colour, with declarations (xray.simulate.parcel)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     arch = p.add_argument_group("stand-in archive (scan files + declarations.csv, no boxes)")
     arch.add_argument("--archive", action="store_true",
@@ -411,6 +414,15 @@ def _simulate(args: argparse.Namespace) -> int:
         train, val, test = (float(v) for v in args.splits.split(","))
     except ValueError as e:
         raise _UsageError(f"--splits {args.splits!r}: expected three fractions train,val,test, e.g. 0.8,0.1,0.1") from e
+    if args.scene == "parcel":
+        from xray.simulate.parcel import generate_parcel_dataset
+
+        if args.profile or args.size != "mixed":
+            raise _UsageError("--profile and --size are container-scene options, not for --scene parcel")
+        summary = generate_parcel_dataset(args.out, count=args.count, seed=args.seed, splits=(train, val, test),
+                                          progress=not args.quiet)
+        print(json.dumps(summary, indent=2))
+        return 0
     summary = generate_dataset(args.out, count=args.count, seed=args.seed, size=args.size, workers=args.workers,
                                mismatch_rate=0.3 if args.mismatch_rate is None else args.mismatch_rate,
                                splits=(train, val, test), compress=args.compress,

@@ -188,6 +188,10 @@ class FcosLiteConfig(Section):
     image_head_channels: int = Field(128, ge=1)
     image_loss_weight: float = Field(1.0, ge=0)
     center_sampling_radius: float = Field(1.5, gt=0)
+    # Regression output -> box side distances: "exp" (FCOS's exp(s * x); cannot die, use for new
+    # configs) or "relu" (the original head, whose all-negative outputs give zero-size boxes and a
+    # GIoU loss stuck at 1.0; the default only so that existing configs and checkpoints load as trained).
+    box_activation: Literal["relu", "exp"] = "relu"
     score_thresh: float = Field(0.05, ge=0, le=1)  # lowest score the graph returns (mAP needs low scores)
     nms_thresh: float = Field(0.5, gt=0, le=1)
     detections_per_img: int = Field(100, ge=1)
@@ -247,6 +251,10 @@ class TrainConfig(Section):
     eval_every: int = Field(1, ge=1)
     seed: int = 0
     max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite losses before giving up
+    # Stop when the box (GIoU) loss of the first `box_stall_steps` steps with boxes all stay
+    # within `box_stall_tol` of 1.0: the predicted boxes have zero size and will not grow (0: never stop).
+    box_stall_steps: int = Field(200, ge=0)
+    box_stall_tol: float = Field(1e-3, gt=0)
 
 
 class AugmentConfig(Section):
@@ -282,6 +290,9 @@ class XrayConfig(Section):
 
     version: int = CONFIG_VERSION
     classes: list[str] | None = None
+    # The goods table the classes and declarations come from: "cargo" (xray/goods.yaml), "parcel"
+    # (xray/goods_parcel.yaml) or a YAML path; written into the model card for the verifier.
+    goods_table: str = "cargo"
     init: dict[str, Any] | None = None  # provenance of a fine-tuning stage: {from, epoch, metrics}
     model: ModelConfig = Field(default_factory=lambda: FcosLiteConfig.model_validate({}))
     input: InputConfig = Field(default_factory=lambda: InputConfig.model_validate({}))

@@ -101,3 +101,21 @@ def load_goods_table(path: str | Path | None = None) -> GoodsTable:
 @lru_cache(maxsize=1)
 def default_goods_table() -> GoodsTable:
     return load_goods_table()
+
+
+# Tables that ship with xray, by the name a dataset, config or model card gives (`goods_table`).
+BUNDLED_TABLES = {"cargo": "goods.yaml", "parcel": "goods_parcel.yaml"}
+
+
+@lru_cache(maxsize=8)
+def goods_table(name: str | None) -> GoodsTable:
+    """The table a dataset or model card names: None or "cargo" (the default), "parcel", or a YAML path.
+
+    Raises:
+        ConfigError: an unreadable or malformed table.
+    """
+    if name is None or name == "cargo":
+        return default_goods_table()
+    if name in BUNDLED_TABLES:
+        return load_goods_table(Path(str(resources.files("xray").joinpath(BUNDLED_TABLES[name]))))
+    return load_goods_table(name)

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from xray.detection import Detection, Detections
 from xray.errors import ConfigError
-from xray.goods import GoodsTable, default_goods_table
+from xray.goods import GoodsTable, goods_table
 from xray.manifest import Manifest
 from xray.scan import Scan
 from xray.verdict import Box, Channel, Finding, FindingKind, GoodsEvidence, Outcome, Verdict, stage_timings
@@ -75,6 +75,8 @@ class VerifierConfig(BaseModel):
         false_alarm_rate: The rate `red` was calibrated to (None if not calibrated).
         reference_weight: Weight of a declared code unlike its references (used only when
             the verifier is given a reference index and the scan an embedding).
+        goods_table: The table the model's classes and the declarations' HS codes map to
+            (`xray.goods.goods_table`: "cargo", "parcel" or a path); the model card's.
     """
 
     present: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -86,6 +88,7 @@ class VerifierConfig(BaseModel):
     presence: dict[str, PresenceMap] = Field(default_factory=dict)
     false_alarm_rate: float | None = None
     reference_weight: float = Field(default=0.7, ge=0.0, le=1.0)
+    goods_table: str = "cargo"
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> VerifierConfig:
@@ -95,7 +98,8 @@ class VerifierConfig(BaseModel):
             ConfigError: the card's verifier section is malformed.
         """
         try:
-            return cls.model_validate(card.get("verifier") or {})
+            return cls.model_validate({"goods_table": card.get("goods_table") or "cargo",
+                                       **(card.get("verifier") or {})})
         except ValidationError as e:
             raise ConfigError(f"malformed verifier thresholds in the model card: {e}") from e
 
@@ -228,7 +232,7 @@ def verify(found: Detections, manifest: Manifest | None, *, config: VerifierConf
     """
     t0 = time.perf_counter()
     config = config or VerifierConfig()
-    table = table or default_goods_table()
+    table = table or goods_table(config.goods_table)
     detections = found.detections
     declared, unknown = manifest.categories(table) if manifest is not None else ([], [])
     ev = evidence(detections, table, found.image_scores, config.image_weight, config.presence)

@@ -32,6 +32,9 @@ from xray.config import FcosConfig, FcosLiteConfig
 from xray.errors import ConfigError
 from xray.model.registry import register_model
 
+# How the regression output becomes distances to the box sides (in strides): see `LiteFCOSHead`.
+BOX_ACTIVATIONS = ("relu", "exp")
+
 # Backbones `build_backbone` knows (the config's `model.backbone` choices).
 BACKBONES = ("mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet34")
 
@@ -75,13 +78,17 @@ def build_backbone(
     extra = LastLevelMaxPool() if len(strides) > len(wanted) else None
     if len(strides) - len(wanted) > 1:
         raise ConfigError(f"at most one level beyond stride 32, got strides {strides}")
-    return BackboneWithFPN(
+    fpn = BackboneWithFPN(
         body,
         return_layers=return_layers,
         in_channels_list=[last_at[s][1] for s in wanted],
         out_channels=fpn_channels,
         extra_blocks=extra,
     )
+    # BackboneWithFPN turns extra_blocks=None into a max-pool level: pyramids ending at
+    # stride 32 (e.g. 8, 16, 32 for small objects) must not get that fourth level.
+    fpn.fpn.extra_blocks = extra
+    return fpn
 
 
 def _dw_block(cin: int, cout: int) -> nn.Sequential:
@@ -113,9 +120,13 @@ class LiteFCOSHead(nn.Module):
         channels: int,
         num_convs: int,
         prior_probability: float = 0.01,
+        box_activation: str = "relu",
     ) -> None:
         super().__init__()
+        if box_activation not in BOX_ACTIVATIONS:
+            raise ConfigError(f"box_activation must be one of {BOX_ACTIVATIONS}, got {box_activation!r}")
         self.num_classes = num_classes
+        self.box_activation = box_activation
         self.box_coder = BoxLinearCoder(normalize_by_size=True)
 
         def tower() -> nn.Sequential:
@@ -132,15 +143,24 @@ class LiteFCOSHead(nn.Module):
         # Start with every point predicting background at `prior_probability` (focal loss).
         nn.init.constant_(self.cls_logits.bias,  # type: ignore[arg-type]
                           -torch.log(torch.tensor((1 - prior_probability) / prior_probability)).item())
+        # exp: a learnable scale per level (FCOS's `Scale`), so each level sets its own range.
+        self.box_scales = (nn.Parameter(torch.ones(num_levels)) if box_activation == "exp" else None)
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         cls_all, reg_all, ctr_all = [], [], []
-        for features, cls_tower, reg_tower in zip(x, self.cls_towers, self.reg_towers):
+        for level, (features, cls_tower, reg_tower) in enumerate(zip(x, self.cls_towers, self.reg_towers)):
             n = features.shape[0]
             cls = self.cls_logits(cls_tower(features))
             reg_feat = reg_tower(features)
-            # ReLU: distances to the box sides are non-negative (as in torchvision's head).
-            reg = F.relu(self.bbox_reg(reg_feat))
+            reg = self.bbox_reg(reg_feat)
+            if self.box_scales is not None:
+                # exp(s * x) (FCOS): positive everywhere, and x = 0 is a box one stride to each
+                # side, so GIoU has a gradient from step 0. Clamped: exp(10) strides is no box.
+                reg = torch.exp((self.box_scales[level] * reg).clamp(max=10.0))
+            else:
+                # ReLU (as torchvision's head; kept for checkpoints and the bundled model): can die,
+                # as all-negative outputs give zero-size boxes where GIoU has no gradient.
+                reg = F.relu(reg)
             ctr = self.bbox_ctrness(reg_feat)
             # (N, K, H, W) -> (N, HW, K), the layout torchvision's FCOS losses expect.
             cls_all.append(cls.permute(0, 2, 3, 1).reshape(n, -1, self.num_classes))
@@ -260,10 +280,14 @@ def _build(cfg: FcosLiteConfig, *, standard_head: bool, num_classes: int, in_cha
                           strides=cfg.strides)
     det_head: nn.Module
     if standard_head:
+        if cfg.box_activation != "relu":
+            raise ConfigError(f"model.box_activation {cfg.box_activation!r}: the fcos family has torchvision's "
+                              "head (ReLU); use fcos_lite for 'exp'")
         det_head = FCOSHead(cfg.fpn_channels, 1, num_classes, num_convs=cfg.head_convs)
     else:
         det_head = LiteFCOSHead(in_channels=cfg.fpn_channels, num_classes=num_classes, num_levels=len(cfg.strides),
-                                channels=cfg.head_channels, num_convs=cfg.head_convs)
+                                channels=cfg.head_channels, num_convs=cfg.head_convs,
+                                box_activation=cfg.box_activation)
     return GoodsDetector(
         backbone=body,
         head=det_head,

@@ -36,7 +36,7 @@ from xray.config import BOX_FREE_FAMILIES, TrainConfig, XrayConfig, config_from_
 from xray.data.augment import Augment
 from xray.data.dataset import XrayDataset, collate
 from xray.errors import ConfigError
-from xray.goods import default_goods_table
+from xray.goods import goods_table
 from xray.model.factory import build_model, load_checkpoint
 from xray.provenance import versions
 from xray.train import plots as plotting
@@ -120,6 +120,33 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class BoxLossWatch:
+    """Stops a run whose box loss is flat at 1.0 from the start (a dead regression head).
+
+    GIoU loss 1.0 at every foreground point means zero-size predicted boxes, and those get
+    no gradient: such a run learns classes but never boxes, however long it trains. The
+    first `steps` steps that have foreground points (box loss > 0) are watched; if all stay
+    within `tol` of 1.0, `observe` raises. 0 steps: never stop.
+    """
+
+    def __init__(self, steps: int, tol: float) -> None:
+        self.steps, self.tol = steps, tol
+        self.seen = 0
+        self.flat = True
+
+    def observe(self, box_loss: float) -> None:
+        """One step's box loss; raises ConfigError when the watched steps were all flat."""
+        if self.steps == 0 or not self.flat or box_loss <= 0.0:  # 0: no foreground point in the batch
+            return
+        self.flat = abs(box_loss - 1.0) <= self.tol
+        self.seen += 1
+        if self.flat and self.seen >= self.steps:
+            raise ConfigError(
+                f"the box loss stayed at 1.0 (within {self.tol:g}) for the first {self.seen} steps: the "
+                "regression head predicts zero-size boxes and gets no gradient (a dead ReLU). Use "
+                "model.box_activation: exp (or set train.box_stall_steps: 0 to train on regardless)")
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     loader: DataLoader,
@@ -132,11 +159,13 @@ def train_one_epoch(
     max_bad_steps: int,
     scaler: torch.amp.GradScaler | None = None,
     progress: bool = True,
+    box_watch: BoxLossWatch | None = None,
 ) -> dict[str, float]:
     """One pass over the loader. Returns mean losses (`loss` and each component).
 
     A step whose loss or gradient is not finite is skipped (NaN guard); after
     `max_bad_steps` such steps in a row training stops with FloatingPointError.
+    `box_watch` stops a run whose box loss is stuck at 1.0 (ConfigError).
     """
     model.train()
     sums: dict[str, float] = {}
@@ -174,6 +203,8 @@ def train_one_epoch(
         bad_in_row = 0
         steps += 1
         values = {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+        if box_watch is not None and "bbox_regression" in values:
+            box_watch.observe(values["bbox_regression"])
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
         bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.1e}"})
@@ -239,6 +270,7 @@ class Training:
     best: tuple[float, float] = (-1.0, -1.0)
     best_metrics: dict[str, Any] | None = None
     metrics_data: dict[str, Any] = field(default_factory=dict)
+    box_watch: BoxLossWatch | None = None
 
     def checkpoint(self, epoch: int, metrics: dict[str, Any] | None) -> dict[str, Any]:
         """The checkpoint of `epoch`: one dict with everything to resume, rebuild and export."""
@@ -270,7 +302,8 @@ def build_training(cfg: XrayConfig, classes: list[str], loader: DataLoader, gene
                                warmup_iters=cfg.train.warmup_iters, min_lr_ratio=cfg.train.min_lr_ratio)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     return Training(cfg=cfg, classes=classes, model=model, optimizer=optimizer, scheduler=scheduler,
-                    generator=generator, scaler=scaler)
+                    generator=generator, scaler=scaler,
+                    box_watch=BoxLossWatch(cfg.train.box_stall_steps, cfg.train.box_stall_tol))
 
 
 def _same_model(ckpt: dict[str, Any], run: Training) -> bool:
@@ -387,7 +420,7 @@ def fit(
     dev = resolve_device(device)
     seed_everything(cfg.train.seed)
 
-    classes = list(cfg.classes or default_goods_table().keys)
+    classes = list(cfg.classes or goods_table(cfg.goods_table).keys)
     train_ds, val_ds = build_datasets(data, cfg, classes)
     loader, generator = build_loader(train_ds, cfg.train, dev)
     run = build_training(cfg, classes, loader, generator, dev)
@@ -407,7 +440,7 @@ def fit(
         train_ds.set_epoch(epoch)
         losses = train_one_epoch(run.model, loader, run.optimizer, run.scheduler, device=dev, epoch=epoch,
                                  scaler=run.scaler, grad_clip=tcfg.grad_clip, max_bad_steps=tcfg.max_bad_steps,
-                                 progress=progress)
+                                 progress=progress, box_watch=run.box_watch)
         metrics = validate(run, val_ds, epoch, dev)
         row = metrics_row(epoch, float(run.scheduler.get_last_lr()[0]), time.time() - t0, losses, metrics)
         append_metrics(csv_path, row)
