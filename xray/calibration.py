@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -246,12 +246,12 @@ def evaluate_verdicts(model_dir: str | Path, data: str | Path, *, split: str = "
 
 # -- the out-of-domain guard -----------------------------------------------------------------
 
-def split_scans(root: str | Path, split: str, *, limit: int | None = None) -> list[Scan]:
-    """The scans of a split, read as the engine would get them (no truth needed)."""
+def split_scans(root: str | Path, split: str, *, limit: int | None = None) -> Iterator[Scan]:
+    """The scans of a split, read one at a time as the engine would get them (no truth needed)."""
     from xray.data.format import split_records
 
-    return [read_scan(r.high, r.low, scan_id=r.scan_id, pixel_mm=r.pixel_mm)
-            for r in split_records(root, split)[:limit]]
+    for r in split_records(root, split)[:limit]:
+        yield read_scan(r.high, r.low, scan_id=r.scan_id, pixel_mm=r.pixel_mm)
 
 
 def guard_measures(engine: Engine, scans: Iterable[Scan], *, progress: bool = False,
@@ -324,10 +324,9 @@ def calibrate_domain(model_dir: str | Path, data: str | Path, *, split: str = "v
     (name -> (dataset, split)) and, with `foreign`, of images that are not cargo scans
     (`xray.foreign`); the figures go into the card with the guard.
     """
-    scans = split_scans(data, split, limit=limit)
-    export = install_feature_output(model_dir, scans[:8])
+    export = install_feature_output(model_dir, list(split_scans(data, split, limit=8)))
     engine = Engine(model_dir)
-    vectors = guard_measures(engine, scans, progress=progress, desc=f"guard {split}")
+    vectors = guard_measures(engine, split_scans(data, split, limit=limit), progress=progress, desc=f"guard {split}")
     guard, summary = calibrate_guard(vectors, target=target)
     summary = {**summary, "data": str(data), "split": split}
     card_path = Path(model_dir) / "model.json"
