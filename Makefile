@@ -82,6 +82,8 @@ model: setup
 	done
 	$(BIN)/xray export $(MODEL_FT)/best.pt --out models/default --data $(MODEL_DATA) --split test --latency-runs 40
 	$(BIN)/xray calibrate --model models/default --data $(CALIB_DATA) --split val --false-alarm 0.02 --flip
+	$(BIN)/xray calibrate --domain --model models/default --data $(CALIB_DATA) --split val \
+		--measure in_domain_test=$(MODEL_DATA):test
 	$(BIN)/xray evaluate --level scan --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_FT)/verdicts-flip
 
 # The next bundled model: simulate mixed-profile data (all of REAL_PROFILES, never HOLDOUT),

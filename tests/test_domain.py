@@ -140,7 +140,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_bundled_card_records_the_guard_and_its_measured_figures(bundled: Engine) -> None:
     domain = bundled.card["domain"]
     assert set(domain["references"]) == {"stats", "features"}
-    assert domain["feature_output_parity"]["bit_identical"] is True
+    assert bundled.card["export"]["feature_output"]["parity"]["bit_identical"] is True
     measured = domain["measured"]
     assert measured["in_domain_test"]["flagged"] <= 0.02
     assert measured["non_cargo"]["flagged"] >= 0.95

@@ -257,7 +257,7 @@ def split_scans(root: str | Path, split: str, *, limit: int | None = None) -> It
 def guard_measures(engine: Engine, scans: Iterable[Scan], *, progress: bool = False,
                    desc: str = "measure") -> list[dict[str, np.ndarray]]:
     """The guard's measures (input statistics, pooled features) of each scan's whole-scan pass."""
-    guard = engine.guard or DomainGuard({})
+    guard = engine.guard or DomainGuard({}, mode=engine.spec.mode)
     out = []
     for scan in tqdm(scans, desc=desc, unit="scan", disable=not progress):
         whole = engine.model_inputs(scan)[0]
@@ -309,11 +309,12 @@ def install_feature_output(model_dir: str | Path, probe: list[Scan]) -> dict[str
     card["sha256"], card["size_bytes"] = hashlib.sha256(blob).hexdigest(), len(blob)
     card["outputs"]["names"] = [*card["outputs"]["names"], FEATURE_OUTPUT]
     card["outputs"][FEATURE_OUTPUT] = f"(1, D) pooled input of the image-level head ({tensor}), for the domain guard"
+    card["export"] = {**(card.get("export") or {}), "feature_output": {"tensor": tensor, "parity": parity}}
     write_atomic(card_path, json.dumps(card, indent=2))
     return {"added": True, "tensor": tensor, "parity": parity}
 
 
-def calibrate_domain(model_dir: str | Path, data: str | Path, *, split: str = "val", target: float = 0.01,
+def calibrate_domain(model_dir: str | Path, data: str | Path, *, split: str = "val", target: float = 0.005,
                      limit: int | None = None, progress: bool = True,
                      measure: dict[str, tuple[str | Path, str]] | None = None,
                      foreign: bool = True) -> dict[str, Any]:
@@ -324,16 +325,16 @@ def calibrate_domain(model_dir: str | Path, data: str | Path, *, split: str = "v
     (name -> (dataset, split)) and, with `foreign`, of images that are not cargo scans
     (`xray.foreign`); the figures go into the card with the guard.
     """
-    export = install_feature_output(model_dir, list(split_scans(data, split, limit=8)))
+    install_feature_output(model_dir, list(split_scans(data, split, limit=8)))
     engine = Engine(model_dir)
     vectors = guard_measures(engine, split_scans(data, split, limit=limit), progress=progress, desc=f"guard {split}")
-    guard, summary = calibrate_guard(vectors, target=target)
-    summary = {**summary, "data": str(data), "split": split}
+    guard, summary = calibrate_guard(vectors, target=target, mode=engine.spec.mode)
+    from xray.train.metrics import dataset_info
+
+    summary = {**summary, "data": dataset_info(Path(data)), "split": split}
     card_path = Path(model_dir) / "model.json"
     card = json.loads(card_path.read_text())
     card["domain"] = guard_section(guard, summary)
-    if export.get("added"):
-        card["domain"]["feature_output_parity"] = export["parity"]
     write_atomic(card_path, json.dumps(card, indent=2))
     engine = Engine(model_dir)
     measured: dict[str, Any] = {}

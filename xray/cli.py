@@ -126,8 +126,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     guard.add_argument("--domain", action="store_true",
                        help="calibrate the out-of-domain guard on in-domain scans of --data/--split instead of the "
                             "verdict thresholds (adds a pooled-feature output to model.onnx if it has none)")
-    guard.add_argument("--domain-target", type=float, default=0.01,
-                       help="share of in-domain scans each guard measure may flag (default 0.01)")
+    guard.add_argument("--domain-target", type=float, default=0.005,
+                       help="share of in-domain scans each guard measure may flag (default 0.005)")
     guard.add_argument("--measure", action="append", default=[], metavar="NAME=DIR[:SPLIT]",
                        help="also measure the flagged share of this dataset split (default split test); repeatable")
     guard.add_argument("--no-foreign", action="store_true", help="skip measuring images that are not cargo scans")
@@ -151,7 +151,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _calibrate_domain(args: argparse.Namespace) -> int:
     from xray.calibration import calibrate_domain
 
-    measure: dict[str, tuple[str, str]] = {}
+    measure: dict[str, tuple[str | Path, str]] = {}
     for item in args.measure:
         name, sep, where = item.partition("=")
         if not sep or not name or not where:

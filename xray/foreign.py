@@ -87,8 +87,8 @@ def baggage(rng: np.random.Generator, n: int = 10) -> list[Scan]:
             else:
                 cv2.rectangle(img, (cx, cy), (cx + int(rng.integers(20, 160)), cy + int(rng.integers(10, 90))),
                               colour, -1)
-        img = cv2.GaussianBlur(img, (5, 5), 1.2)
-        out.append(_scan(f"baggage{i}-rgb", img) if i % 2 == 0 else _scan(f"baggage{i}-grey", _grey(img)))
+        soft = np.asarray(cv2.GaussianBlur(img, (5, 5), 1.2), np.uint8)
+        out.append(_scan(f"baggage{i}-rgb", soft) if i % 2 == 0 else _scan(f"baggage{i}-grey", _grey(soft)))
     return out
 
 

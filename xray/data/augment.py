@@ -202,10 +202,10 @@ class DisplayExport(A.ImageOnlyTransform):
         v = np.clip((v - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0) ** g
         q = np.rint(v * 255).astype(np.uint8)
         if quality is not None:
-            chans = []
+            chans: list[np.ndarray] = []
             for c in range(q.shape[-1]):
                 ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(q[..., c]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-                chans.append(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else q[..., c])
+                chans.append(np.asarray(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), np.uint8) if ok else q[..., c])
             q = np.stack(chans, axis=-1)
         a = -np.log(np.maximum(q.astype(np.float32) / np.float32(255.0), np.float32(MIN_TRANSMISSION)))
         return np.clip(a / A_MAX, 0.0, 1.0).astype(np.float32)
@@ -337,7 +337,8 @@ class Augment:
         h, w = image.shape[:2]
         if (h, w) != (H, W):  # a domain crop: back to the input size, as a cropped export would be letterboxed
             image = cv2.resize(image, (W, H), interpolation=cv2.INTER_LINEAR).reshape(H, W, -1)
-            mask = cv2.resize(mask, (W, H), interpolation=cv2.INTER_LINEAR) if mask is not None else None
+            mask = (np.asarray(cv2.resize(mask, (W, H), interpolation=cv2.INTER_LINEAR), np.float32)
+                    if mask is not None else None)
             out_boxes = out_boxes * np.array([W / w, H / h, W / w, H / h], np.float32)
         img = np.ascontiguousarray(image.transpose(2, 0, 1) * A_MAX, dtype=np.float32)
         if mask is not None:
