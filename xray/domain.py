@@ -89,15 +89,20 @@ class Reference:
     @classmethod
     def fit(cls, vectors: np.ndarray) -> Reference:
         """Mean and Ledoit-Wolf-shrunk covariance (few scans, many dimensions: the plain
-        covariance would be singular); the threshold is set later."""
+        covariance would be singular) of the standardised vectors, so that the shrinkage
+        does not mix statistics of very different scales; the threshold is set later."""
         from sklearn.covariance import LedoitWolf
 
         v = np.asarray(vectors, np.float64)
-        lw = LedoitWolf().fit(v)
+        sd = v.std(axis=0)
         # A statistic constant on every reference scan (e.g. colour saturation of dual-energy
-        # scans) must still count: floor the variances so its precision stays finite but large.
-        cov = lw.covariance_ + np.eye(v.shape[1]) * max(1e-6, 1e-4 * float(np.trace(lw.covariance_)) / v.shape[1])
-        return cls(mean=lw.location_, precision=np.linalg.inv(cov), threshold=float("inf"))
+        # scans) must still count: its scale is floored, so any change of it is far.
+        typical = float(np.median(sd[sd > 0])) if np.any(sd > 0) else 1.0
+        sd = np.maximum(sd, 1e-3 * typical + 1e-12)
+        lw = LedoitWolf().fit(v / sd)
+        cov = lw.covariance_ + np.eye(v.shape[1]) * 1e-6
+        precision = np.linalg.inv(cov) / sd[:, None] / sd[None, :]
+        return cls(mean=lw.location_ * sd, precision=precision, threshold=float("inf"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.tolist(), "precision": self.precision.tolist(), "threshold": self.threshold}
