@@ -173,11 +173,19 @@ class DomainGuard:
                            threshold=round(t, 4), reason="; ".join(off))
 
 
+# Pooled features are far from the validation scans not only for scans unlike them, but also for
+# in-domain scans holding unusual goods — concealed rifles most of all (measured on data/sim test:
+# at the statistics' target, the feature measure sent 4 of 202 mismatches to review, all concealed
+# firearms, and flagged none of the out-of-domain sets the statistics missed). It is held to the far
+# tail of the validation scans, so that the guard does not turn contraband into "inconclusive".
+FEATURE_TARGET_SHARE = 0.2  # the feature measure's target, as a share of the statistics' target
+
+
 def calibrate_guard(vectors: list[dict[str, np.ndarray]], *, target: float = 0.005, seed: int = 0,
                     mode: str | None = None) -> tuple[DomainGuard, dict[str, Any]]:
     """Fit each measure's reference on one half of in-domain validation vectors and set its
     threshold on the other half, so that at most about `target` of those scans exceed it
-    (the two measures together flag at most about twice that).
+    (the feature measure: `FEATURE_TARGET_SHARE` of that).
 
     Returns:
         The guard, and a summary of how it was calibrated (for the card).
@@ -196,12 +204,13 @@ def calibrate_guard(vectors: list[dict[str, np.ndarray]], *, target: float = 0.0
     for name in names:
         ref = Reference.fit(np.stack([vectors[i][name] for i in fit_idx]))
         held = np.array([ref.distance(vectors[i][name]) for i in set_idx])
-        refs[name] = Reference(ref.mean, ref.precision, float(np.quantile(held, 1.0 - target, method="higher")))
+        share = target * (FEATURE_TARGET_SHARE if name == "features" else 1.0)
+        refs[name] = Reference(ref.mean, ref.precision, float(np.quantile(held, 1.0 - share, method="higher")))
     guard = DomainGuard(refs, mode=mode)
     flagged_held = float(np.mean([any(refs[n].distance(vectors[i][n]) > refs[n].threshold for n in names)
                                   for i in set_idx]))
     summary = {"measures": names, "scans": len(vectors), "fit_scans": len(fit_idx), "threshold_scans": len(set_idx),
-               "target_per_measure": target, "flagged_threshold_half": flagged_held,
+               "target_per_measure": {n: target * (FEATURE_TARGET_SHARE if n == "features" else 1.0) for n in names}, "flagged_threshold_half": flagged_held,
                "method": "Mahalanobis distance (Ledoit-Wolf covariance) fitted on one half of the in-domain "
                          "validation scans; each threshold at the (1 - target) quantile of the other half"}
     return guard, summary
