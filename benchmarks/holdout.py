@@ -34,8 +34,17 @@ def holdout_data(cache: Path, profile: str, *, quick: bool) -> Path:
 
         if root.exists():  # a run that stopped half-way
             shutil.rmtree(root)
-        generate_dataset(root, count=count, seed=HOLDOUT_SEED, size="mixed", workers=os.cpu_count() or 1,
-                         mismatch_rate=0.4, splits=(0.0, 0.0, 1.0), progress=False, profiles=[profile])
+        generate_dataset(
+            root,
+            count=count,
+            seed=HOLDOUT_SEED,
+            size="mixed",
+            workers=os.cpu_count() or 1,
+            mismatch_rate=0.4,
+            splits=(0.0, 0.0, 1.0),
+            progress=False,
+            profiles=[profile],
+        )
     return root
 
 
@@ -58,13 +67,17 @@ def run(model_dir: Path, cache: Path, *, quick: bool, profile: str = DEFAULT_HOL
     engine = Engine(model_dir)
     config = VerifierConfig.from_card(engine.card)
     records = score_split(engine, data, "test", progress=False)
-    risks = np.array([verify(r["found"].model_copy(update={"domain": None}), r["manifest"], config=config).risk
-                      for r in records])
+    risks = np.array(
+        [verify(r["found"].model_copy(update={"domain": None}), r["manifest"], config=config).risk for r in records]
+    )
     mismatch = np.array([r["mismatch"] for r in records])
     flagged = [r["found"].domain is not None and not r["found"].domain.in_domain for r in records]
     trained_on = ((engine.card.get("training") or {}).get("data") or {}).get("profiles")
     return {
-        "holdout_profile": profile, "data": str(data), "scans": len(records), "mismatches": int(mismatch.sum()),
+        "holdout_profile": profile,
+        "data": str(data),
+        "scans": len(records),
+        "mismatches": int(mismatch.sum()),
         "trained_on_profiles": trained_on,
         f"at_{int(FALSE_ALARM * 100)}pct_false_alarms": detection_at(risks, mismatch, FALSE_ALARM),
         "roc_auc": float(roc_auc_score(mismatch, risks)) if 0 < mismatch.sum() < len(mismatch) else None,

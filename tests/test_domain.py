@@ -61,9 +61,11 @@ def test_calibrated_guard_flags_few_in_domain_and_names_what_was_off() -> None:
     assert summary["fit_scans"] == summary["threshold_scans"] == 300
     assert summary["flagged_threshold_half"] <= 0.03
     fresh = _vectors(rng, 1000)
-    flagged = [not guard.references["stats"].distance(v["stats"]) <= guard.references["stats"].threshold
-               or not guard.references["features"].distance(v["features"]) <= guard.references["features"].threshold
-               for v in fresh]
+    flagged = [
+        not guard.references["stats"].distance(v["stats"]) <= guard.references["stats"].threshold
+        or not guard.references["features"].distance(v["features"]) <= guard.references["features"].threshold
+        for v in fresh
+    ]
     assert np.mean(flagged) < 0.05
     # a shift of the statistics alone is flagged, with the statistics named as the reason
     section = guard_section(guard, summary)
@@ -73,7 +75,8 @@ def test_calibrated_guard_flags_few_in_domain_and_names_what_was_off() -> None:
     d = restored.references["stats"].distance(shifted["stats"])
     assert d > restored.references["stats"].threshold
     assert restored.references["features"].distance(shifted["features"]) == pytest.approx(
-        guard.references["features"].distance(shifted["features"]))
+        guard.references["features"].distance(shifted["features"])
+    )
 
 
 def test_guard_calibration_refuses_too_few_or_uneven_scans() -> None:
@@ -89,11 +92,11 @@ def test_guard_calibration_refuses_too_few_or_uneven_scans() -> None:
 def test_card_without_a_domain_section_has_no_guard_and_a_broken_one_is_refused() -> None:
     assert DomainGuard.from_card({}) is None
     with pytest.raises(ConfigError, match="domain"):
-        DomainGuard.from_card({"domain": {"references": {"stats": {"mean": [0, 0], "precision": [[1]],
-                                                                   "threshold": 1}}}})
+        DomainGuard.from_card(
+            {"domain": {"references": {"stats": {"mean": [0, 0], "precision": [[1]], "threshold": 1}}}}
+        )
     with pytest.raises(ConfigError, match="unknown domain measures"):
-        DomainGuard.from_card({"domain": {"references": {"colour": {"mean": [0], "precision": [[1]],
-                                                                    "threshold": 1}}}})
+        DomainGuard.from_card({"domain": {"references": {"colour": {"mean": [0], "precision": [[1]], "threshold": 1}}}})
 
 
 def test_feature_output_leaves_every_other_output_bit_identical(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -131,8 +134,16 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("domain")
     out = {}
     for name, profiles in (("default", None), ("broken", ["broken"])):
-        generate_dataset(base / name, count=6, seed=91, workers=1, mismatch_rate=0.5, splits=(0, 0, 1),
-                         progress=False, profiles=profiles)
+        generate_dataset(
+            base / name,
+            count=6,
+            seed=91,
+            workers=1,
+            mismatch_rate=0.5,
+            splits=(0, 0, 1),
+            progress=False,
+            profiles=profiles,
+        )
         out[name] = base / name
     return out
 

@@ -47,8 +47,9 @@ REASONS = {
 }
 
 
-def input_statistics(x: np.ndarray, resized_hw: tuple[int, int], scan: Scan, *,
-                     ratio_channel: int | None = None) -> np.ndarray:
+def input_statistics(
+    x: np.ndarray, resized_hw: tuple[int, int], scan: Scan, *, ratio_channel: int | None = None
+) -> np.ndarray:
     """The statistics vector of one whole-scan model input (C, H, W), padding excluded."""
     h, w = resized_hw
     img = np.asarray(x, np.float32)[:, :h, :w]
@@ -146,16 +147,16 @@ class DomainGuard:
             raise ConfigError(f"model card: unknown domain measures {sorted(unknown)}")
         return cls(refs, mode=(card.get("input") or {}).get("mode"))
 
-    def measures(self, x: np.ndarray, resized_hw: tuple[int, int], scan: Scan,
-                 features: np.ndarray | None) -> dict[str, np.ndarray]:
+    def measures(
+        self, x: np.ndarray, resized_hw: tuple[int, int], scan: Scan, features: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
         """The vectors the guard compares: input statistics and (when given) pooled features."""
         out = {"stats": input_statistics(x, resized_hw, scan, ratio_channel=self.ratio_channel)}
         if features is not None:
             out["features"] = np.asarray(features, np.float64).reshape(-1)
         return out
 
-    def check(self, x: np.ndarray, resized_hw: tuple[int, int], scan: Scan,
-              features: np.ndarray | None) -> DomainCheck:
+    def check(self, x: np.ndarray, resized_hw: tuple[int, int], scan: Scan, features: np.ndarray | None) -> DomainCheck:
         """Out of domain when any measure's distance exceeds its threshold; the reported
         distance and threshold are those of the measure furthest beyond (as a ratio)."""
         vectors = self.measures(x, resized_hw, scan, features)
@@ -169,8 +170,12 @@ class DomainGuard:
         worst = max(ratios, key=lambda k: ratios[k][0] / ratios[k][1])
         d, t = ratios[worst]
         off = [REASONS[k] for k, (dk, tk) in ratios.items() if not dk <= tk]  # NaN counts as off
-        return DomainCheck(in_domain=not off, distance=round(d, 4) if np.isfinite(d) else 1e9,
-                           threshold=round(t, 4), reason="; ".join(off))
+        return DomainCheck(
+            in_domain=not off,
+            distance=round(d, 4) if np.isfinite(d) else 1e9,
+            threshold=round(t, 4),
+            reason="; ".join(off),
+        )
 
 
 # Pooled features are far from the validation scans not only for scans unlike them, but also for
@@ -181,8 +186,9 @@ class DomainGuard:
 FEATURE_TARGET_SHARE = 0.2  # the feature measure's target, as a share of the statistics' target
 
 
-def calibrate_guard(vectors: list[dict[str, np.ndarray]], *, target: float = 0.005, seed: int = 0,
-                    mode: str | None = None) -> tuple[DomainGuard, dict[str, Any]]:
+def calibrate_guard(
+    vectors: list[dict[str, np.ndarray]], *, target: float = 0.005, seed: int = 0, mode: str | None = None
+) -> tuple[DomainGuard, dict[str, Any]]:
     """Fit each measure's reference on one half of in-domain validation vectors and set its
     threshold on the other half, so that at most about `target` of those scans exceed it
     (the feature measure: `FEATURE_TARGET_SHARE` of that).
@@ -199,7 +205,7 @@ def calibrate_guard(vectors: list[dict[str, np.ndarray]], *, target: float = 0.0
     if any(sorted(v) != names for v in vectors):
         raise ValueError("every scan must carry the same measures")
     order = np.random.default_rng(seed).permutation(len(vectors))
-    fit_idx, set_idx = order[: len(order) // 2], order[len(order) // 2:]
+    fit_idx, set_idx = order[: len(order) // 2], order[len(order) // 2 :]
     refs: dict[str, Reference] = {}
     for name in names:
         ref = Reference.fit(np.stack([vectors[i][name] for i in fit_idx]))
@@ -207,23 +213,41 @@ def calibrate_guard(vectors: list[dict[str, np.ndarray]], *, target: float = 0.0
         share = target * (FEATURE_TARGET_SHARE if name == "features" else 1.0)
         refs[name] = Reference(ref.mean, ref.precision, float(np.quantile(held, 1.0 - share, method="higher")))
     guard = DomainGuard(refs, mode=mode)
-    flagged_held = float(np.mean([any(refs[n].distance(vectors[i][n]) > refs[n].threshold for n in names)
-                                  for i in set_idx]))
-    summary = {"measures": names, "scans": len(vectors), "fit_scans": len(fit_idx), "threshold_scans": len(set_idx),
-               "target_per_measure": {n: target * (FEATURE_TARGET_SHARE if n == "features" else 1.0) for n in names}, "flagged_threshold_half": flagged_held,
-               "method": "Mahalanobis distance (Ledoit-Wolf covariance) fitted on one half of the in-domain "
-                         "validation scans; each threshold at the (1 - target) quantile of the other half"}
+    flagged_held = float(
+        np.mean([any(refs[n].distance(vectors[i][n]) > refs[n].threshold for n in names) for i in set_idx])
+    )
+    summary = {
+        "measures": names,
+        "scans": len(vectors),
+        "fit_scans": len(fit_idx),
+        "threshold_scans": len(set_idx),
+        "target_per_measure": {n: target * (FEATURE_TARGET_SHARE if n == "features" else 1.0) for n in names},
+        "flagged_threshold_half": flagged_held,
+        "method": "Mahalanobis distance (Ledoit-Wolf covariance) fitted on one half of the in-domain "
+        "validation scans; each threshold at the (1 - target) quantile of the other half",
+    }
     return guard, summary
 
 
 def guard_section(guard: DomainGuard, summary: dict[str, Any]) -> dict[str, Any]:
     """The card's `domain` section."""
-    return {"references": {k: r.to_dict() for k, r in guard.references.items()}, "calibration": summary,
-            "statistics": {"quantiles": list(STAT_QUANTILES),
-                           "ratio_quantiles": list(RATIO_QUANTILES) if guard.ratio_channel is not None else [],
-                           "extra": ["clipped_low", "clipped_high", "row_structure", "column_structure",
-                                     "log_aspect", "colour_saturation"]},
-            "feature_output": FEATURE_OUTPUT}
+    return {
+        "references": {k: r.to_dict() for k, r in guard.references.items()},
+        "calibration": summary,
+        "statistics": {
+            "quantiles": list(STAT_QUANTILES),
+            "ratio_quantiles": list(RATIO_QUANTILES) if guard.ratio_channel is not None else [],
+            "extra": [
+                "clipped_low",
+                "clipped_high",
+                "row_structure",
+                "column_structure",
+                "log_aspect",
+                "colour_saturation",
+            ],
+        },
+        "feature_output": FEATURE_OUTPUT,
+    }
 
 
 def add_feature_output(src: str | Path, dst: str | Path) -> str:

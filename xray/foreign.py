@@ -34,8 +34,13 @@ def photos() -> list[Scan]:
     out = []
     for k, img in enumerate(load_sample_images().images):
         h, w = img.shape[:2]
-        crops = {"whole": img, "left": img[:, : w // 2], "right": img[:, w // 2:], "top": img[: h // 2],
-                 "wide": img[h // 3: 2 * h // 3]}
+        crops = {
+            "whole": img,
+            "left": img[:, : w // 2],
+            "right": img[:, w // 2 :],
+            "top": img[: h // 2],
+            "wide": img[h // 3 : 2 * h // 3],
+        }
         for name, c in crops.items():
             c = np.ascontiguousarray(c)
             out += [_scan(f"photo{k}-{name}-rgb", c), _scan(f"photo{k}-{name}-grey", _grey(c))]
@@ -50,10 +55,20 @@ def documents(rng: np.random.Generator, n: int = 10) -> list[Scan]:
         page = np.full((h, w, 3), 255, np.uint8)
         y = int(rng.integers(60, 120))
         while y < h - 60:
-            words = " ".join("".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 9))))
-                             for _ in range(int(rng.integers(4, 10))))
-            cv2.putText(page, words, (60, y), cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.6, 1.1)), (0, 0, 0),
-                        int(rng.integers(1, 3)), cv2.LINE_AA)
+            words = " ".join(
+                "".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 9))))
+                for _ in range(int(rng.integers(4, 10)))
+            )
+            cv2.putText(
+                page,
+                words,
+                (60, y),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                float(rng.uniform(0.6, 1.1)),
+                (0, 0, 0),
+                int(rng.integers(1, 3)),
+                cv2.LINE_AA,
+            )
             y += int(rng.integers(30, 60))
         if i % 3 == 0:  # a table
             for yy in range(h // 2, h - 100, 40):
@@ -82,11 +97,20 @@ def baggage(rng: np.random.Generator, n: int = 10) -> list[Scan]:
             cx, cy = int(rng.integers(x1, x2)), int(rng.integers(y1, y2))
             colour = palette[int(rng.integers(0, 4))]
             if rng.random() < 0.5:
-                cv2.ellipse(img, (cx, cy), (int(rng.integers(15, 80)), int(rng.integers(10, 40))),
-                            float(rng.uniform(0, 180)), 0, 360, colour, -1)
+                cv2.ellipse(
+                    img,
+                    (cx, cy),
+                    (int(rng.integers(15, 80)), int(rng.integers(10, 40))),
+                    float(rng.uniform(0, 180)),
+                    0,
+                    360,
+                    colour,
+                    -1,
+                )
             else:
-                cv2.rectangle(img, (cx, cy), (cx + int(rng.integers(20, 160)), cy + int(rng.integers(10, 90))),
-                              colour, -1)
+                cv2.rectangle(
+                    img, (cx, cy), (cx + int(rng.integers(20, 160)), cy + int(rng.integers(10, 90))), colour, -1
+                )
         soft = np.asarray(cv2.GaussianBlur(img, (5, 5), 1.2), np.uint8)
         out.append(_scan(f"baggage{i}-rgb", soft) if i % 2 == 0 else _scan(f"baggage{i}-grey", _grey(soft)))
     return out
