@@ -5,7 +5,8 @@
 Sections: engine (latency per stage, concurrent streams; CPU and CUDA), http (the real
 service under load from a separate process), models (ONNX vs eager PyTorch vs the YOLO11n
 peer at equal input), accuracy (mAP, verdict detection rate at the calibrated false-alarm
-rate), throughput (simulator scans/s, training images/s). A section that cannot run records
+rate), throughput (simulator scans/s, training images/s), holdout (a scanner profile never seen in
+training: mismatch detection at 5 % false alarms and the out-of-domain flag rate). A section that cannot run records
 why; the exit status is 1 only when a section crashed — never because of a number.
 """
 
@@ -28,7 +29,7 @@ from xray.bundled import default_model_dir
 from xray.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("engine", "http", "models", "accuracy", "throughput")
+SECTIONS = ("engine", "http", "models", "accuracy", "throughput", "holdout")
 
 
 def model_summary(model_dir: Path) -> dict[str, Any]:
@@ -59,6 +60,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the results")
     p.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "cache",
                    help="canonical scans, peer ONNX files, simulated test data")
+    p.add_argument("--holdout-profile", default=None,
+                   help="scanner profile held out of training, for the holdout section (default: mobile-gantry)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
     return p
 
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import onnxruntime as ort
 
-    from benchmarks import accuracy, engine_latency, http_latency, peer, throughput
+    from benchmarks import accuracy, engine_latency, holdout, http_latency, peer, throughput
     from benchmarks.inputs import canonical_scans
 
     t0 = time.perf_counter()
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         "models": lambda: peer.run(model_dir, scans, cache, quick=args.quick),
         "accuracy": lambda: accuracy.run(model_dir, cache, quick=args.quick),
         "throughput": lambda: throughput.run(scans, accuracy.held_out_data(cache, quick=args.quick)[0], quick=args.quick),
+        "holdout": lambda: holdout.run(model_dir, cache, quick=args.quick,
+                                       profile=args.holdout_profile or holdout.DEFAULT_HOLDOUT),
     }
     for name in SECTIONS:
         if name in args.only:

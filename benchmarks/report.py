@@ -194,6 +194,19 @@ def markdown(results: dict[str, Any]) -> str:
     else:
         lines.append(_status_line(results, "accuracy") or "")
     lines.append("")
+
+    # held-out scanner profile
+    ho = section(results, "holdout")
+    if ho:
+        at = ho.get("at_5pct_false_alarms") or {}
+        lines += [f"| held-out profile: {ho.get('holdout_profile')} | value |", "|---|---|",
+                  f"| mismatch detection at 5 % false alarms | {_pct(at.get('detection_rate'))} |",
+                  f"| ROC AUC of the scan risk (guard off) | {_f3(ho.get('roc_auc'))} |",
+                  f"| flagged out of domain by the guard | {_pct(ho.get('ood_flagged'))} ({ho.get('guard')}) |",
+                  f"| scans (mismatches) | {ho.get('scans')} ({ho.get('mismatches')}) |"]
+    else:
+        lines.append(_status_line(results, "holdout") or "")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -128,3 +128,99 @@ def test_detail_channels_move_with_the_pixels_but_keep_their_values() -> None:
     assert img.shape == (3, 128, 384)
     assert np.allclose(_pixel_box(img[2:] * 10), boxes[0], atol=1e-3) and np.allclose(_pixel_box(img), boxes[0], atol=1e-3)
     assert set(np.unique(img[2]).tolist()) == {0.0, 0.25}  # flipped, but no gain on the detail channel
+
+
+# -- domain randomisation ----------------------------------------------------------------------
+
+DR_OFF = {**OFF, "domain_randomisation": 1.0, "domain_export": 0.0, "domain_single_energy": 0.0,
+          "domain_stripes": 0.0, "domain_noise": 0.0, "domain_blur": 0.0, "domain_crop": 0.0}
+
+
+def _textured(shape: tuple[int, int] = (128, 384)) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    att = np.full((2, *shape), 0.3, np.float32)
+    att[:, 20:100, 60:300] = 2.0 + 0.5 * rng.random((80, 240), dtype=np.float32)
+    att[1] *= 1.2
+    return att
+
+
+def test_domain_randomisation_is_off_by_default() -> None:
+    aug = Augment({**OFF})
+    names = [type(t).__name__ for t in aug.pipeline.transforms]
+    assert not {"DisplayExport", "SingleEnergy", "RowStripes", "BBoxSafeRandomCrop"} & set(names)
+
+
+def test_display_export_quantises_to_8_bit_grey_levels_read_as_transmission() -> None:
+    aug = Augment({**DR_OFF, "domain_export": 1.0, "domain_jpeg": 0.0})
+    img, boxes, _ = aug(_textured(), np.array([[60, 20, 300, 100]]), np.array([2]), rng=np.random.default_rng(1))
+    t = np.exp(-img)  # back to transmission: each value is k / 255 for an integer k
+    levels = t * 255
+    assert np.allclose(levels[levels > 0.5], np.rint(levels[levels > 0.5]), atol=2e-2)
+    assert len(np.unique(np.rint(levels))) <= 256
+    assert np.allclose(boxes, [[60, 20, 300, 100]])
+    # the goods stay darker (more attenuating) than the background around them
+    assert img[0, 30:90, 80:280].mean() > img[0, 105:125, :].mean()
+
+
+def test_display_export_jpeg_adds_block_artifacts_but_keeps_the_picture() -> None:
+    att = _textured()
+    plain = Augment({**DR_OFF, "domain_export": 1.0, "domain_jpeg": 0.0, "domain_gamma": [1.0, 1.0]})
+    jpeg = Augment({**DR_OFF, "domain_export": 1.0, "domain_jpeg": 1.0, "domain_jpeg_quality": [20, 20],
+                    "domain_gamma": [1.0, 1.0]})
+    a, _, _ = plain(att, np.zeros((0, 4)), np.zeros(0), rng=np.random.default_rng(5))
+    b, _, _ = jpeg(att, np.zeros((0, 4)), np.zeros(0), rng=np.random.default_rng(5))
+    diff = np.abs(np.exp(-a) - np.exp(-b))
+    assert diff.mean() > 1e-3  # re-compression changed pixels
+    assert np.corrcoef(np.exp(-a).ravel(), np.exp(-b).ravel())[0, 1] > 0.9  # but not the picture
+
+
+def test_single_energy_replaces_the_low_energy_by_the_engine_rule() -> None:
+    from xray.model.preprocess import SINGLE_ENERGY_RATIO
+
+    aug = Augment({**DR_OFF, "domain_single_energy": 1.0})
+    att = _textured()
+    img, _, _ = aug(att, np.zeros((0, 4)), np.zeros(0), rng=np.random.default_rng(0))
+    assert np.allclose(img[0], att[0], atol=1e-5)
+    assert np.allclose(img[1], att[0] * SINGLE_ENERGY_RATIO, atol=1e-4)
+
+
+def test_row_stripes_vary_rows_not_columns() -> None:
+    aug = Augment({**DR_OFF, "domain_stripes": 1.0, "domain_stripe_strength": [0.05, 0.05],
+                   "domain_dead_rows": [0, 0]})
+    att = np.full((2, 64, 256), 2.0, np.float32)
+    img, _, _ = aug(att, np.zeros((0, 4)), np.zeros(0), rng=np.random.default_rng(2))
+    assert img[0].std(axis=0).max() > 0.03  # rows differ ...
+    assert img[0].std(axis=1).max() < 1e-5  # ... each row is uniform along the scan direction
+
+
+def test_domain_noise_and_blur_change_the_texture() -> None:
+    att = _textured()
+    noisy, _, _ = Augment({**DR_OFF, "domain_noise": 1.0})(att, np.zeros((0, 4)), np.zeros(0),
+                                                          rng=np.random.default_rng(0))
+    blurred, _, _ = Augment({**DR_OFF, "domain_blur": 1.0, "domain_blur_sigma": [2.0, 2.0]})(
+        att, np.zeros((0, 4)), np.zeros(0), rng=np.random.default_rng(0))
+    region = (0, slice(30, 90), slice(80, 280))
+    assert np.abs(np.diff(noisy[region], axis=1)).mean() > np.abs(np.diff(att[region], axis=1)).mean()
+    assert np.abs(np.diff(blurred[region], axis=1)).mean() < np.abs(np.diff(att[region], axis=1)).mean()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_domain_crop_keeps_the_box_on_its_goods(seed: int) -> None:
+    aug = Augment({**DR_OFF, "domain_crop": 1.0})
+    att = _block_image((100, 30, 200, 90))
+    img, boxes, labels = aug(att, np.array([[100, 30, 200, 90]]), np.array([4]), rng=np.random.default_rng(seed))
+    assert img.shape == att.shape
+    assert labels.tolist() == [4]
+    b = boxes[0]
+    assert 0 <= b[0] < b[2] <= 384 and 0 <= b[1] < b[3] <= 128
+    assert np.allclose(_pixel_box(img), b, atol=2.5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_full_domain_randomisation_keeps_boxes_valid(seed: int) -> None:
+    aug = Augment({"domain_randomisation": 1.0, "tip": 0.0})
+    att = _block_image((100, 30, 200, 90))
+    img, boxes, _ = aug(att, np.array([[100, 30, 200, 90]]), np.array([4]), rng=np.random.default_rng(seed))
+    assert img.shape == att.shape and np.isfinite(img).all() and (img >= 0).all() and (img <= A_MAX + 1e-4).all()
+    assert len(boxes) == 1 and (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 384).all() and (boxes[:, [1, 3]] <= 128).all()

@@ -199,14 +199,16 @@ def _interior(sim) -> np.ndarray:
 
 
 def test_8bit_exports_have_the_grey_levels_of_real_exports():
-    """Real 8-bit exports, inside the walls: loaded median 12/255, empty median 223 (issue 13)."""
+    """Real 8-bit exports, inside the walls: loaded median 12/255 with 80 % of pixels below 70,
+    empty median 223 with no pixel below 70 (issue 13)."""
     loaded = np.concatenate([_interior(simulate_scan(100 + s, scenario="clean", profile="export-8bit-jpeg"))
                              for s in range(12)])
     empty = [_interior(simulate_scan(500 + s, scenario="empty", profile="export-8bit-jpeg")) for s in range(4)]
-    assert 5 <= np.median(loaded) <= 40
+    assert 2 <= np.median(loaded) <= 40  # real 12; ours 7 on 30 scans (dark loads clip more than real ones)
     assert (loaded <= 5).mean() > 0.2  # dense loads starve the detector: clipped black
+    assert (loaded < 70).mean() > 0.7  # goods fill the hold (crated machinery too)
     for e in empty:
-        assert 180 <= np.median(e) <= 245 and np.percentile(e, 1) > 40
+        assert 180 <= np.median(e) <= 245 and e.min() >= 70  # the mid-height rail is a light profile
 
 
 # --- datasets -----------------------------------------------------------------------------------------------------

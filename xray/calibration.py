@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from xray.atomic import write_atomic
+from xray.domain import FEATURE_OUTPUT, DomainGuard, calibrate_guard, guard_section
 from xray.engine import Engine
+from xray.errors import ConfigError
 from xray.goods import GoodsTable, goods_table
 from xray.manifest import Manifest
+from xray.scan import Scan
 from xray.sources.files import read_scan
 from xray.verdict import Channel
 from xray.verify import PresenceMap, VerifierConfig, best_scores, calibrate, score_logit, verify
@@ -276,3 +281,114 @@ def calibrate_swap(model_dir: str | Path, data: str | Path, *, split: str = "val
 
     write_atomic(card_path, json.dumps(card, indent=2))
     return result
+
+
+# -- the out-of-domain guard -----------------------------------------------------------------
+
+def split_scans(root: str | Path, split: str, *, limit: int | None = None) -> Iterator[Scan]:
+    """The scans of a split, read one at a time as the engine would get them (no truth needed)."""
+    from xray.data.format import split_records
+
+    for r in split_records(root, split)[:limit]:
+        yield read_scan(r.high, r.low, scan_id=r.scan_id, pixel_mm=r.pixel_mm)
+
+
+def guard_measures(engine: Engine, scans: Iterable[Scan], *, progress: bool = False,
+                   desc: str = "measure") -> list[dict[str, np.ndarray]]:
+    """The guard's measures (input statistics, pooled features) of each scan's whole-scan pass."""
+    guard = engine.guard or DomainGuard({}, mode=engine.spec.mode)
+    out = []
+    for scan in tqdm(scans, desc=desc, unit="scan", disable=not progress):
+        whole = engine.model_inputs(scan)[0]
+        run = engine._run(whole.x)
+        out.append(guard.measures(whole.x, whole.lb.resized_hw, scan, run.get(FEATURE_OUTPUT)))
+    return out
+
+
+def flag_rate(engine: Engine, scans: Iterable[Scan], *, progress: bool = False, desc: str = "guard") -> dict[str, Any]:
+    """The share of scans the engine's guard flags as out of domain, and why."""
+    checks = []
+    for scan in tqdm(scans, desc=desc, unit="scan", disable=not progress):
+        whole = engine.model_inputs(scan)[0]
+        d = engine.domain_check(whole, engine._run(whole.x), scan)
+        checks.append(d)
+    flagged = [c is not None and not c.in_domain for c in checks]
+    reasons: dict[str, int] = defaultdict(int)
+    for c in checks:
+        if c is not None and not c.in_domain:
+            for r in c.reason.split("; "):
+                reasons[r] += 1
+    return {"scans": len(checks), "flagged": float(np.mean(flagged)) if checks else None, "reasons": dict(reasons)}
+
+
+def install_feature_output(model_dir: str | Path, probe: list[Scan]) -> dict[str, Any]:
+    """Give a model folder's ONNX the pooled-feature output (`xray.domain.add_feature_output`)
+    if it lacks one, after checking on `probe` scans that the other outputs stay bit-identical;
+    the card's file hash, size and output names follow."""
+    import hashlib
+    import tempfile
+
+    from xray.domain import add_feature_output, feature_parity
+
+    model_dir = Path(model_dir)
+    onnx_path, card_path = model_dir / "model.onnx", model_dir / "model.json"
+    engine = Engine(model_dir)
+    if FEATURE_OUTPUT in engine.output_names:
+        return {"added": False}
+    with tempfile.TemporaryDirectory() as tmp:
+        extended = Path(tmp) / "model.onnx"
+        tensor = add_feature_output(onnx_path, extended)
+        inputs = [p.x for s in probe for p in engine.model_inputs(s)[:1]]
+        parity = feature_parity(onnx_path, extended, inputs)
+        if not parity["bit_identical"]:
+            raise ConfigError(f"{onnx_path}: adding the feature output changed the other outputs; left as it was")
+        blob = extended.read_bytes()
+    write_atomic(onnx_path, blob)
+    card = json.loads(card_path.read_text())
+    card["sha256"], card["size_bytes"] = hashlib.sha256(blob).hexdigest(), len(blob)
+    card["outputs"]["names"] = [*card["outputs"]["names"], FEATURE_OUTPUT]
+    card["outputs"][FEATURE_OUTPUT] = f"(1, D) pooled input of the image-level head ({tensor}), for the domain guard"
+    card["export"] = {**(card.get("export") or {}), "feature_output": {"tensor": tensor, "parity": parity}}
+    write_atomic(card_path, json.dumps(card, indent=2))
+    return {"added": True, "tensor": tensor, "parity": parity}
+
+
+def calibrate_domain(model_dir: str | Path, data: str | Path, *, split: str = "val", target: float = 0.005,
+                     limit: int | None = None, progress: bool = True,
+                     measure: dict[str, tuple[str | Path, str]] | None = None,
+                     foreign: bool = True) -> dict[str, Any]:
+    """Calibrate a model's out-of-domain guard on in-domain validation scans and store it in the card.
+
+    Adds the pooled-feature output to the ONNX first when it has none (other outputs
+    checked bit-identical). Then measures the flagged share of each `measure` set
+    (name -> (dataset, split)) and, with `foreign`, of images that are not cargo scans
+    (`xray.foreign`); the figures go into the card with the guard.
+    """
+    install_feature_output(model_dir, list(split_scans(data, split, limit=8)))
+    engine = Engine(model_dir)
+    vectors = guard_measures(engine, split_scans(data, split, limit=limit), progress=progress, desc=f"guard {split}")
+    guard, summary = calibrate_guard(vectors, target=target, mode=engine.spec.mode)
+    from xray.train.metrics import dataset_info
+
+    summary = {**summary, "data": dataset_info(Path(data)), "split": split}
+    card_path = Path(model_dir) / "model.json"
+    card = json.loads(card_path.read_text())
+    card["domain"] = guard_section(guard, summary)
+    write_atomic(card_path, json.dumps(card, indent=2))
+    engine = Engine(model_dir)
+    measured: dict[str, Any] = {}
+    for name, (root, sp) in (measure or {}).items():
+        measured[name] = {"data": str(root), "split": sp,
+                          **flag_rate(engine, split_scans(root, sp), progress=progress, desc=name)}
+    if foreign:
+        from xray.foreign import foreign_images
+
+        kinds = foreign_images()
+        per_kind = {k: flag_rate(engine, v) for k, v in kinds.items()}
+        flagged = sum((r["flagged"] or 0.0) * r["scans"] for r in per_kind.values())
+        total = sum(r["scans"] for r in per_kind.values())
+        measured["non_cargo"] = {"scans": total, "flagged": flagged / total if total else None, "by_kind": per_kind}
+    card = json.loads(card_path.read_text())
+    card["domain"]["measured"] = measured
+    write_atomic(card_path, json.dumps(card, indent=2))
+    return {"calibration": summary, "measured": measured}

@@ -185,6 +185,15 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use at most this many scans")
     p.add_argument("--flip", action="store_true",
                    help="test-time augmentation: average each scan with its mirror image (one more model pass)")
+    guard = p.add_argument_group("out-of-domain guard")
+    guard.add_argument("--domain", action="store_true",
+                       help="calibrate the out-of-domain guard on in-domain scans of --data/--split instead of the "
+                            "verdict thresholds (adds a pooled-feature output to model.onnx if it has none)")
+    guard.add_argument("--domain-target", type=float, default=0.005,
+                       help="share of in-domain scans each guard measure may flag (default 0.005)")
+    guard.add_argument("--measure", action="append", default=[], metavar="NAME=DIR[:SPLIT]",
+                       help="also measure the flagged share of this dataset split (default split test); repeatable")
+    guard.add_argument("--no-foreign", action="store_true", help="skip measuring images that are not cargo scans")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--swap", action="store_true",
                    help="archives without inspection outcomes: set red to the false-alarm rate on true "
@@ -194,6 +203,10 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    if args.domain:
+        return _calibrate_domain(args)
+    if args.measure or args.no_foreign:
+        raise _UsageError("--measure, --no-foreign: guard options, only with --domain")
     if args.swap:
         from xray.calibration import calibrate_swap
 
@@ -209,6 +222,22 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     result = calibrate_model(args.model, args.data, split=args.split, false_alarm=args.false_alarm,
                              review_rate=args.review_rate, limit=args.limit, progress=not args.quiet, flip=args.flip)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _calibrate_domain(args: argparse.Namespace) -> int:
+    from xray.calibration import calibrate_domain
+
+    measure: dict[str, tuple[str | Path, str]] = {}
+    for item in args.measure:
+        name, sep, where = item.partition("=")
+        if not sep or not name or not where:
+            raise _UsageError(f"--measure {item!r}: expected NAME=DIR or NAME=DIR:SPLIT")
+        root, _, split = where.partition(":")
+        measure[name] = (root, split or "test")
+    result = calibrate_domain(args.model, args.data, split=args.split, target=args.domain_target, limit=args.limit,
+                              progress=not args.quiet, measure=measure, foreign=not args.no_foreign)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -276,6 +276,23 @@ class AugmentConfig(Section):
     tip_max: int = Field(2, ge=1)  # patches per scan at most
     tip_categories: list[str] | None = None  # categories whose boxes are cut as patches (None: all)
     tip_over_goods: float = Field(0.5, ge=0, le=1)  # probability a patch lands over existing goods (concealment)
+    # Domain randomisation (off by default: the bundled recipe is unchanged): the look of other
+    # scanners and exports, so that a model keys on goods, not on one scanner. Each domain_* probability
+    # below is multiplied by `domain_randomisation`; ranges span the simulator's profiles.
+    domain_randomisation: float = Field(0.0, ge=0, le=1)
+    domain_export: float = Field(0.7, ge=0, le=1)  # 8-bit display export read back (curve, stretch, quantisation)
+    domain_gamma: tuple[float, float] = (0.5, 2.0)  # display curve exponent
+    domain_jpeg: float = Field(0.6, ge=0, le=1)  # share of exports also JPEG re-compressed
+    domain_jpeg_quality: tuple[int, int] = (40, 95)
+    domain_single_energy: float = Field(0.3, ge=0, le=1)  # low energy replaced as for a single-energy scanner
+    domain_stripes: float = Field(0.4, ge=0, le=1)  # detector row stripes and dead rows
+    domain_stripe_strength: tuple[float, float] = (0.0, 0.06)  # per-row gain spread
+    domain_dead_rows: tuple[int, int] = (0, 3)
+    domain_noise: float = Field(0.4, ge=0, le=1)
+    domain_noise_counts: tuple[float, float] = (3.0e3, 1.0e5)  # noisier than `noise_counts`: mobile gantries
+    domain_blur: float = Field(0.3, ge=0, le=1)
+    domain_blur_sigma: tuple[float, float] = (0.5, 2.0)
+    domain_crop: float = Field(0.3, ge=0, le=1)  # crop to the goods (boxes kept), as exports crop to the container
 
 
 class ExportConfig(Section):

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from xray.bundled import default_model_dir
-from xray.detection import Detection, Detections, box_iou
+from xray.detection import Detection, Detections, DomainCheck, box_iou
+from xray.domain import FEATURE_OUTPUT, DomainGuard
 from xray.errors import ConfigError
 from xray.model.preprocess import (
     InputSpec,
@@ -158,6 +159,9 @@ class Engine:
         self.model_id = str(self.card.get("name", self.model_dir.name))
         self.model_version = str(self.card.get("sha256", ""))[:12]
         self.session = create_session(onnx_path, threads=threads, providers=providers)
+        # The graph is the truth about its outputs (a guard-calibrated model has `features` too).
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.guard = DomainGuard.from_card(self.card)
         self.providers: list[str] = list(self.session.get_providers())
         self.tile, self.max_shrink, self.tile_overlap = tile, max_shrink, tile_overlap
         self.flip = bool((self.card.get("engine") or {}).get("flip", False)) if flip is None else flip
@@ -261,8 +265,9 @@ class Engine:
         whole = raw[0][1]
         image_scores = ({c: float(v) for c, v in zip(self.classes, np.asarray(whole["image_scores"]).reshape(-1))}
                         if "image_scores" in whole else {})
+        domain = self.domain_check(passes[0], whole, scan)
         t3 = time.perf_counter()
-        return Detections(scan_id=scan.id, detections=dets, image_scores=image_scores,
+        return Detections(scan_id=scan.id, detections=dets, image_scores=image_scores, domain=domain,
                           timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
                                       "postprocess": (t3 - t2) * 1e3},
                           model_id=self.model_id, model_version=self.model_version)
@@ -286,6 +291,12 @@ class Engine:
                           timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
                                       "postprocess": (t3 - t2) * 1e3},
                           model_id=self.model_id, model_version=self.model_version)
+
+    def domain_check(self, whole: Pass, out: dict[str, np.ndarray], scan: Scan) -> DomainCheck | None:
+        """How unlike the training scans this scan is (`xray.domain`); None when the card has no guard."""
+        if self.guard is None:
+            return None
+        return self.guard.check(whole.x, whole.lb.resized_hw, scan, out.get(FEATURE_OUTPUT))
 
     def warm_up(self) -> None:
         """Run the model once so that the first real scan does not pay for allocations."""

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from xray.config import AugmentConfig, validate_section
-from xray.model.preprocess import A_MAX, resize
+from xray.model.preprocess import A_MAX, SINGLE_ENERGY_RATIO, resize
+from xray.scan import MIN_TRANSMISSION
 
 
 class AttenuationGain(A.ImageOnlyTransform):
@@ -165,6 +166,109 @@ def rescale_patch(patch: np.ndarray, from_mm: tuple[float, float], to_mm: tuple[
     return resize(patch, (h, w))
 
 
+# -- domain randomisation: the look of other scanners and exports (AugmentConfig.domain_*) ----------
+
+
+class DisplayExport(A.ImageOnlyTransform):
+    """An 8-bit display export read back as if it were transmission, as our readers do.
+
+    Transmission T = exp(-A) goes through a per-scan contrast stretch (black and white
+    points at random percentiles), a log or gamma display curve, 8-bit quantisation and
+    optionally JPEG re-compression; the grey levels v / 255 are then read as
+    transmission again (A' = -ln v). Works on u = A / A_MAX (H, W, C); every channel
+    gets the same curve and the same JPEG quality.
+    """
+
+    def __init__(self, gamma: tuple[float, float], jpeg_quality: tuple[int, int], jpeg: float = 0.5,
+                 stretch: tuple[float, float] = (0.0, 5.0), log_curve: float = 0.5, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.gamma, self.jpeg_quality, self.jpeg = tuple(gamma), tuple(jpeg_quality), jpeg
+        self.stretch, self.log_curve = tuple(stretch), log_curve
+
+    def get_params(self) -> dict[str, Any]:
+        r = self.py_random
+        return {"g": r.uniform(*self.gamma), "log": r.random() < self.log_curve,
+                "black": r.uniform(*self.stretch), "white": r.uniform(*self.stretch),
+                "quality": r.randint(*self.jpeg_quality) if r.random() < self.jpeg else None}
+
+    def apply(self, img: np.ndarray, g: float = 1.0, log: bool = False, black: float = 0.0, white: float = 0.0,
+              quality: int | None = None, **params: Any) -> np.ndarray:
+        t = np.exp(-img.astype(np.float32) * np.float32(A_MAX))
+        if log:  # the usual radiograph display: grey level linear in attenuation
+            v = 1.0 - np.clip(-np.log(np.maximum(t, MIN_TRANSMISSION)) / A_MAX, 0.0, 1.0)
+        else:
+            v = t
+        lo, hi = np.percentile(v, [black, 100.0 - white])
+        v = np.clip((v - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0) ** g
+        q = np.rint(v * 255).astype(np.uint8)
+        if quality is not None:
+            chans: list[np.ndarray] = []
+            for c in range(q.shape[-1]):
+                ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(q[..., c]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+                chans.append(np.asarray(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), np.uint8) if ok else q[..., c])
+            q = np.stack(chans, axis=-1)
+        a = -np.log(np.maximum(q.astype(np.float32) / np.float32(255.0), np.float32(MIN_TRANSMISSION)))
+        return np.clip(a / A_MAX, 0.0, 1.0).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("gamma", "jpeg_quality", "jpeg", "stretch", "log_curve")
+
+
+class SingleEnergy(A.ImageOnlyTransform):
+    """A single-energy scanner: the low-energy channel becomes what the engine makes of a
+    single-energy scan (the high energy times `SINGLE_ENERGY_RATIO`); other channels kept."""
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        if img.shape[-1] < 2:
+            return img
+        out = img.copy()
+        out[..., 1] = np.clip(img[..., 0] * SINGLE_ENERGY_RATIO, 0.0, 1.0)
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+class RowStripes(A.ImageOnlyTransform):
+    """Detector rows that disagree: a per-row gain on attenuation (stripes along the scan
+    direction) and a few dead rows that read as opaque or as air."""
+
+    def __init__(self, strength: tuple[float, float], dead_rows: tuple[int, int] = (0, 3), p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.strength, self.dead_rows = tuple(strength), tuple(dead_rows)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"s": self.py_random.uniform(*self.strength), "dead": self.py_random.randint(*self.dead_rows),
+                "seed": self.py_random.randrange(2**31)}
+
+    def apply(self, img: np.ndarray, s: float = 0.0, dead: int = 0, seed: int = 0, **params: Any) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        h = img.shape[0]
+        gain = 1.0 + s * rng.standard_normal((h, 1, 1)).astype(np.float32)
+        out = img * gain
+        for r in rng.integers(0, h, dead):
+            out[r] = 1.0 if rng.random() < 0.5 else 0.0
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("strength", "dead_rows")
+
+
+def domain_transforms(c: AugmentConfig) -> list[A.BasicTransform]:
+    """The domain-randomisation transforms of a config (empty when `domain_randomisation` is 0)."""
+    p = c.domain_randomisation
+    if p <= 0:
+        return []
+    return [
+        A.BBoxSafeRandomCrop(erosion_rate=0.0, p=p * c.domain_crop),
+        SingleEnergy(p=p * c.domain_single_energy),
+        RowStripes(c.domain_stripe_strength, c.domain_dead_rows, p=p * c.domain_stripes),
+        QuantumNoise(c.domain_noise_counts, p=p * c.domain_noise),
+        A.GaussianBlur(sigma_limit=c.domain_blur_sigma, blur_limit=0, p=p * c.domain_blur),
+        DisplayExport(c.domain_gamma, c.domain_jpeg_quality, jpeg=c.domain_jpeg, p=p * c.domain_export),
+    ]
+
+
 class Augment:
     """The training augmentation of attenuation images (config: the `augment` section).
 
@@ -202,6 +306,7 @@ class Augment:
                 AttenuationGamma(c.gamma, p=0.5),
                 QuantumNoise(c.noise_counts, p=c.noise),
                 A.GaussianBlur(sigma_limit=c.blur_sigma, blur_limit=0, p=c.blur),
+                *domain_transforms(c),
             ],
             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, min_area=16),
             seed=0,
@@ -227,8 +332,16 @@ class Augment:
             labels=np.asarray(labels, np.int64),
             **extra,
         )
-        img = np.ascontiguousarray(out["image"].transpose(2, 0, 1) * A_MAX, dtype=np.float32)
-        if geometric_only:
-            mask = np.asarray(out["mask"], np.float32).reshape(H, W, geometric_only)
+        image, out_boxes = out["image"], np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+        mask = np.asarray(out["mask"], np.float32) if geometric_only else None
+        h, w = image.shape[:2]
+        if (h, w) != (H, W):  # a domain crop: back to the input size, as a cropped export would be letterboxed
+            image = cv2.resize(image, (W, H), interpolation=cv2.INTER_LINEAR).reshape(H, W, -1)
+            mask = (np.asarray(cv2.resize(mask, (W, H), interpolation=cv2.INTER_LINEAR), np.float32)
+                    if mask is not None else None)
+            out_boxes = out_boxes * np.array([W / w, H / h, W / w, H / h], np.float32)
+        img = np.ascontiguousarray(image.transpose(2, 0, 1) * A_MAX, dtype=np.float32)
+        if mask is not None:
+            mask = mask.reshape(H, W, geometric_only)
             img = np.concatenate([img, np.ascontiguousarray(mask.transpose(2, 0, 1))])
-        return img, np.asarray(out["bboxes"], np.float32).reshape(-1, 4), np.asarray(out["labels"], np.int64)
+        return img, out_boxes, np.asarray(out["labels"], np.int64)

@@ -118,7 +118,9 @@ class XrayDataset(Dataset):
                     labels.append(class_of_name[b.category])
             self.boxes.append(np.asarray(boxes, np.float32).reshape(-1, 4))
             self.labels.append(np.asarray(labels, np.int64))
-        if self.spec.mode in ("dual", "dual_ratio") and self.records[0].low is None:
+        # A mixed-profile dataset holds single-energy scans too; they get the engine's synthetic
+        # low energy (preprocess.base_channels). Only a dataset with no dual-energy scan at all is refused.
+        if self.spec.mode in ("dual", "dual_ratio") and all(r.low is None for r in self.records):
             raise DatasetError(f"{ann_path}: the model takes dual energy ({self.spec.mode}), the dataset is single-energy")
         self.manifest_labels = [self._manifest_labels(r) for r in self.records] if (
             self.image_label_source == "manifest"

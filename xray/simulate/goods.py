@@ -171,9 +171,23 @@ def draw_machinery(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[B
     px = canvas.px
     boxes = []
     height = lot.y_floor - lot.y_top
-    for a, b in _units_along(rng, lot.x0, lot.x1, px(rng.uniform(1000, 2500)), (px(50), px(300))):
-        top = lot.y_floor - int(height * lot.fill * rng.uniform(0.4, 0.95))
+    gaps = (px(10), px(60)) if lot.dense else (px(50), px(300))  # dense: crates packed end to end
+    for a, b in _units_along(rng, lot.x0, lot.x1, px(rng.uniform(1000, 2500)), gaps):
+        frac = rng.uniform(0.4, 0.95)
+        if lot.dense:  # crates stacked two high, to near the roof (same draw, a narrower range)
+            frac = 0.8 + (frac - 0.4) / 0.55 * 0.15
+        top = lot.y_floor - int(height * lot.fill * frac)
         canvas.add_path("carbon", a, top, b, lot.y_floor, 2 * 2.0, density=0.55)  # crate sides
+        if lot.dense:
+            # Crates two across the container, each machine filling its crate: housings, frames
+            # and bracing over most of the crate's area, seen through both crates (the default
+            # simulator draws one small machine in a mostly empty crate).
+            m = max((b - a) // 12, 1)
+            body = np.zeros((lot.y_floor - top, b - a), np.float32)
+            mh, mw = body.shape
+            body[mh // 10:, m:mw - m] = 1.0
+            canvas.add_path("iron", a, top, b, lot.y_floor, body * lot.depth_cm * 0.015)
+            canvas.add_path("carbon", a, top, b, lot.y_floor, lot.depth_cm * 0.5, density=0.55)  # bracing, pallets
         canvas.add_path("carbon", a, top, b, top + 2, lot.depth_cm * 0.8, density=0.55)  # crate lid edge-on
         canvas.add_path("carbon", a, top, a + 2, lot.y_floor, lot.depth_cm * 0.8, density=0.55)
         canvas.add_path("carbon", b - 2, top, b, lot.y_floor, lot.depth_cm * 0.8, density=0.55)

@@ -36,7 +36,9 @@ def draw_structure(canvas: Canvas, spec: ContainerSpec, hold: Hold, rng: np.rand
         canvas.add_path("iron", x, y_top, x + (2 if post else 1), y_bot, (1.8 if post else 1.0) * strength / 7.87)
     # Mid-height rail (lashing rail / liner batten): an edge-on steel strip along the hold.
     y_mid = (hold.y_roof + hold.y_floor) // 2 + int(rng.integers(-px(150), px(150)))
-    canvas.add_path("iron", xf, y_mid, xd, y_mid + max(px(40), 2), rng.uniform(1.5, 3.0))
+    # A light pressed-steel profile on each wall (not a solid bar): real empty exports show it, but
+    # never below grey 70 (issue 13).
+    canvas.add_path("iron", xf, y_mid, xd, y_mid + max(px(40), 2), rng.uniform(1.5, 3.0) * 0.3)
     # Heavy floor band: the cross-members seen together with the bottom rails and the floor.
     canvas.add_path("iron", xf, hold.y_floor, xd, y_bot, rng.uniform(8.0, 14.0))
     for x in np.arange(xf + px(150), xd - px(150), px(rng.uniform(280, 350))).astype(int):

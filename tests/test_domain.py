@@ -1,0 +1,198 @@
+"""The out-of-domain guard: its distances, its calibration, the ONNX feature output, and the
+bundled model's guard on in-domain scans, broken-profile scans and images that are not cargo scans."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xray.bundled import default_model_dir
+from xray.calibration import split_scans
+from xray.domain import (
+    FEATURE_OUTPUT,
+    REASONS,
+    DomainGuard,
+    Reference,
+    add_feature_output,
+    calibrate_guard,
+    feature_parity,
+    guard_section,
+)
+from xray.engine import Engine
+from xray.errors import ConfigError
+from xray.foreign import foreign_images
+from xray.manifest import Manifest
+from xray.verdict import Channel, FindingKind, Outcome
+from xray.verify import Inspector
+
+
+def test_mahalanobis_distance_grows_with_distance_from_the_reference() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(400, 3)) * np.array([1.0, 10.0, 0.1])
+    ref = Reference.fit(v)
+    assert ref.distance(ref.mean) == pytest.approx(0.0, abs=1e-9)
+    # one standard deviation along each axis is about one unit, whatever the axis's scale
+    for axis, sd in enumerate([1.0, 10.0, 0.1]):
+        step = np.zeros(3)
+        step[axis] = sd
+        assert 0.7 < ref.distance(ref.mean + step) < 1.4
+    assert ref.distance(ref.mean + np.array([5.0, 0, 0])) > 4
+
+
+def test_a_statistic_constant_in_the_reference_still_counts() -> None:
+    rng = np.random.default_rng(1)
+    v = np.column_stack([rng.normal(size=200), np.zeros(200)])  # e.g. colour saturation of dual-energy scans
+    ref = Reference.fit(v)
+    assert np.isfinite(ref.distance(np.array([0.0, 0.0])))
+    assert ref.distance(np.array([0.0, 0.2])) > 10 * ref.distance(np.array([1.0, 0.0]))
+
+
+def _vectors(rng: np.random.Generator, n: int, shift: float = 0.0) -> list[dict[str, np.ndarray]]:
+    return [{"stats": rng.normal(size=6) + shift, "features": rng.normal(size=16)} for _ in range(n)]
+
+
+def test_calibrated_guard_flags_few_in_domain_and_names_what_was_off() -> None:
+    rng = np.random.default_rng(2)
+    guard, summary = calibrate_guard(_vectors(rng, 600), target=0.01)
+    assert summary["fit_scans"] == summary["threshold_scans"] == 300
+    assert summary["flagged_threshold_half"] <= 0.03
+    fresh = _vectors(rng, 1000)
+    flagged = [
+        not guard.references["stats"].distance(v["stats"]) <= guard.references["stats"].threshold
+        or not guard.references["features"].distance(v["features"]) <= guard.references["features"].threshold
+        for v in fresh
+    ]
+    assert np.mean(flagged) < 0.05
+    # a shift of the statistics alone is flagged, with the statistics named as the reason
+    section = guard_section(guard, summary)
+    restored = DomainGuard.from_card({"domain": json.loads(json.dumps(section))})
+    assert restored is not None
+    shifted = {"stats": fresh[0]["stats"] + 6.0, "features": fresh[0]["features"]}
+    d = restored.references["stats"].distance(shifted["stats"])
+    assert d > restored.references["stats"].threshold
+    assert restored.references["features"].distance(shifted["features"]) == pytest.approx(
+        guard.references["features"].distance(shifted["features"])
+    )
+
+
+def test_guard_calibration_refuses_too_few_or_uneven_scans() -> None:
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="at least 20"):
+        calibrate_guard(_vectors(rng, 10))
+    uneven = _vectors(rng, 30)
+    del uneven[5]["features"]
+    with pytest.raises(ValueError, match="same measures"):
+        calibrate_guard(uneven)
+
+
+def test_card_without_a_domain_section_has_no_guard_and_a_broken_one_is_refused() -> None:
+    assert DomainGuard.from_card({}) is None
+    with pytest.raises(ConfigError, match="domain"):
+        DomainGuard.from_card(
+            {"domain": {"references": {"stats": {"mean": [0, 0], "precision": [[1]], "threshold": 1}}}}
+        )
+    with pytest.raises(ConfigError, match="unknown domain measures"):
+        DomainGuard.from_card({"domain": {"references": {"colour": {"mean": [0], "precision": [[1]], "threshold": 1}}}})
+
+
+def test_feature_output_leaves_every_other_output_bit_identical(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = tiny_model_dir / "model.onnx"
+    dst = tmp_path / "model.onnx"
+    tensor = add_feature_output(src, dst)
+    assert "image_head" in tensor
+    rng = np.random.default_rng(4)
+    engine = Engine(tiny_model_dir)
+    H, W = engine.spec.size
+    inputs = [rng.normal(size=(engine.spec.channels, H, W)).astype(np.float32) for _ in range(2)]
+    parity = feature_parity(src, dst, inputs)
+    assert parity["bit_identical"] and parity["inputs"] == 2
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    shutil.copy(dst, tmp_path / "m" / "model.onnx")
+    out = Engine(tmp_path / "m")._run(inputs[0])
+    assert out[FEATURE_OUTPUT].shape == (1, engine.card["architecture"]["image_head_channels"])
+
+
+# -- the bundled model's guard --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled() -> Engine:
+    engine = Engine(default_model_dir(), threads=1)
+    if engine.guard is None:
+        pytest.fail("the bundled model card has no calibrated out-of-domain guard (xray calibrate --domain)")
+    return engine
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from xray.simulate.dataset import generate_dataset
+
+    base = tmp_path_factory.mktemp("domain")
+    out = {}
+    for name, profiles in (("default", None), ("broken", ["broken"])):
+        generate_dataset(
+            base / name,
+            count=6,
+            seed=91,
+            workers=1,
+            mismatch_rate=0.5,
+            splits=(0, 0, 1),
+            progress=False,
+            profiles=profiles,
+        )
+        out[name] = base / name
+    return out
+
+
+def test_bundled_card_records_the_guard_and_its_measured_figures(bundled: Engine) -> None:
+    domain = bundled.card["domain"]
+    assert set(domain["references"]) == {"stats", "features"}
+    assert bundled.card["export"]["feature_output"]["parity"]["bit_identical"] is True
+    measured = domain["measured"]
+    assert measured["in_domain_test"]["flagged"] <= 0.02
+    assert measured["non_cargo"]["flagged"] >= 0.95
+    assert measured["broken"]["flagged"] >= 0.95
+
+
+def test_in_domain_scans_are_read_and_broken_ones_are_flagged(bundled: Engine, simulated: dict[str, Path]) -> None:
+    ok = [bundled.detect(s).domain for s in split_scans(simulated["default"], "test")]
+    assert sum(d is not None and not d.in_domain for d in ok) <= 1
+    broken = [bundled.detect(s).domain for s in split_scans(simulated["broken"], "test")]
+    assert all(d is not None and not d.in_domain and d.distance > d.threshold for d in broken)
+
+
+@pytest.mark.parametrize("kind", ["photos", "documents", "baggage", "noise_flat"])
+def test_images_that_are_not_cargo_scans_never_get_a_goods_verdict(bundled: Engine, kind: str) -> None:
+    scans = foreign_images(seed=5)[kind]
+    inspector = Inspector(bundled)
+    # declared empty: whatever the model thinks it sees would be undeclared goods, i.e. red
+    empty = Manifest(container_id="MSKU1234565")
+    for scan, manifest in zip(scans[:4], [empty, None, empty, None]):
+        v = inspector.inspect(scan, manifest)
+        assert v.domain is not None and not v.domain.in_domain, scan.id
+        assert v.channel is Channel.YELLOW and v.verdict is Outcome.INCONCLUSIVE
+        ood = [f for f in v.findings if f.kind is FindingKind.OUT_OF_DOMAIN]
+        assert ood and any(r in ood[0].detail for r in REASONS.values())
+
+
+def test_holdout_benchmark_reads_detection_at_the_false_alarm_rate() -> None:
+    from benchmarks.holdout import detection_at
+
+    clean = np.linspace(0.0, 0.99, 100)  # 5 % of clean scans at 0.95 or above
+    bad = np.array([0.2, 0.97, 0.98, 0.99, 0.999])
+    risks = np.concatenate([clean, bad])
+    mismatch = np.array([False] * 100 + [True] * 5)
+    at = detection_at(risks, mismatch, 0.05)
+    assert at["false_alarm_rate"] <= 0.05
+    assert at["detection_rate"] == pytest.approx(0.8)
+    assert detection_at(clean, np.zeros(100, bool), 0.05)["detection_rate"] is None
+
+
+def test_guard_options_need_domain_mode(tmp_path: Path) -> None:
+    from xray.cli import main
+
+    assert main(["calibrate", "--model", str(tmp_path), "--data", str(tmp_path), "--measure", "x=y"]) == 2
