@@ -19,18 +19,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import multiprocessing as mp
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from xray.atomic import write_atomic
 from xray.errors import ConfigError
 from xray.goods import default_goods_table
+from xray.simulate.dataset import run_jobs
 from xray.simulate.export import encode
 from xray.simulate.profile import load_profile
 from xray.simulate.scenarios import SIZES, scenario_config, simulate_scan
@@ -130,18 +129,8 @@ def generate_archive(out: str | Path, *, count: int, seed: int = 0, profile: str
     jobs = [_Job(str(out), i, archive_scan_seed(seed, i), profile, size, mismatch_rate, wrong_declarations)
             for i in range(count)]
     t0 = time.perf_counter()
-    bar = tqdm(total=count, desc="simulate archive", unit="scan", disable=not progress)
-    rows: list[dict[str, Any]] = []
-    if workers == 1:
-        for job in jobs:
-            rows.append(_write_one(job))
-            bar.update()
-    else:
-        with mp.get_context("fork").Pool(workers) as pool:
-            for r in pool.imap(_write_one, jobs, chunksize=2):
-                rows.append(r)
-                bar.update()
-    bar.close()
+    rows: list[dict[str, Any]] = run_jobs(_write_one, jobs, workers=workers, desc="simulate archive",
+                                          progress=progress)
     elapsed = time.perf_counter() - t0
 
     dual = any(len(r["files"]) == 2 for r in rows)

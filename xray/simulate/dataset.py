@@ -6,9 +6,11 @@ import json
 import multiprocessing as mp
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -22,6 +24,8 @@ from xray.simulate.profile import parse_profile_list
 from xray.simulate.scenarios import SIZES, SimulatedScan, simulate_scan
 
 SPLITS = ("train", "val", "test")
+J = TypeVar("J")
+R = TypeVar("R")
 SPLIT_INDEX = {s: i for i, s in enumerate(SPLITS)}
 
 
@@ -80,6 +84,22 @@ def _write_profiled(job: _Job, sim: SimulatedScan) -> tuple[str, str | None]:
             (root / name).write_bytes(data)
         names.append(name)
     return names[0], names[1] if len(names) > 1 else None
+
+
+def run_jobs(fn: Callable[[J], R], jobs: list[J], *, workers: int, desc: str, progress: bool) -> list[R]:
+    """`fn` over `jobs` in order, on `workers` forked processes (1: in this one), with a progress bar."""
+    results: list[R] = []
+    with tqdm(total=len(jobs), desc=desc, unit="scan", disable=not progress) as bar:
+        if workers == 1:
+            for job in jobs:
+                results.append(fn(job))
+                bar.update()
+        else:
+            with mp.get_context("fork").Pool(workers) as pool:
+                for r in pool.imap(fn, jobs, chunksize=2):
+                    results.append(r)
+                    bar.update()
+    return results
 
 
 def _write_one(job: _Job) -> dict:
@@ -149,18 +169,7 @@ def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = 
     jobs = [_Job(str(out), s, i, scan_seed(seed, s, i), size, mismatch_rate, compress, chosen)
             for s in SPLITS for i in range(counts[s])]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="simulate", unit="scan", disable=not progress)
-    results = []
-    if workers == 1:
-        for job in jobs:
-            results.append(_write_one(job))
-            bar.update()
-    else:
-        with mp.get_context("fork").Pool(workers) as pool:
-            for r in pool.imap(_write_one, jobs, chunksize=2):
-                results.append(r)
-                bar.update()
-    bar.close()
+    results = run_jobs(_write_one, jobs, workers=workers, desc="simulate", progress=progress)
     elapsed = time.perf_counter() - t0
 
     table = default_goods_table()
