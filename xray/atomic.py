@@ -14,8 +14,9 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
-def write_atomic(path: str | Path, data: bytes | str | Callable[[Path], object], *, fsync: bool = False,
-                 mode: int | None = None) -> Path:
+def write_atomic(
+    path: str | Path, data: bytes | str | Callable[[Path], object], *, fsync: bool = False, mode: int | None = None
+) -> Path:
     """Write `data` to `path` through a temporary file and `os.replace`.
 
     Args:

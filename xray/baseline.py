@@ -71,8 +71,9 @@ class ThumbnailForest:
         from sklearn.ensemble import RandomForestClassifier
 
         # One job: the forest is small, and the machine is shared with the engine.
-        self.forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1,
-                                             min_samples_leaf=2, max_features="sqrt")
+        self.forest = RandomForestClassifier(
+            n_estimators=trees, random_state=seed, n_jobs=1, min_samples_leaf=2, max_features="sqrt"
+        )
         self.classes: list[str] = []
 
     def fit(self, features: Sequence[np.ndarray], labels: Sequence[Sequence[str]]) -> ThumbnailForest:

@@ -41,12 +41,22 @@ def labelled_scans(root: str | Path, split: str) -> list[dict[str, Any]]:
     """
     from xray.data.format import split_records  # the one reader of the dataset layout
 
-    return [{"scan_id": r.scan_id, "high": r.high, "low": r.low, "pixel_mm": r.pixel_mm, "manifest": r.manifest_path,
-             "truth": r.truth} for r in split_records(root, split, truth=True)]
+    return [
+        {
+            "scan_id": r.scan_id,
+            "high": r.high,
+            "low": r.low,
+            "pixel_mm": r.pixel_mm,
+            "manifest": r.manifest_path,
+            "truth": r.truth,
+        }
+        for r in split_records(root, split, truth=True)
+    ]
 
 
-def score_split(engine: Engine, root: str | Path, split: str, *, limit: int | None = None,
-                progress: bool = True) -> list[dict[str, Any]]:
+def score_split(
+    engine: Engine, root: str | Path, split: str, *, limit: int | None = None, progress: bool = True
+) -> list[dict[str, Any]]:
     """Inspect every scan of a split; one record per scan with its risk, channel and truth.
 
     Records keep the detections, image-level scores and manifest, so that the verdict
@@ -60,11 +70,18 @@ def score_split(engine: Engine, root: str | Path, split: str, *, limit: int | No
         manifest = Manifest.load(it["manifest"])
         found = engine.detect(scan)
         t = it["truth"]
-        record = {"scan_id": it["scan_id"], "scenario": t["scenario"], "mismatch": bool(t["mismatch"]),
-                  "undeclared_truth": t.get("undeclared", []), "missing_truth": t.get("missing", []),
-                  "loaded_truth": sorted(set(t.get("loaded", [])) | set(t.get("undeclared", []))),
-                  "detections": found.detections, "image_scores": found.image_scores, "found": found,
-                  "manifest": manifest}
+        record = {
+            "scan_id": it["scan_id"],
+            "scenario": t["scenario"],
+            "mismatch": bool(t["mismatch"]),
+            "undeclared_truth": t.get("undeclared", []),
+            "missing_truth": t.get("missing", []),
+            "loaded_truth": sorted(set(t.get("loaded", [])) | set(t.get("undeclared", []))),
+            "detections": found.detections,
+            "image_scores": found.image_scores,
+            "found": found,
+            "manifest": manifest,
+        }
         records.append(rescore(record, config))
     return records
 
@@ -72,16 +89,22 @@ def score_split(engine: Engine, root: str | Path, split: str, *, limit: int | No
 def rescore(record: dict[str, Any], config: VerifierConfig) -> dict[str, Any]:
     """The record with risk, channel and findings under a verifier config."""
     v = verify(record["found"], record["manifest"], config=config)
-    return {**record, "risk": v.risk, "channel": v.channel.value, "timings_ms": v.timings_ms,
-            "findings": [(f.kind.value, f.category) for f in v.findings]}
+    return {
+        **record,
+        "risk": v.risk,
+        "channel": v.channel.value,
+        "timings_ms": v.timings_ms,
+        "findings": [(f.kind.value, f.category) for f in v.findings],
+    }
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("detections", "found", "manifest")}
 
 
-def fit_presence(records: list[dict[str, Any]], *, min_positives: int = 10,
-                 table: GoodsTable | None = None) -> dict[str, PresenceMap]:
+def fit_presence(
+    records: list[dict[str, Any]], *, min_positives: int = 10, table: GoodsTable | None = None
+) -> dict[str, PresenceMap]:
     """Fit each category's presence map (logistic regression of "loaded" on the logits of
     its best box score and image-level score) on scored records with `loaded_truth`.
 
@@ -94,8 +117,9 @@ def fit_presence(records: list[dict[str, Any]], *, min_positives: int = 10,
     best = [best_scores(r["detections"], table) for r in records]
     maps = {}
     for c in table.keys:
-        X = np.array([[score_logit(b[c]), score_logit(float(r["image_scores"].get(c, 0.0)))]
-                      for b, r in zip(best, records)])
+        X = np.array(
+            [[score_logit(b[c]), score_logit(float(r["image_scores"].get(c, 0.0)))] for b, r in zip(best, records)]
+        )
         y = np.array([c in r["loaded_truth"] for r in records])
         if min(y.sum(), (~y).sum()) < min_positives:
             continue
@@ -104,8 +128,9 @@ def fit_presence(records: list[dict[str, Any]], *, min_positives: int = 10,
     return maps
 
 
-def cross_fitted_risks(records: list[dict[str, Any]], base: VerifierConfig, *, folds: int = 2,
-                       seed: int = 0) -> list[float]:
+def cross_fitted_risks(
+    records: list[dict[str, Any]], base: VerifierConfig, *, folds: int = 2, seed: int = 0
+) -> list[float]:
     """Each record's risk under presence maps fitted on the other folds: an honest estimate
     of how the maps fitted on all records will do on new scans."""
     order = np.random.default_rng(seed).permutation(len(records))
@@ -119,9 +144,18 @@ def cross_fitted_risks(records: list[dict[str, Any]], base: VerifierConfig, *, f
     return risks
 
 
-def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "val", false_alarm: float = 0.01,
-                    review_rate: float | None = None, limit: int | None = None, progress: bool = True,
-                    image_weights: tuple[float, ...] = (0.0, 0.5, 1.0), flip: bool = False) -> dict:
+def calibrate_model(
+    model_dir: str | Path,
+    data: str | Path,
+    *,
+    split: str = "val",
+    false_alarm: float = 0.01,
+    review_rate: float | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    image_weights: tuple[float, ...] = (0.0, 0.5, 1.0),
+    flip: bool = False,
+) -> dict:
     """Calibrate the verifier of a model on a split and store the thresholds in its card.
 
     The evidence rule is chosen by ROC AUC on the split: the best box score with the
@@ -145,7 +179,11 @@ def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "va
         for w in image_weights:
             cfg_w = plain.model_copy(update={"image_weight": w})
             candidates[f"image_weight={w}"] = (cfg_w, [rescore(r, cfg_w)["risk"] for r in records])
-        maps = fit_presence(records, table=goods_table(verifier.goods_table)) if all("loaded_truth" in r for r in records) else {}
+        maps = (
+            fit_presence(records, table=goods_table(verifier.goods_table))
+            if all("loaded_truth" in r for r in records)
+            else {}
+        )
         if maps:
             candidates["presence"] = (plain.model_copy(update={"presence": maps}), cross_fitted_risks(records, plain))
         aucs = {k: float(roc_auc_score(labels, risks)) for k, (_, risks) in candidates.items()}
@@ -157,11 +195,21 @@ def calibrate_model(model_dir: str | Path, data: str | Path, *, split: str = "va
     cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=base)
     clean = [r for r, m in zip(risks, labels) if not m]
     bad = [r for r, m in zip(risks, labels) if m]
-    result = {"data": str(data), "split": split, "scans": len(records), "mismatches": len(bad),
-              "flip": flip, "evidence_rule": rule, "image_weight": base.image_weight, "roc_auc_by_rule": aucs,
-              "false_alarm_target": false_alarm, "false_alarm": float(np.mean([r >= cfg.red for r in clean])),
-              "detection_rate": float(np.mean([r >= cfg.red for r in bad])) if bad else None,
-              "red": cfg.red, "yellow": cfg.yellow}
+    result = {
+        "data": str(data),
+        "split": split,
+        "scans": len(records),
+        "mismatches": len(bad),
+        "flip": flip,
+        "evidence_rule": rule,
+        "image_weight": base.image_weight,
+        "roc_auc_by_rule": aucs,
+        "false_alarm_target": false_alarm,
+        "false_alarm": float(np.mean([r >= cfg.red for r in clean])),
+        "detection_rate": float(np.mean([r >= cfg.red for r in bad])) if bad else None,
+        "red": cfg.red,
+        "yellow": cfg.yellow,
+    }
     card_path = Path(model_dir) / "model.json"
     card = json.loads(card_path.read_text())
     card["verifier"] = cfg.model_dump()
@@ -181,8 +229,11 @@ def verdict_report(records: list[dict[str, Any]], *, red: float) -> dict[str, An
     per_kind: dict[str, list[bool]] = defaultdict(list)
     for r, f in zip(records, flagged):
         per_kind[r["scenario"]].append(bool(f))
-    concealed = [(r, f) for r, f in zip(records, flagged) if r["scenario"] == "concealment"
-                 and "tobacco" in r["undeclared_truth"]]
+    concealed = [
+        (r, f)
+        for r, f in zip(records, flagged)
+        if r["scenario"] == "concealment" and "tobacco" in r["undeclared_truth"]
+    ]
     return {
         "scans": len(records),
         "mismatches": int(y.sum()),
@@ -191,10 +242,18 @@ def verdict_report(records: list[dict[str, Any]], *, red: float) -> dict[str, An
         "false_alarm_rate": float(flagged[~y].mean()) if (~y).any() else None,
         "roc_auc": float(roc_auc_score(y, risk)) if 0 < y.sum() < len(y) else None,
         # flagged per scenario kind: detection rate for mismatches, false-alarm rate for clean and empty
-        "flagged_by_scenario": {k: {"scans": len(v), "flagged": float(np.mean(v))} for k, v in sorted(per_kind.items())},
-        "concealed_cigarettes": {"scans": len(concealed), "detected": float(np.mean([f for _, f in concealed])) if concealed else None,
-                                 "named_tobacco": float(np.mean([f and ("undeclared", "tobacco") in map(tuple, r["findings"])
-                                                                 for r, f in concealed])) if concealed else None},
+        "flagged_by_scenario": {
+            k: {"scans": len(v), "flagged": float(np.mean(v))} for k, v in sorted(per_kind.items())
+        },
+        "concealed_cigarettes": {
+            "scans": len(concealed),
+            "detected": float(np.mean([f for _, f in concealed])) if concealed else None,
+            "named_tobacco": float(
+                np.mean([f and ("undeclared", "tobacco") in map(tuple, r["findings"]) for r, f in concealed])
+            )
+            if concealed
+            else None,
+        },
         "channels": {c.value: int(sum(r["channel"] == c.value for r in records)) for c in Channel},
     }
 
@@ -226,14 +285,26 @@ def roc_plot(records: list[dict[str, Any]], path: str | Path, *, red: float) -> 
     plt.close(fig)
 
 
-def evaluate_verdicts(model_dir: str | Path, data: str | Path, *, split: str = "test", out: str | Path | None = None,
-                      limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate_verdicts(
+    model_dir: str | Path,
+    data: str | Path,
+    *,
+    split: str = "test",
+    out: str | Path | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the verdict evaluation of a model on a split; write report JSON and ROC plot into `out`."""
     engine = Engine(model_dir)
     verifier = VerifierConfig.from_card(engine.card)
     records = score_split(engine, data, split, limit=limit, progress=progress)
-    report = {"model": engine.model_id, "data": str(data), "split": split,
-              **verdict_report(records, red=verifier.red), "calibrated_false_alarm": verifier.false_alarm_rate}
+    report = {
+        "model": engine.model_id,
+        "data": str(data),
+        "split": split,
+        **verdict_report(records, red=verifier.red),
+        "calibrated_false_alarm": verifier.false_alarm_rate,
+    }
     totals = [r["timings_ms"]["total"] for r in records]
     report["engine_ms"] = {"p50": float(np.percentile(totals, 50)), "p99": float(np.percentile(totals, 99))}
     if out:
@@ -245,9 +316,18 @@ def evaluate_verdicts(model_dir: str | Path, data: str | Path, *, split: str = "
     return report
 
 
-def calibrate_swap(model_dir: str | Path, data: str | Path, *, split: str = "val", false_alarm: float = 0.01,
-                   review_rate: float | None = None, limit: int | None = None, seed: int = 0,
-                   reference: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def calibrate_swap(
+    model_dir: str | Path,
+    data: str | Path,
+    *,
+    split: str = "val",
+    false_alarm: float = 0.01,
+    review_rate: float | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    reference: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Calibrate a model's verifier on a site's archive without inspection outcomes, and store it in its card.
 
     The same rule as `calibrate_model` (red at the false-alarm rate on matching scans), where
@@ -260,19 +340,32 @@ def calibrate_swap(model_dir: str | Path, data: str | Path, *, split: str = "val
     index = ReferenceIndex.load(reference) if reference else None
     engine = Engine(model_dir)
     base = VerifierConfig.from_card(engine.card)
-    scorer = ModelScorer(embedding_engine(engine, index.embedding) if index else engine, config=base,
-                         reference=index)
+    scorer = ModelScorer(embedding_engine(engine, index.embedding) if index else engine, config=base, reference=index)
     report = swap_test([scorer], data, split=split, seed=seed, limit=limit, progress=progress)
     rows = report["records"]
     true_risk, swap_risk = [r["model_true"] for r in rows], [r["model_swap"] for r in rows]
-    cfg = calibrate(true_risk + swap_risk, [False] * len(true_risk) + [True] * len(swap_risk),
-                    false_alarm=false_alarm, review_rate=review_rate, base=base)
+    cfg = calibrate(
+        true_risk + swap_risk,
+        [False] * len(true_risk) + [True] * len(swap_risk),
+        false_alarm=false_alarm,
+        review_rate=review_rate,
+        base=base,
+    )
     measured = swap_metrics(true_risk, swap_risk, false_alarms=(false_alarm,))
-    result = {"data": str(data), "split": split, "rule": "swap", "pairs": len(rows), "seed": seed,
-              "reference": str(reference) if reference else None, "false_alarm_target": false_alarm,
-              "false_alarm": float(np.mean([r >= cfg.red for r in true_risk])),
-              "detection_rate": float(np.mean([r >= cfg.red for r in swap_risk])),
-              "roc_auc": measured["roc_auc"], "red": cfg.red, "yellow": cfg.yellow}
+    result = {
+        "data": str(data),
+        "split": split,
+        "rule": "swap",
+        "pairs": len(rows),
+        "seed": seed,
+        "reference": str(reference) if reference else None,
+        "false_alarm_target": false_alarm,
+        "false_alarm": float(np.mean([r >= cfg.red for r in true_risk])),
+        "detection_rate": float(np.mean([r >= cfg.red for r in swap_risk])),
+        "roc_auc": measured["roc_auc"],
+        "red": cfg.red,
+        "yellow": cfg.yellow,
+    }
     card_path = Path(model_dir) / "model.json"
     card = json.loads(card_path.read_text())
     card["verifier"] = cfg.model_dump()
@@ -285,6 +378,7 @@ def calibrate_swap(model_dir: str | Path, data: str | Path, *, split: str = "val
 
 # -- the out-of-domain guard -----------------------------------------------------------------
 
+
 def split_scans(root: str | Path, split: str, *, limit: int | None = None) -> Iterator[Scan]:
     """The scans of a split, read one at a time as the engine would get them (no truth needed)."""
     from xray.data.format import split_records
@@ -293,8 +387,9 @@ def split_scans(root: str | Path, split: str, *, limit: int | None = None) -> It
         yield read_scan(r.high, r.low, scan_id=r.scan_id, pixel_mm=r.pixel_mm)
 
 
-def guard_measures(engine: Engine, scans: Iterable[Scan], *, progress: bool = False,
-                   desc: str = "measure") -> list[dict[str, np.ndarray]]:
+def guard_measures(
+    engine: Engine, scans: Iterable[Scan], *, progress: bool = False, desc: str = "measure"
+) -> list[dict[str, np.ndarray]]:
     """The guard's measures (input statistics, pooled features) of each scan's whole-scan pass."""
     guard = engine.guard or DomainGuard({}, mode=engine.spec.mode)
     out = []
@@ -353,10 +448,17 @@ def install_feature_output(model_dir: str | Path, probe: list[Scan]) -> dict[str
     return {"added": True, "tensor": tensor, "parity": parity}
 
 
-def calibrate_domain(model_dir: str | Path, data: str | Path, *, split: str = "val", target: float = 0.005,
-                     limit: int | None = None, progress: bool = True,
-                     measure: dict[str, tuple[str | Path, str]] | None = None,
-                     foreign: bool = True) -> dict[str, Any]:
+def calibrate_domain(
+    model_dir: str | Path,
+    data: str | Path,
+    *,
+    split: str = "val",
+    target: float = 0.005,
+    limit: int | None = None,
+    progress: bool = True,
+    measure: dict[str, tuple[str | Path, str]] | None = None,
+    foreign: bool = True,
+) -> dict[str, Any]:
     """Calibrate a model's out-of-domain guard on in-domain validation scans and store it in the card.
 
     Adds the pooled-feature output to the ONNX first when it has none (other outputs
@@ -378,8 +480,11 @@ def calibrate_domain(model_dir: str | Path, data: str | Path, *, split: str = "v
     engine = Engine(model_dir)
     measured: dict[str, Any] = {}
     for name, (root, sp) in (measure or {}).items():
-        measured[name] = {"data": str(root), "split": sp,
-                          **flag_rate(engine, split_scans(root, sp), progress=progress, desc=name)}
+        measured[name] = {
+            "data": str(root),
+            "split": sp,
+            **flag_rate(engine, split_scans(root, sp), progress=progress, desc=name),
+        }
     if foreign:
         from xray.foreign import foreign_images
 

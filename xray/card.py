@@ -37,28 +37,39 @@ def measure_latency(onnx_path: str | Path, x: np.ndarray, *, runs: int = 30, thr
         t0 = time.perf_counter()
         session.run(None, {"input": x})
         times.append((time.perf_counter() - t0) * 1000)
-    return {"input_shape": list(x.shape), "threads": threads, "runs": runs, "median_ms": float(np.median(times)),
-            "p90_ms": float(np.percentile(times, 90)), "min_ms": float(np.min(times)),
-            "note": "onnxruntime CPUExecutionProvider, whole graph (network, decoding, NMS)"}
+    return {
+        "input_shape": list(x.shape),
+        "threads": threads,
+        "runs": runs,
+        "median_ms": float(np.median(times)),
+        "p90_ms": float(np.percentile(times, 90)),
+        "min_ms": float(np.min(times)),
+        "note": "onnxruntime CPUExecutionProvider, whole graph (network, decoding, NMS)",
+    }
 
 
-def card_metrics(model: nn.Module, ckpt: dict[str, Any], cfg: XrayConfig, *, data: str | Path | None,
-                 split: str) -> dict[str, Any]:
+def card_metrics(
+    model: nn.Module, ckpt: dict[str, Any], cfg: XrayConfig, *, data: str | Path | None, split: str
+) -> dict[str, Any]:
     """Metrics, each with the data it was measured on: the validation split during training,
     and `split` of `data` (e.g. the held-out test split) evaluated now when `data` is given."""
-    metrics: dict[str, Any] = {"val": {"epoch": ckpt.get("epoch"), "data": ckpt.get("metrics_data"),
-                                       **(ckpt.get("metrics") or {})}}
+    metrics: dict[str, Any] = {
+        "val": {"epoch": ckpt.get("epoch"), "data": ckpt.get("metrics_data"), **(ckpt.get("metrics") or {})}
+    }
     if data is not None and cfg.model.name in BOX_FREE_FAMILIES:
         # Scan-level metrics against the split's declarations (or the boxed truth it trained on).
         ds = XrayDataset(data, split, spec=cfg.input, classes=ckpt["classes"], image_labels=cfg.train.image_labels)
-        metrics[split] = {"data": {**dataset_info(Path(data)), "split": split, "scans": len(ds),
-                                   "labels": cfg.train.image_labels},
-                          **evaluate_scan_level(model, ds)}
+        metrics[split] = {
+            "data": {**dataset_info(Path(data)), "split": split, "scans": len(ds), "labels": cfg.train.image_labels},
+            **evaluate_scan_level(model, ds),
+        }
     elif data is not None:
         ds = XrayDataset(data, split, spec=cfg.input, classes=ckpt["classes"], image_labels="none")
-        metrics[split] = {**metrics.get(split, {}),
-                          "data": {**dataset_info(Path(data)), "split": split, "scans": len(ds)},
-                          **public_metrics(evaluate(model, ds)[0])}
+        metrics[split] = {
+            **metrics.get(split, {}),
+            "data": {**dataset_info(Path(data)), "split": split, "scans": len(ds)},
+            **public_metrics(evaluate(model, ds)[0]),
+        }
     return metrics
 
 
@@ -68,9 +79,20 @@ def score_thresholds(export_cfg: ExportConfig, classes: list[str]) -> dict[str, 
     return dict(thresh) if isinstance(thresh, dict) else {c: float(thresh) for c in classes}
 
 
-def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig, ckpt: dict[str, Any],
-               checkpoint: str | Path, outputs: list[str], parity: dict[str, Any], metrics: dict[str, Any],
-               latency: dict[str, Any] | None, opset: int) -> dict[str, Any]:
+def build_card(
+    *,
+    name: str,
+    onnx_path: Path,
+    model: nn.Module,
+    cfg: XrayConfig,
+    ckpt: dict[str, Any],
+    checkpoint: str | Path,
+    outputs: list[str],
+    parity: dict[str, Any],
+    metrics: dict[str, Any],
+    latency: dict[str, Any] | None,
+    opset: int,
+) -> dict[str, Any]:
     """The card's content (see the module docstring)."""
     table = goods_table(cfg.goods_table)
     classes = list(ckpt["classes"])
@@ -89,10 +111,18 @@ def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig,
         "goods_table": cfg.goods_table,  # the verifier maps declarations with this table
         "class_names": {c: table[c].name if c in table.keys else c for c in classes},
         "input": spec.to_dict(),
-        "input_format": {"channels": spec.channels, "name": "input", "layout": "NCHW", "batch": 1,
-                         "dynamic_hw": True, "letterbox": "top-left, pad with air (A = 0)",
-                         "preprocess": "xray.model.preprocess.preprocess"},
-        "outputs": scan_level_outputs(cfg, outputs) if not isinstance(cfg.model, FcosLiteConfig) else {
+        "input_format": {
+            "channels": spec.channels,
+            "name": "input",
+            "layout": "NCHW",
+            "batch": 1,
+            "dynamic_hw": True,
+            "letterbox": "top-left, pad with air (A = 0)",
+            "preprocess": "xray.model.preprocess.preprocess",
+        },
+        "outputs": scan_level_outputs(cfg, outputs)
+        if not isinstance(cfg.model, FcosLiteConfig)
+        else {
             "names": outputs,
             "boxes": "(N, 4) x1, y1, x2, y2 in model-input pixels",
             "scores": "(N,) sqrt(class probability x centre-ness)",
@@ -105,8 +135,12 @@ def build_card(*, name: str, onnx_path: Path, model: nn.Module, cfg: XrayConfig,
         },
         "score_thresholds": score_thresholds(cfg.export, classes),
         "metrics": metrics,
-        "training": {"config": cfg.model_dump(mode="json"), "checkpoint": str(checkpoint),
-                     "epochs_trained": ckpt.get("epoch", -1) + 1, "versions": ckpt.get("versions")},
+        "training": {
+            "config": cfg.model_dump(mode="json"),
+            "checkpoint": str(checkpoint),
+            "epochs_trained": ckpt.get("epoch", -1) + 1,
+            "versions": ckpt.get("versions"),
+        },
         "export": {"exporter": "torch.onnx.export(dynamo=False)", "opset": opset, "parity": parity},
         "latency": latency,
         "versions": versions(),

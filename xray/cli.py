@@ -32,10 +32,14 @@ def _flags(values: dict[str, object]) -> list[str]:
 
 # -- train -----------------------------------------------------------------------------------
 
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a goods detector on a dataset in the xray format",
-                       description="Train a goods detector on X-ray scans. The run folder gets last.pt, best.pt, "
-                                   "metrics.csv, config.yaml and plots; export with `xray export OUT/best.pt`.")
+    p = sub.add_parser(
+        "train",
+        help="train a goods detector on a dataset in the xray format",
+        description="Train a goods detector on X-ray scans. The run folder gets last.pt, best.pt, "
+        "metrics.csv, config.yaml and plots; export with `xray export OUT/best.pt`.",
+    )
     p.add_argument("--data", required=True, help="dataset folder (datasets/FORMAT.md)")
     p.add_argument("--model", default="models/xray_s.yaml", help="model config YAML")
     p.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
@@ -58,13 +62,25 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    summary = fit(data=args.data, config=args.model, out=args.out, epochs=args.epochs, device=args.device,
-                  resume=args.resume, init=args.init, batch_size=args.batch_size, workers=args.workers, seed=args.seed,
-                  progress=not args.no_progress)
+    summary = fit(
+        data=args.data,
+        config=args.model,
+        out=args.out,
+        epochs=args.epochs,
+        device=args.device,
+        resume=args.resume,
+        init=args.init,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     best = summary["best"] or {}
     if best.get("level") == "scan":
-        print(f"done: {summary['out']}  best val scan mAP {best.get('scan_mAP')}  "
-              f"balanced accuracy {best.get('balanced_accuracy')}")
+        print(
+            f"done: {summary['out']}  best val scan mAP {best.get('scan_mAP')}  "
+            f"balanced accuracy {best.get('balanced_accuracy')}"
+        )
     else:
         print(f"done: {summary['out']}  best val mAP50 {best.get('mAP50')}  mAP {best.get('mAP')}")
     return 0
@@ -72,13 +88,18 @@ def _train(args: argparse.Namespace) -> int:
 
 # -- evaluate --------------------------------------------------------------------------------
 
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="box mAP of a checkpoint (--level box) or verdicts of a model (--level scan)",
-                       description="--level box: COCO mAP of a training checkpoint on a split. --level scan: "
-                                   "mismatch detection of an exported model folder on a labelled split (truth.jsonl).")
+    p = sub.add_parser(
+        "evaluate",
+        help="box mAP of a checkpoint (--level box) or verdicts of a model (--level scan)",
+        description="--level box: COCO mAP of a training checkpoint on a split. --level scan: "
+        "mismatch detection of an exported model folder on a labelled split (truth.jsonl).",
+    )
     p.add_argument("--level", choices=("box", "scan"), default=None, help="box (default) or scan")
-    p.add_argument("--verdicts", dest="level", action="store_const", const="scan",
-                   help="deprecated: the same as --level scan")
+    p.add_argument(
+        "--verdicts", dest="level", action="store_const", const="scan", help="deprecated: the same as --level scan"
+    )
     p.add_argument("--model", required=True, help="box: checkpoint (best.pt); scan: model folder (model.onnx + .json)")
     p.add_argument("--data", required=True, help="dataset folder in the xray format")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
@@ -91,16 +112,22 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--limit", type=int, default=None, help="use at most this many scans")
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
     swap = p.add_argument_group("swap test (--swap): true vs swapped declarations, for archives without boxes")
-    swap.add_argument("--swap", action="store_true",
-                      help="score each scan with its declaration and one of another category; --model may be "
-                           "'baseline' (the simple floor only)")
+    swap.add_argument(
+        "--swap",
+        action="store_true",
+        help="score each scan with its declaration and one of another category; --model may be "
+        "'baseline' (the simple floor only)",
+    )
     swap.add_argument("--no-baseline", action="store_true", help="do not train and score the simple baseline")
     swap.add_argument("--baseline-split", default="train", help="split the baseline learns from (default: train)")
     swap.add_argument("--reference", default=None, help="per-site reference index (`xray reference build`)")
     swap.add_argument("--seed", type=int, default=0, help="seed of the swapped declarations")
     swap.add_argument("--false-alarm", default="0.05,0.01", help="false-alarm rates to report detection at")
-    swap.add_argument("--archive-truth", default=None,
-                      help="a stand-in archive's truth_loaded.csv: also report how its clerical errors are found")
+    swap.add_argument(
+        "--archive-truth",
+        default=None,
+        help="a stand-in archive's truth_loaded.csv: also report how its clerical errors are found",
+    )
     p.set_defaults(func=_evaluate)
 
 
@@ -109,22 +136,37 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_swap(args)
     level = args.level or "box"
     if level == "scan":
-        wrong = [f for f, v in (("--batch-size", args.batch_size), ("--workers", args.workers),
-                                ("--device", args.device)) if v is not None]
+        wrong = [
+            f
+            for f, v in (("--batch-size", args.batch_size), ("--workers", args.workers), ("--device", args.device))
+            if v is not None
+        ]
         if wrong:
             raise _UsageError(f"{', '.join(wrong)}: box-level options, not for --level scan")
         from xray.calibration import evaluate_verdicts
 
-        report = evaluate_verdicts(args.model, args.data, split=args.split, out=args.out, limit=args.limit,
-                                   progress=not args.quiet)
+        report = evaluate_verdicts(
+            args.model, args.data, split=args.split, out=args.out, limit=args.limit, progress=not args.quiet
+        )
         print(json.dumps(report, indent=2))
         return 0
     if args.limit is not None:
         raise _UsageError("--limit: a scan-level option (--level scan)")
     from xray.train.evaluate import evaluate_main
 
-    return evaluate_main(["--model", args.model, "--data", args.data, "--split", args.split, *_flags({
-        "--batch-size": args.batch_size, "--workers": args.workers, "--device": args.device, "--out": args.out})])
+    return evaluate_main(
+        [
+            "--model",
+            args.model,
+            "--data",
+            args.data,
+            "--split",
+            args.split,
+            *_flags(
+                {"--batch-size": args.batch_size, "--workers": args.workers, "--device": args.device, "--out": args.out}
+            ),
+        ]
+    )
 
 
 def _false_alarms(value: str) -> tuple[float, ...]:
@@ -159,14 +201,30 @@ def _evaluate_swap(args: argparse.Namespace) -> int:
 
         reference = ReferenceIndex.load(args.reference) if args.reference else None
         engine = Engine(args.model)
-        scorers.append(ModelScorer(embedding_engine(engine, reference.embedding) if reference else engine,
-                                   reference=reference, name="model"))
+        scorers.append(
+            ModelScorer(
+                embedding_engine(engine, reference.embedding) if reference else engine,
+                reference=reference,
+                name="model",
+            )
+        )
     if args.model == "baseline" or not args.no_baseline:
-        scorers.append(BaselineScorer(train_baseline(args.data, split=args.baseline_split, seed=args.seed,
-                                                     progress=not args.quiet)))
+        scorers.append(
+            BaselineScorer(
+                train_baseline(args.data, split=args.baseline_split, seed=args.seed, progress=not args.quiet)
+            )
+        )
     truth = read_archive_truth(args.archive_truth) if args.archive_truth else None
-    report = swap_test(scorers, args.data, split=args.split, seed=args.seed, limit=args.limit, false_alarms=rates,
-                       archive_truth=truth, progress=not args.quiet)
+    report = swap_test(
+        scorers,
+        args.data,
+        split=args.split,
+        seed=args.seed,
+        limit=args.limit,
+        false_alarms=rates,
+        archive_truth=truth,
+        progress=not args.quiet,
+    )
     if args.out:
         write_swap_report(report, args.out)
     print(summary_table(report))
@@ -174,6 +232,7 @@ def _evaluate_swap(args: argparse.Namespace) -> int:
 
 
 # -- calibrate -------------------------------------------------------------------------------
+
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="set the verifier's thresholds to a false-alarm rate on a labelled split")
@@ -183,21 +242,39 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--false-alarm", type=float, default=0.01, help="largest share of matching scans sent to red")
     p.add_argument("--review-rate", type=float, default=None, help="largest share sent to yellow or red")
     p.add_argument("--limit", type=int, default=None, help="use at most this many scans")
-    p.add_argument("--flip", action="store_true",
-                   help="test-time augmentation: average each scan with its mirror image (one more model pass)")
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="test-time augmentation: average each scan with its mirror image (one more model pass)",
+    )
     guard = p.add_argument_group("out-of-domain guard")
-    guard.add_argument("--domain", action="store_true",
-                       help="calibrate the out-of-domain guard on in-domain scans of --data/--split instead of the "
-                            "verdict thresholds (adds a pooled-feature output to model.onnx if it has none)")
-    guard.add_argument("--domain-target", type=float, default=0.005,
-                       help="share of in-domain scans each guard measure may flag (default 0.005)")
-    guard.add_argument("--measure", action="append", default=[], metavar="NAME=DIR[:SPLIT]",
-                       help="also measure the flagged share of this dataset split (default split test); repeatable")
+    guard.add_argument(
+        "--domain",
+        action="store_true",
+        help="calibrate the out-of-domain guard on in-domain scans of --data/--split instead of the "
+        "verdict thresholds (adds a pooled-feature output to model.onnx if it has none)",
+    )
+    guard.add_argument(
+        "--domain-target",
+        type=float,
+        default=0.005,
+        help="share of in-domain scans each guard measure may flag (default 0.005)",
+    )
+    guard.add_argument(
+        "--measure",
+        action="append",
+        default=[],
+        metavar="NAME=DIR[:SPLIT]",
+        help="also measure the flagged share of this dataset split (default split test); repeatable",
+    )
     guard.add_argument("--no-foreign", action="store_true", help="skip measuring images that are not cargo scans")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--swap", action="store_true",
-                   help="archives without inspection outcomes: set red to the false-alarm rate on true "
-                        "declarations of the swap test")
+    p.add_argument(
+        "--swap",
+        action="store_true",
+        help="archives without inspection outcomes: set red to the false-alarm rate on true "
+        "declarations of the swap test",
+    )
     p.add_argument("--reference", default=None, help="with --swap: per-site reference index to verify with")
     p.set_defaults(func=_calibrate)
 
@@ -212,16 +289,36 @@ def _calibrate(args: argparse.Namespace) -> int:
 
         if args.flip:
             raise _UsageError("--flip: not with --swap")
-        print(json.dumps(calibrate_swap(args.model, args.data, split=args.split, false_alarm=args.false_alarm,
-                                        review_rate=args.review_rate, limit=args.limit, reference=args.reference,
-                                        progress=not args.quiet), indent=2))
+        print(
+            json.dumps(
+                calibrate_swap(
+                    args.model,
+                    args.data,
+                    split=args.split,
+                    false_alarm=args.false_alarm,
+                    review_rate=args.review_rate,
+                    limit=args.limit,
+                    reference=args.reference,
+                    progress=not args.quiet,
+                ),
+                indent=2,
+            )
+        )
         return 0
     if args.reference:
         raise _UsageError("--reference: an option of --swap")
     from xray.calibration import calibrate_model
 
-    result = calibrate_model(args.model, args.data, split=args.split, false_alarm=args.false_alarm,
-                             review_rate=args.review_rate, limit=args.limit, progress=not args.quiet, flip=args.flip)
+    result = calibrate_model(
+        args.model,
+        args.data,
+        split=args.split,
+        false_alarm=args.false_alarm,
+        review_rate=args.review_rate,
+        limit=args.limit,
+        progress=not args.quiet,
+        flip=args.flip,
+    )
     print(json.dumps(result, indent=2))
     return 0
 
@@ -236,17 +333,29 @@ def _calibrate_domain(args: argparse.Namespace) -> int:
             raise _UsageError(f"--measure {item!r}: expected NAME=DIR or NAME=DIR:SPLIT")
         root, _, split = where.partition(":")
         measure[name] = (root, split or "test")
-    result = calibrate_domain(args.model, args.data, split=args.split, target=args.domain_target, limit=args.limit,
-                              progress=not args.quiet, measure=measure, foreign=not args.no_foreign)
+    result = calibrate_domain(
+        args.model,
+        args.data,
+        split=args.split,
+        target=args.domain_target,
+        limit=args.limit,
+        progress=not args.quiet,
+        measure=measure,
+        foreign=not args.no_foreign,
+    )
     print(json.dumps(result, indent=2))
     return 0
 
 
 # -- export ----------------------------------------------------------------------------------
 
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to ONNX with its model card",
-                       description="Export a checkpoint to ONNX with a model card (parity-checked against PyTorch).")
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX with its model card",
+        description="Export a checkpoint to ONNX with a model card (parity-checked against PyTorch).",
+    )
     p.add_argument("checkpoint", help="training checkpoint, e.g. runs/NAME/best.pt")
     p.add_argument("--out", required=True, help="output folder, e.g. models/NAME")
     p.add_argument("--data", default=None, help="dataset to evaluate into the card and feed the parity check")
@@ -259,11 +368,24 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from xray.export import export_main
 
-    return export_main([args.checkpoint, *_flags({"--out": args.out, "--data": args.data, "--split": args.split,
-                                                  "--parity-n": args.parity_n, "--latency-runs": args.latency_runs})])
+    return export_main(
+        [
+            args.checkpoint,
+            *_flags(
+                {
+                    "--out": args.out,
+                    "--data": args.data,
+                    "--split": args.split,
+                    "--parity-n": args.parity_n,
+                    "--latency-runs": args.latency_runs,
+                }
+            ),
+        ]
+    )
 
 
 # -- inspect ---------------------------------------------------------------------------------
+
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="inspect one scan against its manifest: verdict JSON and overlay")
@@ -305,23 +427,34 @@ def _inspect(args: argparse.Namespace) -> int:
 
 # -- serve -----------------------------------------------------------------------------------
 
+
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     from xray.bundled import default_model_dir
 
-    p = sub.add_parser("serve", help="start the inspection service: HTTP API, operator console, audit store",
-                       description="Start the inspection service: HTTP API, operator console at /, audit store, "
-                                   "optional folder intake.")
-    p.add_argument("--model", type=Path, default=None,
-                   help=f"exported model folder (model.onnx + model.json); default: the bundled model "
-                        f"({default_model_dir()})")
+    p = sub.add_parser(
+        "serve",
+        help="start the inspection service: HTTP API, operator console, audit store",
+        description="Start the inspection service: HTTP API, operator console at /, audit store, "
+        "optional folder intake.",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help=f"exported model folder (model.onnx + model.json); default: the bundled model ({default_model_dir()})",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="images, overlays and the default database")
     p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit database (default: SQLite in --data-dir)")
     p.add_argument("--watch", type=Path, default=None, help="scanner drop folder to inspect scans from")
     p.add_argument("--no-auth", action="store_true", help="no API key (only allowed on a loopback --host)")
-    p.add_argument("--api-key", action="append", default=[],
-                   help="accept this API key (stored hashed; also from $XRAY_API_KEY); repeatable")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        help="accept this API key (stored hashed; also from $XRAY_API_KEY); repeatable",
+    )
     p.add_argument("--max-in-flight", type=int, default=8, help="inspections admitted at once; more get 503")
     p.add_argument("--workers", type=int, default=2, help="threads running inspections")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (default: all cores)")
@@ -337,8 +470,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     model = args.model or default_model_dir()
     if not (model / "model.onnx").is_file():
-        raise XrayError(f"{model} is not an exported model folder (no model.onnx); train and export one, "
-                        "or pass --model DIR")
+        raise XrayError(
+            f"{model} is not an exported model folder (no model.onnx); train and export one, or pass --model DIR"
+        )
     if args.max_in_flight < 1 or args.workers < 1:
         raise _UsageError("--max-in-flight and --workers must be at least 1")
     import uvicorn
@@ -347,9 +481,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     keys = tuple(args.api_key) + ((os.environ["XRAY_API_KEY"],) if os.environ.get("XRAY_API_KEY") else ())
     os.umask(0o077)  # everything the service writes (database, images, overlays, key file) is this user's only
-    settings = Settings(model_dir=model, data_dir=args.data_dir, db_url=args.db, host=args.host,
-                        auth=not args.no_auth, api_keys=keys, watch_dir=args.watch, max_in_flight=args.max_in_flight,
-                        workers=args.workers, threads=args.threads, tile=args.tile)
+    settings = Settings(
+        model_dir=model,
+        data_dir=args.data_dir,
+        db_url=args.db,
+        host=args.host,
+        auth=not args.no_auth,
+        api_keys=keys,
+        watch_dir=args.watch,
+        max_in_flight=args.max_in_flight,
+        workers=args.workers,
+        threads=args.threads,
+        tile=args.tile,
+    )
     app = create_app(settings)  # ConfigError (an XrayError) for settings that cannot run
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -360,10 +504,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 # -- keys ------------------------------------------------------------------------------------
 
+
 def _add_keys(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("keys", help="create, list or revoke the service's API keys (stored as salted hashes)",
-                       description="Manage the API keys of the service's audit database. A created key is shown "
-                                   "once, here; a revoked key stops working at once, also in a running service.")
+    p = sub.add_parser(
+        "keys",
+        help="create, list or revoke the service's API keys (stored as salted hashes)",
+        description="Manage the API keys of the service's audit database. A created key is shown "
+        "once, here; a revoked key stops working at once, also in a running service.",
+    )
     actions = p.add_subparsers(dest="action", required=True, metavar="{create,list,revoke}")
     create = actions.add_parser("create", help="make a key and print it (only now: only its hash is stored)")
     create.add_argument("--label", default="", help="what the key is for (e.g. the lane or the client)")
@@ -372,8 +520,9 @@ def _add_keys(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("key_id")
     for a in actions.choices.values():
         a.add_argument("--data-dir", type=Path, default=Path("data"), help="the service's data folder")
-        a.add_argument("--db", default=None, help="SQLAlchemy URL of the audit database (default: SQLite in "
-                                                  "--data-dir)")
+        a.add_argument(
+            "--db", default=None, help="SQLAlchemy URL of the audit database (default: SQLite in --data-dir)"
+        )
     p.set_defaults(func=_keys)
 
 
@@ -393,8 +542,9 @@ def _keys(args: argparse.Namespace) -> int:
         elif args.action == "list":
             for row in store.keys():
                 revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-"
-                print(f"{row.key_id}\tcreated {row.created.isoformat(timespec='seconds')}\trevoked {revoked}\t"
-                      f"{row.label}")
+                print(
+                    f"{row.key_id}\tcreated {row.created.isoformat(timespec='seconds')}\trevoked {revoked}\t{row.label}"
+                )
         elif not store.revoke_key(args.key_id):
             raise XrayError(f"no key with id {args.key_id!r} (see `xray keys list`)")
         else:
@@ -406,6 +556,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 # -- simulate --------------------------------------------------------------------------------
 
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="simulate a labeled dataset of cargo scans (the virtual scanner)")
     p.add_argument("--out", required=True, help="dataset folder to create (must be new or empty)")
@@ -413,22 +564,41 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="dataset seed (same seed, same bytes)")
     p.add_argument("--size", choices=["20ft", "40ft", "mixed"], default="mixed", help="container size")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    p.add_argument("--mismatch-rate", type=float, default=None,
-                   help="fraction of scans whose manifest is wrong (default 0.3; 0 with --archive)")
+    p.add_argument(
+        "--mismatch-rate",
+        type=float,
+        default=None,
+        help="fraction of scans whose manifest is wrong (default 0.3; 0 with --archive)",
+    )
     p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
     p.add_argument("--compress", action="store_true", help="deflate the PNGs (~2/3 the size, ~10x slower to write)")
-    p.add_argument("--profile", default=None, metavar="NAME[,NAME...]",
-                   help="scanner profiles (xray/simulate/profiles); several mix, one per scan (default: none)")
-    p.add_argument("--scene", choices=["container", "parcel"], default="container",
-                   help="container: cargo scans (default); parcel: parcels and bags on a baggage scanner's "
-                        "conveyor, 8-bit pseudo-colour, with declarations (xray.simulate.parcel)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="scanner profiles (xray/simulate/profiles); several mix, one per scan (default: none)",
+    )
+    p.add_argument(
+        "--scene",
+        choices=["container", "parcel"],
+        default="container",
+        help="container: cargo scans (default); parcel: parcels and bags on a baggage scanner's "
+        "conveyor, 8-bit pseudo-colour, with declarations (xray.simulate.parcel)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     arch = p.add_argument_group("stand-in archive (scan files + declarations.csv, no boxes)")
-    arch.add_argument("--archive", action="store_true",
-                      help="write a customs archive for `xray dataset import archive` instead of a dataset "
-                           "(default profile export-8bit-jpeg)")
-    arch.add_argument("--wrong-declarations", type=float, default=None,
-                      help="share of declarations naming another category than the goods loaded (default 0.1)")
+    arch.add_argument(
+        "--archive",
+        action="store_true",
+        help="write a customs archive for `xray dataset import archive` instead of a dataset "
+        "(default profile export-8bit-jpeg)",
+    )
+    arch.add_argument(
+        "--wrong-declarations",
+        type=float,
+        default=None,
+        help="share of declarations naming another category than the goods loaded (default 0.1)",
+    )
     p.set_defaults(func=_simulate)
 
 
@@ -448,14 +618,23 @@ def _simulate(args: argparse.Namespace) -> int:
 
         if args.profile or args.size != "mixed":
             raise _UsageError("--profile and --size are container-scene options, not for --scene parcel")
-        summary = generate_parcel_dataset(args.out, count=args.count, seed=args.seed, splits=(train, val, test),
-                                          progress=not args.quiet)
+        summary = generate_parcel_dataset(
+            args.out, count=args.count, seed=args.seed, splits=(train, val, test), progress=not args.quiet
+        )
         print(json.dumps(summary, indent=2))
         return 0
-    summary = generate_dataset(args.out, count=args.count, seed=args.seed, size=args.size, workers=args.workers,
-                               mismatch_rate=0.3 if args.mismatch_rate is None else args.mismatch_rate,
-                               splits=(train, val, test), compress=args.compress,
-                               progress=not args.quiet, profiles=args.profile)
+    summary = generate_dataset(
+        args.out,
+        count=args.count,
+        seed=args.seed,
+        size=args.size,
+        workers=args.workers,
+        mismatch_rate=0.3 if args.mismatch_rate is None else args.mismatch_rate,
+        splits=(train, val, test),
+        compress=args.compress,
+        progress=not args.quiet,
+        profiles=args.profile,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -467,23 +646,34 @@ def _simulate_archive(args: argparse.Namespace) -> int:
         raise _UsageError("--compress and --splits are dataset options; an archive is split by `xray dataset import`")
     if args.profile is not None and "," in args.profile:
         raise _UsageError("--archive takes one --profile (one scanner per archive)")
-    summary = generate_archive(args.out, count=args.count, seed=args.seed, profile=args.profile or DEFAULT_PROFILE,
-                               wrong_declarations=0.1 if args.wrong_declarations is None else args.wrong_declarations,
-                               mismatch_rate=args.mismatch_rate or 0.0, size=args.size, workers=args.workers,
-                               progress=not args.quiet)
+    summary = generate_archive(
+        args.out,
+        count=args.count,
+        seed=args.seed,
+        profile=args.profile or DEFAULT_PROFILE,
+        wrong_declarations=0.1 if args.wrong_declarations is None else args.wrong_declarations,
+        mismatch_rate=args.mismatch_rate or 0.0,
+        size=args.size,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
 
 # -- dataset ---------------------------------------------------------------------------------
 
+
 def _add_dataset(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="work with dataset folders in the xray format (datasets/FORMAT.md)")
     from xray.data.dataset_import import add_import_arguments, run_import
 
     actions = p.add_subparsers(dest="action", required=True, metavar="{import,check}")
-    i = actions.add_parser("import", help="turn a customs archive (scans + declarations), a COCO or a YOLO set "
-                                          "into a dataset folder; bad files are reported and skipped")
+    i = actions.add_parser(
+        "import",
+        help="turn a customs archive (scans + declarations), a COCO or a YOLO set "
+        "into a dataset folder; bad files are reported and skipped",
+    )
     add_import_arguments(i)
     i.set_defaults(func=run_import)
     c = actions.add_parser("check", help="validate a dataset folder; print scans, boxes and categories per split")
@@ -500,17 +690,23 @@ def _dataset_check(args: argparse.Namespace) -> int:
 
 # -- reference -------------------------------------------------------------------------------
 
+
 def _add_reference(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reference", help="per-site reference index of cleared scans by HS code (verification "
-                                         "by reference)")
+    p = sub.add_parser(
+        "reference", help="per-site reference index of cleared scans by HS code (verification by reference)"
+    )
     actions = p.add_subparsers(dest="action", required=True, metavar="{build}")
     b = actions.add_parser("build", help="index the embeddings of a dataset split's cleared scans by HS heading")
     b.add_argument("--model", required=True, help="model folder whose engine fills the scan embedding")
     b.add_argument("--data", required=True, help="dataset folder (an imported archive)")
     b.add_argument("--split", default="train")
     b.add_argument("--out", required=True, help="folder for index.faiss and codes.json")
-    b.add_argument("--embedding", choices=("model", "thumbnail"), default="model",
-                   help="model: Detections.embedding; thumbnail: the stand-in until the model has one")
+    b.add_argument(
+        "--embedding",
+        choices=("model", "thumbnail"),
+        default="model",
+        help="model: Detections.embedding; thumbnail: the stand-in until the model has one",
+    )
     b.add_argument("--limit", type=int, default=None)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=_reference_build)
@@ -520,29 +716,55 @@ def _reference_build(args: argparse.Namespace) -> int:
     from xray.engine import Engine
     from xray.reference import build_reference
 
-    index = build_reference(Engine(args.model), args.data, split=args.split, embedding=args.embedding,
-                            limit=args.limit, progress=not args.quiet)
+    index = build_reference(
+        Engine(args.model),
+        args.data,
+        split=args.split,
+        embedding=args.embedding,
+        limit=args.limit,
+        progress=not args.quiet,
+    )
     folder = index.save(args.out)
-    print(json.dumps({"out": str(folder), "embedding": index.embedding, "vectors": len(index.codes),
-                      "dim": index.dim, "headings": index.counts()}, indent=2))
+    print(
+        json.dumps(
+            {
+                "out": str(folder),
+                "embedding": index.embedding,
+                "vectors": len(index.codes),
+                "dim": index.dim,
+                "headings": index.counts(),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
 # -- the command -----------------------------------------------------------------------------
+
 
 class _UsageError(XrayError):
     """Options that parse but do not go together; reported like argparse's own errors."""
 
 
 _BUILDERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_train, _add_evaluate, _add_calibrate, _add_export, _add_inspect, _add_serve, _add_keys, _add_simulate,
-    _add_dataset, _add_reference,
+    _add_train,
+    _add_evaluate,
+    _add_calibrate,
+    _add_export,
+    _add_inspect,
+    _add_serve,
+    _add_keys,
+    _add_simulate,
+    _add_dataset,
+    _add_reference,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xray", description="AI analysis of cargo X-ray scans. `xray MODE --help` "
-                                                          "for the options of a mode.")
+    p = argparse.ArgumentParser(
+        prog="xray", description="AI analysis of cargo X-ray scans. `xray MODE --help` for the options of a mode."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(MODES) + "}")
     for add in _BUILDERS:
         add(sub)

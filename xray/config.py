@@ -56,8 +56,9 @@ DEFAULT_NORM: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 # Descriptive keys that model cards written before the typed config kept in their `input`
 # section (and `train_scale`, which calibration may add); not part of the input config.
-CARD_INPUT_KEYS = frozenset({"channels", "name", "layout", "batch", "dynamic_hw", "letterbox", "preprocess",
-                             "train_scale"})
+CARD_INPUT_KEYS = frozenset(
+    {"channels", "name", "layout", "batch", "dynamic_hw", "letterbox", "preprocess", "train_scale"}
+)
 
 
 class Section(BaseModel):
@@ -395,8 +396,7 @@ def _merge_config(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]
     child_input, base_input = child.get("input"), base.get("input")
     if isinstance(child_input, dict) and isinstance(base_input, dict) and isinstance(merged.get("input"), dict):
         if "mode" in child_input and child_input["mode"] != base_input.get("mode"):
-            merged["input"] = {k: v for k, v in merged["input"].items()
-                               if k not in ("mean", "std") or k in child_input}
+            merged["input"] = {k: v for k, v in merged["input"].items() if k not in ("mean", "std") or k in child_input}
     return merged
 
 

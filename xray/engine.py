@@ -36,8 +36,9 @@ from xray.runtime import create_session
 from xray.scan import Scan
 
 
-def fuse_mirror(out: dict[str, np.ndarray], mirrored: dict[str, np.ndarray], width: int,
-                iou: float = 0.5) -> dict[str, np.ndarray]:
+def fuse_mirror(
+    out: dict[str, np.ndarray], mirrored: dict[str, np.ndarray], width: int, iou: float = 0.5
+) -> dict[str, np.ndarray]:
     """Average a pass's outputs with those of its horizontally mirrored input.
 
     Each box keeps its place; its score becomes the mean of its own and that of the best
@@ -93,8 +94,13 @@ def region_evidence(maps: np.ndarray, lb: Letterbox, classes: list[str], thresh:
             box = lb.to_scan(np.array([[x * sx, y * sy, (x + w) * sx, (y + h) * sy]], np.float32))[0]
             if box[2] > box[0] and box[3] > box[1]:
                 score = float(np.clip(m[comp == i].max(), 0.0, 1.0))
-                dets.append(Detection(box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-                                      category=classes[k], score=score))
+                dets.append(
+                    Detection(
+                        box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                        category=classes[k],
+                        score=score,
+                    )
+                )
     dets.sort(key=lambda d: -d.score)
     return dets
 
@@ -140,9 +146,17 @@ class Engine:
             `xray calibrate --flip` sets (the thresholds are calibrated with it).
     """
 
-    def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None,
-                 providers: list[str] | None = None, tile: bool = False, max_shrink: float = 1.5,
-                 tile_overlap: float = 0.25, flip: bool | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+        tile: bool = False,
+        max_shrink: float = 1.5,
+        tile_overlap: float = 0.25,
+        flip: bool | None = None,
+    ):
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         card_path, onnx_path = self.model_dir / "model.json", self.model_dir / "model.onnx"
         if not card_path.is_file() or not onnx_path.is_file():
@@ -203,8 +217,16 @@ class Engine:
             for x0 in starts(bw, W):
                 th, tw = min(H, bh - y0), min(W, bw - x0)
                 tlb = Letterbox(scan_hw=(th, tw), resized_hw=(th, tw), input_hw=(H, W))
-                passes.append(Pass(finish(big[:, y0:y0 + th, x0:x0 + tw], self.spec), tlb, x0, y0, s,
-                                   (x0 > 0, y0 > 0, x0 + tw < bw, y0 + th < bh)))
+                passes.append(
+                    Pass(
+                        finish(big[:, y0 : y0 + th, x0 : x0 + tw], self.spec),
+                        tlb,
+                        x0,
+                        y0,
+                        s,
+                        (x0 > 0, y0 > 0, x0 + tw < bw, y0 + th < bh),
+                    )
+                )
         return passes
 
     def merge(self, raw: list[tuple[Pass, dict[str, np.ndarray]]], scan_hw: tuple[int, int]) -> list[Detection]:
@@ -232,16 +254,26 @@ class Engine:
             labels.append(lab)
         b, sc, lab = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
         if len(raw) > 1 and len(sc):
-            kept = cv2.dnn.NMSBoxesBatched([[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in b],
-                                           sc.astype(float).tolist(), lab.tolist(), self.min_score,
-                                           float(self.card["outputs"].get("nms_iou", 0.5)))
+            kept = cv2.dnn.NMSBoxesBatched(
+                [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in b],
+                sc.astype(float).tolist(),
+                lab.tolist(),
+                self.min_score,
+                float(self.card["outputs"].get("nms_iou", 0.5)),
+            )
             keep = np.asarray(kept, int).reshape(-1)
             b, sc, lab = b[keep], sc[keep], lab[keep]
         h, w = scan_hw
         b = np.clip(b, 0, [w, h, w, h])
-        dets = [Detection(box=(float(bb[0]), float(bb[1]), float(bb[2]), float(bb[3])), category=self.classes[k],
-                          score=float(np.clip(s_, 0.0, 1.0)))
-                for bb, s_, k in zip(b, sc, lab) if s_ >= self.min_score and bb[2] > bb[0] and bb[3] > bb[1]]
+        dets = [
+            Detection(
+                box=(float(bb[0]), float(bb[1]), float(bb[2]), float(bb[3])),
+                category=self.classes[k],
+                score=float(np.clip(s_, 0.0, 1.0)),
+            )
+            for bb, s_, k in zip(b, sc, lab)
+            if s_ >= self.min_score and bb[2] > bb[0] and bb[3] > bb[1]
+        ]
         dets.sort(key=lambda d: -d.score)
         return dets
 
@@ -263,14 +295,22 @@ class Engine:
         t2 = time.perf_counter()
         dets = self.merge(raw, (scan.height, scan.width))
         whole = raw[0][1]
-        image_scores = ({c: float(v) for c, v in zip(self.classes, np.asarray(whole["image_scores"]).reshape(-1))}
-                        if "image_scores" in whole else {})
+        image_scores = (
+            {c: float(v) for c, v in zip(self.classes, np.asarray(whole["image_scores"]).reshape(-1))}
+            if "image_scores" in whole
+            else {}
+        )
         domain = self.domain_check(passes[0], whole, scan)
         t3 = time.perf_counter()
-        return Detections(scan_id=scan.id, detections=dets, image_scores=image_scores, domain=domain,
-                          timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
-                                      "postprocess": (t3 - t2) * 1e3},
-                          model_id=self.model_id, model_version=self.model_version)
+        return Detections(
+            scan_id=scan.id,
+            detections=dets,
+            image_scores=image_scores,
+            domain=domain,
+            timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
+            model_id=self.model_id,
+            model_version=self.model_version,
+        )
 
     def detect_scan_level(self, scan: Scan) -> Detections:
         """A box-free model's output: its scan-level scores, its embedding, and evidence boxes
@@ -286,11 +326,15 @@ class Engine:
         dets = region_evidence(out["region_maps"], lb, self.classes, self.region_thresh)
         embedding = [float(v) for v in np.asarray(out["embedding"], np.float32).reshape(-1)]
         t3 = time.perf_counter()
-        return Detections(scan_id=scan.id, detections=dets,
-                          image_scores={c: float(v) for c, v in zip(self.classes, scores)}, embedding=embedding,
-                          timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
-                                      "postprocess": (t3 - t2) * 1e3},
-                          model_id=self.model_id, model_version=self.model_version)
+        return Detections(
+            scan_id=scan.id,
+            detections=dets,
+            image_scores={c: float(v) for c, v in zip(self.classes, scores)},
+            embedding=embedding,
+            timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
+            model_id=self.model_id,
+            model_version=self.model_version,
+        )
 
     def domain_check(self, whole: Pass, out: dict[str, np.ndarray], scan: Scan) -> DomainCheck | None:
         """How unlike the training scans this scan is (`xray.domain`); None when the card has no guard."""

@@ -90,8 +90,15 @@ def raw_parity_check(model: GoodsDetector, inputs: list[np.ndarray], workdir: st
     wrapper = RawWrapper(model).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (torch.from_numpy(inputs[0][None]),), str(path), dynamo=False,
-                          opset_version=OPSET, input_names=["input"], dynamic_axes={"input": {2: "h", 3: "w"}})
+        torch.onnx.export(
+            wrapper,
+            (torch.from_numpy(inputs[0][None]),),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["input"],
+            dynamic_axes={"input": {2: "h", 3: "w"}},
+        )
     session = ort_session(path)
     max_stride = max(model.strides)
     worst = {"prob": 0.0, "box_px": 0.0}
@@ -104,8 +111,10 @@ def raw_parity_check(model: GoodsDetector, inputs: list[np.ndarray], workdir: st
             box_px = float(np.abs(ref[1] - got[1]).max()) * max_stride  # distances are in units of the stride
             worst = {"prob": max(worst["prob"], prob), "box_px": max(worst["box_px"], box_px)}
             if prob > SCORE_TOL or box_px > BOX_TOL_PX:
-                raise ParityError(f"raw ONNX head outputs differ from torch on input {i} {tuple(x.shape)}: "
-                                  f"probabilities by {prob:.2e}, box sides by up to {box_px:.2e} px")
+                raise ParityError(
+                    f"raw ONNX head outputs differ from torch on input {i} {tuple(x.shape)}: "
+                    f"probabilities by {prob:.2e}, box sides by up to {box_px:.2e} px"
+                )
     finally:
         path.unlink(missing_ok=True)
     return {"max_prob_diff": worst["prob"], "max_box_side_diff_px": worst["box_px"]}
@@ -121,8 +130,17 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_size: tuple[int, in
         # The tracer warns about Python ints from shapes in torchvision's code; dynamic
         # H and W are covered by the parity check at two input sizes.
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (x,), str(path), dynamo=False, opset_version=OPSET, input_names=["input"],
-                          output_names=outputs, dynamic_axes=dynamic, do_constant_folding=True)
+        torch.onnx.export(
+            wrapper,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["input"],
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
     onnx.checker.check_model(str(path))
     return outputs
 
@@ -155,8 +173,16 @@ def _match(
     for box, score, label in zip(ref["boxes"], ref["scores"], ref["labels"]):
         if score <= cut + SCORE_TOL:
             continue
-        ok = (~used & (got["labels"] == label) & (np.abs(got["scores"] - score) <= SCORE_TOL)
-              & (np.abs(got["boxes"] - box).max(axis=1, initial=0) <= BOX_TOL_PX)) if len(got["scores"]) else np.zeros(0, bool)
+        ok = (
+            (
+                ~used
+                & (got["labels"] == label)
+                & (np.abs(got["scores"] - score) <= SCORE_TOL)
+                & (np.abs(got["boxes"] - box).max(axis=1, initial=0) <= BOX_TOL_PX)
+            )
+            if len(got["scores"])
+            else np.zeros(0, bool)
+        )
         if not ok.any():
             problems.append(f"torch detection {label} {score:.5f} {np.round(box, 2).tolist()} has no ONNX counterpart")
         else:
@@ -173,8 +199,10 @@ def _match(
     if n and np.abs(rs[:n] - gs[:n]).max() > SCORE_TOL:
         problems.append(f"sorted scores differ by up to {np.abs(rs[:n] - gs[:n]).max():.2e}")
     extra = ~used & (got["scores"] > cut + SCORE_TOL)
-    problems += [f"ONNX detection {int(got['labels'][i])} {got['scores'][i]:.5f} not in torch's output"
-                 for i in np.where(extra)[0]]
+    problems += [
+        f"ONNX detection {int(got['labels'][i])} {got['scores'][i]:.5f} not in torch's output"
+        for i in np.where(extra)[0]
+    ]
     if "image_scores" in ref:
         diff = float(np.abs(ref["image_scores"] - got["image_scores"]).max())
         if diff > SCORE_TOL:
@@ -198,19 +226,28 @@ def parity_check(model: GoodsDetector, onnx_path: str | Path, inputs: list[np.nd
             det = model(torch.from_numpy(x[None]))[0]
         ref = {k: v.numpy() for k, v in det.items()}
         got = dict(zip(names, session.run(None, {"input": x[None]})))
-        problems, compared, box_diff, score_diff = _match(ref, got, score_floor=model.score_thresh,
-                                                          full=model.detections_per_img)
+        problems, compared, box_diff, score_diff = _match(
+            ref, got, score_floor=model.score_thresh, full=model.detections_per_img
+        )
         n_compared += compared
         if problems:
-            raise ParityError(f"{onnx_path}: ONNX output differs from torch on input {i} {tuple(x.shape)}: "
-                              + "; ".join(problems[:5]))
+            raise ParityError(
+                f"{onnx_path}: ONNX output differs from torch on input {i} {tuple(x.shape)}: " + "; ".join(problems[:5])
+            )
         worst_box, worst_score = max(worst_box, box_diff), max(worst_score, score_diff)
         n_dets += len(ref["scores"])
     # `compared` < `detections` when scores tie at a cut-off (typical of untrained models).
-    return {"inputs": len(inputs), "shapes": sorted({tuple(x.shape) for x in inputs}), "detections": n_dets,
-            "compared": n_compared,
-            "max_box_diff_px": worst_box, "max_score_diff": worst_score, "box_tol_px": BOX_TOL_PX,
-            "score_tol": SCORE_TOL, "passed": True}
+    return {
+        "inputs": len(inputs),
+        "shapes": sorted({tuple(x.shape) for x in inputs}),
+        "detections": n_dets,
+        "compared": n_compared,
+        "max_box_diff_px": worst_box,
+        "max_score_diff": worst_score,
+        "box_tol_px": BOX_TOL_PX,
+        "score_tol": SCORE_TOL,
+        "passed": True,
+    }
 
 
 # The ONNX outputs of a box-free scan-level model (`scan_mil`), in order.
@@ -229,16 +266,25 @@ class ScanLevelWrapper(nn.Module):
         return tuple(out[k] for k in SCAN_LEVEL_OUTPUTS)
 
 
-def export_scan_level_onnx(model: ScanClassifier, path: str | Path, *, input_size: tuple[int, int],
-                           channels: int) -> list[str]:
+def export_scan_level_onnx(
+    model: ScanClassifier, path: str | Path, *, input_size: tuple[int, int], channels: int
+) -> list[str]:
     """Export a box-free scan-level model to ONNX (dynamic height and width); returns the output names."""
     wrapper = ScanLevelWrapper(model).eval()
     dynamic = {"input": {2: "height", 3: "width"}, "region_maps": {1: "map_height", 2: "map_width"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (torch.zeros(1, channels, *input_size),), str(path), dynamo=False,
-                          opset_version=OPSET, input_names=["input"], output_names=SCAN_LEVEL_OUTPUTS,
-                          dynamic_axes=dynamic, do_constant_folding=True)
+        torch.onnx.export(
+            wrapper,
+            (torch.zeros(1, channels, *input_size),),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["input"],
+            output_names=SCAN_LEVEL_OUTPUTS,
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
     onnx.checker.check_model(str(path))
     return list(SCAN_LEVEL_OUTPUTS)
 
@@ -263,14 +309,27 @@ def scan_level_parity_check(model: ScanClassifier, onnx_path: str | Path, inputs
             diff = float(np.abs(r - g).max(initial=0.0))
             worst[name] = max(worst[name], diff)
             if diff > SCORE_TOL:
-                raise ParityError(f"{onnx_path}: ONNX {name} differs from torch by {diff:.2e} on input {i} "
-                                  f"{tuple(x.shape)}")
-    return {"inputs": len(inputs), "shapes": sorted({tuple(x.shape) for x in inputs}),
-            "max_diff": worst, "score_tol": SCORE_TOL, "passed": True}
+                raise ParityError(
+                    f"{onnx_path}: ONNX {name} differs from torch by {diff:.2e} on input {i} {tuple(x.shape)}"
+                )
+    return {
+        "inputs": len(inputs),
+        "shapes": sorted({tuple(x.shape) for x in inputs}),
+        "max_diff": worst,
+        "score_tol": SCORE_TOL,
+        "passed": True,
+    }
 
 
-def parity_inputs(spec: InputSpec, *, data: str | Path | None = None, split: str = "val", n: int = 4,
-                  classes: Sequence[str] | None = None, seed: int = 0) -> list[np.ndarray]:
+def parity_inputs(
+    spec: InputSpec,
+    *,
+    data: str | Path | None = None,
+    split: str = "val",
+    n: int = 4,
+    classes: Sequence[str] | None = None,
+    seed: int = 0,
+) -> list[np.ndarray]:
     """Inputs for the parity check: preprocessed scans of a dataset, else synthetic ones.
 
     Synthetic inputs are smooth random attenuation images at the model's input size and
@@ -288,14 +347,25 @@ def parity_inputs(spec: InputSpec, *, data: str | Path | None = None, split: str
         size = spec.model_copy(update={"size": (hh, ww)})  # only `finish` reads it
         coarse = rng.uniform(0, 4, size=(hh // 16, ww // 16)).astype(np.float32)
         att = cv2.resize(coarse, (ww, hh), interpolation=cv2.INTER_LINEAR)
-        base = np.stack([att, att * 1.1][: 1 if spec.mode == "single" else 2]) if spec.physical else np.stack([att / 4] * 3)
+        base = (
+            np.stack([att, att * 1.1][: 1 if spec.mode == "single" else 2])
+            if spec.physical
+            else np.stack([att / 4] * 3)
+        )
         base = np.concatenate([base] + [np.abs(np.gradient(att, axis=0))[None]] * spec.detail_channels)
         out.append(finish(base.astype(np.float32), size))
     return out
 
 
-def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None = None, split: str = "test",
-           parity_n: int = 4, latency_runs: int = 0) -> dict[str, Any]:
+def export(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    split: str = "test",
+    parity_n: int = 4,
+    latency_runs: int = 0,
+) -> dict[str, Any]:
     """Checkpoint -> OUT/model.onnx + OUT/model.json, parity-checked. Returns the card.
 
     Args:
@@ -311,8 +381,9 @@ def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None =
     """
     model, ckpt = model_from_checkpoint(checkpoint)
     if isinstance(model, ScanClassifier):
-        return export_scan_level(model, ckpt, checkpoint, out, data=data, split=split, parity_n=parity_n,
-                                 latency_runs=latency_runs)
+        return export_scan_level(
+            model, ckpt, checkpoint, out, data=data, split=split, parity_n=parity_n, latency_runs=latency_runs
+        )
     if not isinstance(model, GoodsDetector):
         raise ConfigError(f"{checkpoint}: export takes the FCOS goods detectors, not {type(model).__name__}")
     cfg = config_from_dict(ckpt["config"], f"{checkpoint}: config")
@@ -323,16 +394,33 @@ def export(checkpoint: str | Path, out: str | Path, *, data: str | Path | None =
     inputs = parity_inputs(cfg.input, data=data, split=split, n=parity_n, classes=ckpt["classes"])
     parity = {**parity_check(model, onnx_path, inputs), "raw": raw_parity_check(model, inputs, out)}
     card = build_card(
-        name=out.name, onnx_path=onnx_path, model=model, cfg=cfg, ckpt=ckpt, checkpoint=checkpoint, outputs=outputs,
-        parity=parity, metrics=card_metrics(model, ckpt, cfg, data=data, split=split), opset=OPSET,
+        name=out.name,
+        onnx_path=onnx_path,
+        model=model,
+        cfg=cfg,
+        ckpt=ckpt,
+        checkpoint=checkpoint,
+        outputs=outputs,
+        parity=parity,
+        metrics=card_metrics(model, ckpt, cfg, data=data, split=split),
+        opset=OPSET,
         latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
     )
     write_card(out / "model.json", card)
     return card
 
 
-def export_scan_level(model: ScanClassifier, ckpt: dict[str, Any], checkpoint: str | Path, out: str | Path, *,
-                      data: str | Path | None, split: str, parity_n: int, latency_runs: int) -> dict[str, Any]:
+def export_scan_level(
+    model: ScanClassifier,
+    ckpt: dict[str, Any],
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    data: str | Path | None,
+    split: str,
+    parity_n: int,
+    latency_runs: int,
+) -> dict[str, Any]:
     """`export` for a box-free scan-level model: scores, embedding and region maps, parity-checked."""
     cfg = config_from_dict(ckpt["config"], f"{checkpoint}: config")
     out = Path(out)
@@ -342,8 +430,16 @@ def export_scan_level(model: ScanClassifier, ckpt: dict[str, Any], checkpoint: s
     inputs = parity_inputs(cfg.input, data=data, split=split, n=parity_n, classes=ckpt["classes"])
     parity = scan_level_parity_check(model, onnx_path, inputs)
     card = build_card(
-        name=out.name, onnx_path=onnx_path, model=model, cfg=cfg, ckpt=ckpt, checkpoint=checkpoint, outputs=outputs,
-        parity=parity, metrics=card_metrics(model, ckpt, cfg, data=data, split=split), opset=OPSET,
+        name=out.name,
+        onnx_path=onnx_path,
+        model=model,
+        cfg=cfg,
+        ckpt=ckpt,
+        checkpoint=checkpoint,
+        outputs=outputs,
+        parity=parity,
+        metrics=card_metrics(model, ckpt, cfg, data=data, split=split),
+        opset=OPSET,
         latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
     )
     # The scan-level score is this model's evidence (its boxes are only where the map peaks), so the
@@ -368,8 +464,14 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     """The `xray export` command; returns an exit code (2 on bad input, 3 on failed parity)."""
     args = get_args_parser().parse_args(argv)
     try:
-        card = export(args.checkpoint, args.out, data=args.data, split=args.split, parity_n=args.parity_n,
-                      latency_runs=args.latency_runs)
+        card = export(
+            args.checkpoint,
+            args.out,
+            data=args.data,
+            split=args.split,
+            parity_n=args.parity_n,
+            latency_runs=args.latency_runs,
+        )
     except ParityError as e:
         print(f"export FAILED parity: {e}")
         return 3
@@ -378,16 +480,23 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         return 2
     p = card["export"]["parity"]
     if "max_diff" in p:  # a scan-level model
-        print(f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
-              f"passed on {p['inputs']} inputs (max diff per output: "
-              + ", ".join(f"{k} {v:.1e}" for k, v in p["max_diff"].items()) + ")")
+        print(
+            f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
+            f"passed on {p['inputs']} inputs (max diff per output: "
+            + ", ".join(f"{k} {v:.1e}" for k, v in p["max_diff"].items())
+            + ")"
+        )
     else:
-        print(f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
-              f"passed on {p['inputs']} inputs ({p['compared']} of {p['detections']} detections compared, max box diff "
-              f"{p['max_box_diff_px']:.2e} px, max score diff {p['max_score_diff']:.2e}; raw head: probabilities within "
-              f"{p['raw']['max_prob_diff']:.1e}, box sides within {p['raw']['max_box_side_diff_px']:.1e} px)")
+        print(
+            f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
+            f"passed on {p['inputs']} inputs ({p['compared']} of {p['detections']} detections compared, max box diff "
+            f"{p['max_box_diff_px']:.2e} px, max score diff {p['max_score_diff']:.2e}; raw head: probabilities within "
+            f"{p['raw']['max_prob_diff']:.1e}, box sides within {p['raw']['max_box_side_diff_px']:.1e} px)"
+        )
     if card["latency"]:
         lat = card["latency"]
-        print(f"onnxruntime latency at {lat['input_shape']}, {lat['threads']} threads: median {lat['median_ms']:.1f} ms "
-              f"(p90 {lat['p90_ms']:.1f}, min {lat['min_ms']:.1f})")
+        print(
+            f"onnxruntime latency at {lat['input_shape']}, {lat['threads']} threads: median {lat['median_ms']:.1f} ms "
+            f"(p90 {lat['p90_ms']:.1f}, min {lat['min_ms']:.1f})"
+        )
     return 0

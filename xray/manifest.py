@@ -56,8 +56,9 @@ def _bounded_float(literal: str) -> float:
     return float(literal)
 
 
-def parse_json(data: str | bytes, *, what: str = "manifest", max_bytes: int = MAX_MANIFEST_BYTES,
-               max_depth: int = MAX_JSON_DEPTH) -> Any:
+def parse_json(
+    data: str | bytes, *, what: str = "manifest", max_bytes: int = MAX_MANIFEST_BYTES, max_depth: int = MAX_JSON_DEPTH
+) -> Any:
     """Untrusted JSON -> Python values, with size, depth, number-length and finiteness limits.
 
     Raises:

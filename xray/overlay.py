@@ -39,8 +39,11 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, width: int | None = None) -> n
     """
     table = default_goods_table()
     img = scan_picture(scan)
-    flagged = {f.category for f in verdict.findings
-               if f.kind in (FindingKind.UNDECLARED, FindingKind.SUBSTITUTION, FindingKind.FALSE_EMPTY)}
+    flagged = {
+        f.category
+        for f in verdict.findings
+        if f.kind in (FindingKind.UNDECLARED, FindingKind.SUBSTITUTION, FindingKind.FALSE_EMPTY)
+    }
     thick = max(2, scan.width // 600)
     scale_txt = max(0.5, scan.width / 2400)
     # Keyed by category too: the head scores every class at one place, so another class's
@@ -57,8 +60,9 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, width: int | None = None) -> n
     labels = [f"{d.category} {d.score:.2f}" for d in shown]
     sizes = [cv2.getTextSize(t, _FONT, scale_txt, 1)[0] for t in labels]
     order = range(len(shown) - 1, -1, -1)  # strongest first: it gets the best place
-    places = label_places([shown[i].box for i in order], [(sizes[i][0] + 6, sizes[i][1] + 8) for i in order],
-                          img.shape[:2])
+    places = label_places(
+        [shown[i].box for i in order], [(sizes[i][0] + 6, sizes[i][1] + 8) for i in order], img.shape[:2]
+    )
     for i, (lx, ly, lw, lh) in zip(order, places):
         cv2.rectangle(img, (lx, ly), (lx + lw, ly + lh), colours[i], -1)
         cv2.putText(img, labels[i], (lx + 3, ly + lh - 5), _FONT, scale_txt, (255, 255, 255), 1, cv2.LINE_AA)
@@ -67,14 +71,18 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, width: int | None = None) -> n
     w = img.shape[1]
     s = max(0.5, w / 1800)
     line_h = int(34 * s)
-    lines = [f"{verdict.channel.value.upper()}  {verdict.verdict.value}   risk {verdict.risk:.2f}   "
-             f"declared: {', '.join(verdict.declared) or 'empty'}"]
+    lines = [
+        f"{verdict.channel.value.upper()}  {verdict.verdict.value}   risk {verdict.risk:.2f}   "
+        f"declared: {', '.join(verdict.declared) or 'empty'}"
+    ]
     lines += [f"- {f.kind.value}: {f.detail} ({f.confidence:.2f})" for f in verdict.findings[:4]]
     banner = np.full((line_h * len(lines) + 10, w, 3), 255, np.uint8)
     cv2.rectangle(banner, (0, 0), (w, line_h + 4), CHANNEL_BGR[verdict.channel], -1)
     for i, text in enumerate(lines):
         colour = (255, 255, 255) if i == 0 else (20, 20, 20)
-        cv2.putText(banner, text, (10, int(line_h * (i + 0.75))), _FONT, 0.8 * s, colour, max(1, int(2 * s)), cv2.LINE_AA)
+        cv2.putText(
+            banner, text, (10, int(line_h * (i + 0.75))), _FONT, 0.8 * s, colour, max(1, int(2 * s)), cv2.LINE_AA
+        )
     legend = np.full((line_h, w, 3), 255, np.uint8)
     x = 10
     for colour, text in ((DECLARED_BGR, "declared / explained"), (UNDECLARED_BGR, "undeclared")):
@@ -87,8 +95,9 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, width: int | None = None) -> n
     return np.vstack([banner, img, legend])
 
 
-def label_places(boxes: list[tuple[float, float, float, float]], sizes: list[tuple[int, int]],
-                 shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+def label_places(
+    boxes: list[tuple[float, float, float, float]], sizes: list[tuple[int, int]], shape: tuple[int, int]
+) -> list[tuple[int, int, int, int]]:
     """Where each box's label goes, as (x, y, w, h), in the order given (first served first).
 
     A label sits just above its box's top-left corner; where that would cover a label
@@ -104,8 +113,9 @@ def label_places(boxes: list[tuple[float, float, float, float]], sizes: list[tup
         for candidate in range(top, max(top, round(y2) - h) + 1, h):
             if candidate < 0 or candidate + h > height:
                 continue
-            if not any(x < px + pw and px < x + w and candidate < py + ph and py < candidate + h
-                       for px, py, pw, ph in placed):
+            if not any(
+                x < px + pw and px < x + w and candidate < py + ph and py < candidate + h for px, py, pw, ph in placed
+            ):
                 y = candidate
                 break
         placed.append((x, y, w, h))

@@ -25,8 +25,9 @@ def git_commit(short: bool = False, cwd: str | Path | None = None) -> str | None
     """The commit of the checkout xray runs from (None outside a git checkout)."""
     args = ["git", "rev-parse", *(["--short"] if short else []), "HEAD"]
     try:
-        r = subprocess.run(args, capture_output=True, text=True, timeout=5, check=False,
-                           cwd=cwd or Path(__file__).resolve().parent)
+        r = subprocess.run(
+            args, capture_output=True, text=True, timeout=5, check=False, cwd=cwd or Path(__file__).resolve().parent
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return r.stdout.strip() if r.returncode == 0 else None

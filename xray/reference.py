@@ -54,14 +54,23 @@ class ReferenceIndex:
         temperature: Similarity gap that maps to a score of sigmoid(1).
     """
 
-    def __init__(self, vectors: np.ndarray, codes: Sequence[str], *, embedding: str = "model", k: int = NEAREST,
-                 temperature: float = TEMPERATURE, digits: int = HEADING_DIGITS):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        codes: Sequence[str],
+        *,
+        embedding: str = "model",
+        k: int = NEAREST,
+        temperature: float = TEMPERATURE,
+        digits: int = HEADING_DIGITS,
+    ):
         import faiss
 
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(codes) or len(codes) == 0:
-            raise DatasetError(f"a reference index needs one embedding per code, got {vectors.shape} for "
-                               f"{len(codes)} codes")
+            raise DatasetError(
+                f"a reference index needs one embedding per code, got {vectors.shape} for {len(codes)} codes"
+            )
         if k < 1 or temperature <= 0:
             raise ConfigError(f"k must be at least 1 and temperature positive, got k={k}, temperature={temperature}")
         self.vectors = _unit(vectors)
@@ -92,8 +101,9 @@ class ReferenceIndex:
         """
         q = _unit(np.asarray(embedding, dtype=np.float32).reshape(1, -1))
         if q.shape[1] != self.dim:
-            raise ConfigError(f"embedding of length {q.shape[1]}, but the reference index holds {self.dim}: "
-                              "built with another model?")
+            raise ConfigError(
+                f"embedding of length {q.shape[1]}, but the reference index holds {self.dim}: built with another model?"
+            )
         out = {}
         for c, ix in self.by_heading.items():
             sims, _ = ix.search(q, min(self.k, ix.ntotal))
@@ -119,8 +129,17 @@ class ReferenceIndex:
         flat = faiss.IndexFlatIP(self.dim)
         flat.add(self.vectors)
         write_atomic(folder / INDEX_FILE, lambda p: faiss.write_index(flat, str(p)))
-        meta = {"format": "xray-reference", "version": 1, "embedding": self.embedding, "dim": self.dim, "k": self.k,
-                "temperature": self.temperature, "digits": self.digits, "counts": self.counts(), "codes": self.codes}
+        meta = {
+            "format": "xray-reference",
+            "version": 1,
+            "embedding": self.embedding,
+            "dim": self.dim,
+            "k": self.k,
+            "temperature": self.temperature,
+            "digits": self.digits,
+            "counts": self.counts(),
+            "codes": self.codes,
+        }
         write_atomic(folder / CODES_FILE, json.dumps(meta, indent=1))
         return folder
 
@@ -131,14 +150,21 @@ class ReferenceIndex:
 
         folder = Path(folder)
         if not (folder / INDEX_FILE).is_file() or not (folder / CODES_FILE).is_file():
-            raise ConfigError(f"{folder}: no reference index ({INDEX_FILE} and {CODES_FILE}); "
-                              "build one with `xray reference build`")
+            raise ConfigError(
+                f"{folder}: no reference index ({INDEX_FILE} and {CODES_FILE}); build one with `xray reference build`"
+            )
         try:
             meta = json.loads((folder / CODES_FILE).read_text())
             flat = faiss.read_index(str(folder / INDEX_FILE))
             vectors = flat.reconstruct_n(0, flat.ntotal)
-            return cls(vectors, meta["codes"], embedding=meta.get("embedding", "model"), k=int(meta["k"]),
-                       temperature=float(meta["temperature"]), digits=int(meta.get("digits", HEADING_DIGITS)))
+            return cls(
+                vectors,
+                meta["codes"],
+                embedding=meta.get("embedding", "model"),
+                k=int(meta["k"]),
+                temperature=float(meta["temperature"]),
+                digits=int(meta.get("digits", HEADING_DIGITS)),
+            )
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ConfigError(f"{folder}: broken reference index: {e}") from e
 
@@ -173,8 +199,16 @@ def embedding_engine(engine: Any, kind: str) -> Any:
     raise ConfigError(f"embedding must be 'model' or 'thumbnail', got {kind!r}")
 
 
-def build_reference(engine: Any, data: str | Path, *, split: str = "train", embedding: str = "model",
-                    limit: int | None = None, progress: bool = True, k: int = NEAREST) -> ReferenceIndex:
+def build_reference(
+    engine: Any,
+    data: str | Path,
+    *,
+    split: str = "train",
+    embedding: str = "model",
+    limit: int | None = None,
+    progress: bool = True,
+    k: int = NEAREST,
+) -> ReferenceIndex:
     """Index the embeddings of a split's cleared scans by their declared HS headings.
 
     A scan whose truth marks a mismatch is not a reference; every declared code of a

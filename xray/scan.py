@@ -73,7 +73,9 @@ class Scan:
         if h < 8 or w < 8 or h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
             raise ScanError(f"scan {self.id!r}: absurd image size {w}x{h} pixels")
         if not (len(self.pixel_mm) == 2 and all(0.01 <= float(p) <= 100.0 for p in self.pixel_mm)):
-            raise ScanError(f"scan {self.id!r}: pixel spacing must be two values in [0.01, 100] mm, got {self.pixel_mm}")
+            raise ScanError(
+                f"scan {self.id!r}: pixel spacing must be two values in [0.01, 100] mm, got {self.pixel_mm}"
+            )
         if self.bit_depth not in (8, 16):
             raise ScanError(f"scan {self.id!r}: bit depth must be 8 or 16, got {self.bit_depth}")
 

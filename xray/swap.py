@@ -53,8 +53,13 @@ class PairScorer(Protocol):
 class ModelScorer:
     """The engine's detections once per scan, then the verifier's risk for each manifest."""
 
-    def __init__(self, engine: Detector, config: VerifierConfig | None = None,
-                 reference: ReferenceScorer | None = None, name: str = "model"):
+    def __init__(
+        self,
+        engine: Detector,
+        config: VerifierConfig | None = None,
+        reference: ReferenceScorer | None = None,
+        name: str = "model",
+    ):
         self.engine, self.reference, self.name = engine, reference, name
         self.config = config if config is not None else VerifierConfig.from_card(engine.card)
         self.table = default_goods_table()
@@ -66,8 +71,9 @@ class ModelScorer:
         return verify(observed, manifest, config=self.config, table=self.table, reference=self.reference).risk
 
     def recognised(self, observed: Any) -> str:
-        ev = evidence(observed.detections, self.table, observed.image_scores, self.config.image_weight,
-                      self.config.presence)
+        ev = evidence(
+            observed.detections, self.table, observed.image_scores, self.config.image_weight, self.config.presence
+        )
         best = max(ev, key=lambda c: ev[c])
         return best if ev[best] >= self.config.present / 2 else EMPTY
 
@@ -113,8 +119,9 @@ class ScorerResult:
     recognised: list[str] = field(default_factory=list)
 
 
-def swap_pairs(records: Sequence[Any], *, seed: int = 0, table: GoodsTable | None = None
-               ) -> tuple[list[tuple[Any, SwapPair]], int]:
+def swap_pairs(
+    records: Sequence[Any], *, seed: int = 0, table: GoodsTable | None = None
+) -> tuple[list[tuple[Any, SwapPair]], int]:
     """(record, pair) for each scan with a declared category, in the split's order, and the number
     of scans left out (declared empty, or only codes that map to no category).
 
@@ -163,18 +170,26 @@ def red_threshold(true_risk: Sequence[float], false_alarm: float) -> float:
     return float(np.nextafter(ranked[allowed], np.inf))
 
 
-def swap_metrics(true_risk: Sequence[float], swap_risk: Sequence[float], *,
-                 false_alarms: Sequence[float] = FALSE_ALARMS) -> dict[str, Any]:
+def swap_metrics(
+    true_risk: Sequence[float], swap_risk: Sequence[float], *, false_alarms: Sequence[float] = FALSE_ALARMS
+) -> dict[str, Any]:
     """ROC AUC of true vs swapped declarations, and the swap-detection rate at each false-alarm rate
     (threshold: the lowest risk that sends at most that share of true declarations to red)."""
     t, s = list(map(float, true_risk)), list(map(float, swap_risk))
     at: dict[str, Any] = {}
     for fa in false_alarms:
         red = red_threshold(t, fa)
-        at[f"{fa:g}"] = {"threshold": red, "detection_rate": float(np.mean([v >= red for v in s])),
-                         "false_alarm_rate": float(np.mean([v >= red for v in t]))}
-    return {"pairs": len(t), "roc_auc": _auc(t, s), "at_false_alarm": at,
-            "mean_risk": {"true": float(np.mean(t)), "swapped": float(np.mean(s))}}
+        at[f"{fa:g}"] = {
+            "threshold": red,
+            "detection_rate": float(np.mean([v >= red for v in s])),
+            "false_alarm_rate": float(np.mean([v >= red for v in t])),
+        }
+    return {
+        "pairs": len(t),
+        "roc_auc": _auc(t, s),
+        "at_false_alarm": at,
+        "mean_risk": {"true": float(np.mean(t)), "swapped": float(np.mean(s))},
+    }
 
 
 def _per_category(pairs: Sequence[SwapPair], res: ScorerResult, red: float) -> dict[str, dict[str, Any]]:
@@ -185,10 +200,13 @@ def _per_category(pairs: Sequence[SwapPair], res: ScorerResult, red: float) -> d
     for c in sorted(by):
         idx = by[c]
         t, s = [res.true_risk[i] for i in idx], [res.swap_risk[i] for i in idx]
-        out[c] = {"scans": len(idx), "roc_auc": _auc(t, s),
-                  "detection_rate": float(np.mean([v >= red for v in s])),
-                  "false_alarm_rate": float(np.mean([v >= red for v in t])),
-                  "recognised": float(np.mean([res.recognised[i] in pairs[i].declared for i in idx]))}
+        out[c] = {
+            "scans": len(idx),
+            "roc_auc": _auc(t, s),
+            "detection_rate": float(np.mean([v >= red for v in s])),
+            "false_alarm_rate": float(np.mean([v >= red for v in t])),
+            "recognised": float(np.mean([res.recognised[i] in pairs[i].declared for i in idx])),
+        }
     return out
 
 
@@ -200,8 +218,9 @@ def _confusion(pairs: Sequence[SwapPair], res: ScorerResult, labels: list[str]) 
     return m
 
 
-def train_baseline(data: str | Path, *, split: str = "train", limit: int | None = None, seed: int = 0,
-                   progress: bool = True) -> ThumbnailForest:
+def train_baseline(
+    data: str | Path, *, split: str = "train", limit: int | None = None, seed: int = 0, progress: bool = True
+) -> ThumbnailForest:
     """The baseline forest, trained on a split's scans and declared categories.
 
     Raises:
@@ -246,9 +265,17 @@ def read_archive_truth(path: str | Path) -> dict[str, bool]:
         raise DatasetError(f"{path}: not a stand-in archive truth table (scan_id, wrong_declaration): {e}") from e
 
 
-def swap_test(scorers: Sequence[PairScorer], data: str | Path, *, split: str = "test", seed: int = 0,
-              limit: int | None = None, false_alarms: Sequence[float] = FALSE_ALARMS,
-              archive_truth: dict[str, bool] | None = None, progress: bool = True) -> dict[str, Any]:
+def swap_test(
+    scorers: Sequence[PairScorer],
+    data: str | Path,
+    *,
+    split: str = "test",
+    seed: int = 0,
+    limit: int | None = None,
+    false_alarms: Sequence[float] = FALSE_ALARMS,
+    archive_truth: dict[str, bool] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the swap test of each scorer on a split; every scan is read once and observed once per scorer.
 
     Raises:
@@ -272,9 +299,17 @@ def swap_test(scorers: Sequence[PairScorer], data: str | Path, *, split: str = "
             res.recognised.append(s.recognised(seen))
     pairs = [p for _, p in pairs_with]
     labels = [*table.keys, EMPTY]
-    report: dict[str, Any] = {"data": str(data), "split": split, "seed": seed, "scans": len(pairs) + skipped,
-                              "pairs": len(pairs), "skipped_not_declaring_goods": skipped,
-                              "false_alarms": list(false_alarms), "categories": labels, "scorers": {}}
+    report: dict[str, Any] = {
+        "data": str(data),
+        "split": split,
+        "seed": seed,
+        "scans": len(pairs) + skipped,
+        "pairs": len(pairs),
+        "skipped_not_declaring_goods": skipped,
+        "false_alarms": list(false_alarms),
+        "categories": labels,
+        "scorers": {},
+    }
     for name, res in results.items():
         m = swap_metrics(res.true_risk, res.swap_risk, false_alarms=false_alarms)
         red = m["at_false_alarm"][f"{false_alarms[0]:g}"]["threshold"]
@@ -285,11 +320,17 @@ def swap_test(scorers: Sequence[PairScorer], data: str | Path, *, split: str = "
             m["clerical_errors"] = _clerical(pairs, res, archive_truth)
         report["scorers"][name] = m
     report["conclusion"] = conclusion(report)
-    report["records"] = [{"scan_id": p.scan_id, "declared": p.declared, "swapped": p.swapped,
-                          **{f"{n}_true": results[n].true_risk[i] for n in results},
-                          **{f"{n}_swap": results[n].swap_risk[i] for n in results},
-                          **{f"{n}_recognised": results[n].recognised[i] for n in results}}
-                         for i, p in enumerate(pairs)]
+    report["records"] = [
+        {
+            "scan_id": p.scan_id,
+            "declared": p.declared,
+            "swapped": p.swapped,
+            **{f"{n}_true": results[n].true_risk[i] for n in results},
+            **{f"{n}_swap": results[n].swap_risk[i] for n in results},
+            **{f"{n}_recognised": results[n].recognised[i] for n in results},
+        }
+        for i, p in enumerate(pairs)
+    ]
     return report
 
 

@@ -98,8 +98,9 @@ class VerifierConfig(BaseModel):
             ConfigError: the card's verifier section is malformed.
         """
         try:
-            return cls.model_validate({"goods_table": card.get("goods_table") or "cargo",
-                                       **(card.get("verifier") or {})})
+            return cls.model_validate(
+                {"goods_table": card.get("goods_table") or "cargo", **(card.get("verifier") or {})}
+            )
         except ValidationError as e:
             raise ConfigError(f"malformed verifier thresholds in the model card: {e}") from e
 
@@ -115,8 +116,13 @@ def category_weight(table: GoodsTable, category: str) -> float:
     return 0.5 + 0.5 * table[category].risk
 
 
-def evidence(detections: Iterable[Detection], table: GoodsTable, image_scores: dict[str, float] | None = None,
-             image_weight: float = 0.0, presence: dict[str, PresenceMap] | None = None) -> dict[str, float]:
+def evidence(
+    detections: Iterable[Detection],
+    table: GoodsTable,
+    image_scores: dict[str, float] | None = None,
+    image_weight: float = 0.0,
+    presence: dict[str, PresenceMap] | None = None,
+) -> dict[str, float]:
     """Evidence per goods category in [0, 1]: its calibrated presence map where there is one,
     else its best box score, or the weighted image-level score when that is higher
     (categories the table does not know are ignored)."""
@@ -149,22 +155,47 @@ def _evidence_boxes(detections: list[Detection], floor: float) -> list[Box]:
     return [max(detections, key=lambda d: d.score).box]
 
 
-def _goods(ev: dict[str, float], best: dict[str, float], by_category: dict[str, list[Detection]], declared: list[str],
-           table: GoodsTable, present: float) -> list[GoodsEvidence]:
+def _goods(
+    ev: dict[str, float],
+    best: dict[str, float],
+    by_category: dict[str, list[Detection]],
+    declared: list[str],
+    table: GoodsTable,
+    present: float,
+) -> list[GoodsEvidence]:
     """The declared-vs-found table: declared categories, then every other category with half the
     presence threshold of evidence or more, strongest first; each with its boxes that reach the
     threshold (those the evidence picture draws)."""
     boxes = {k: [d.box for d in ds if d.score >= present] for k, ds in by_category.items()}
-    shown = list(declared) + sorted((c for c in table.keys if c not in declared and ev[c] >= present / 2),
-                                    key=lambda c: -ev[c])
-    return [GoodsEvidence(category=c, name=table[c].name if c in table.keys else c, declared=c in declared,
-                          seen=ev.get(c, 0.0) >= present, evidence=round(ev.get(c, 0.0), 4), threshold=present,
-                          best_score=round(best.get(c, 0.0), 4), boxes=boxes.get(c, [])) for c in shown]
+    shown = list(declared) + sorted(
+        (c for c in table.keys if c not in declared and ev[c] >= present / 2), key=lambda c: -ev[c]
+    )
+    return [
+        GoodsEvidence(
+            category=c,
+            name=table[c].name if c in table.keys else c,
+            declared=c in declared,
+            seen=ev.get(c, 0.0) >= present,
+            evidence=round(ev.get(c, 0.0), 4),
+            threshold=present,
+            best_score=round(best.get(c, 0.0), 4),
+            boxes=boxes.get(c, []),
+        )
+        for c in shown
+    ]
 
 
-def _findings(ev: dict[str, float], boxes: dict[str, list[Box]], declared: list[str], unexplained: dict[str, float],
-              not_seen: dict[str, float], terms: dict[tuple[FindingKind, str], float], risk: float,
-              table: GoodsTable, config: VerifierConfig) -> list[Finding]:
+def _findings(
+    ev: dict[str, float],
+    boxes: dict[str, list[Box]],
+    declared: list[str],
+    unexplained: dict[str, float],
+    not_seen: dict[str, float],
+    terms: dict[tuple[FindingKind, str], float],
+    risk: float,
+    table: GoodsTable,
+    config: VerifierConfig,
+) -> list[Finding]:
     """What drives the risk, named: the mismatch kinds of the categories past the presence threshold,
     or, for a scan sent to review with none past it, the strongest risk term."""
     findings: list[Finding] = []
@@ -172,30 +203,68 @@ def _findings(ev: dict[str, float], boxes: dict[str, list[Box]], declared: list[
     undeclared_seen = [c for c in seen if c in unexplained]
     missing = [d for d, m in not_seen.items() if m > 1.0 - config.present]
     if not declared and undeclared_seen:
-        findings += [Finding(kind=FindingKind.FALSE_EMPTY, category=c, confidence=ev[c], evidence=boxes[c],
-                             detail=f"declared empty, {table[c].name.lower()} seen") for c in undeclared_seen]
+        findings += [
+            Finding(
+                kind=FindingKind.FALSE_EMPTY,
+                category=c,
+                confidence=ev[c],
+                evidence=boxes[c],
+                detail=f"declared empty, {table[c].name.lower()} seen",
+            )
+            for c in undeclared_seen
+        ]
     elif declared and not seen:
-        findings.append(Finding(kind=FindingKind.EMPTY, confidence=min(not_seen.values()),
-                                detail=f"declared {', '.join(declared)}, no goods seen"))
+        findings.append(
+            Finding(
+                kind=FindingKind.EMPTY,
+                confidence=min(not_seen.values()),
+                detail=f"declared {', '.join(declared)}, no goods seen",
+            )
+        )
     elif missing and undeclared_seen and len(missing) == len(declared):
         # Nothing declared is there and something else is: a substitution.
-        findings += [Finding(kind=FindingKind.SUBSTITUTION, category=c, confidence=min(ev[c], max(not_seen.values())),
-                             evidence=boxes[c], detail=f"declared {', '.join(declared)}, loaded {c}")
-                     for c in undeclared_seen]
+        findings += [
+            Finding(
+                kind=FindingKind.SUBSTITUTION,
+                category=c,
+                confidence=min(ev[c], max(not_seen.values())),
+                evidence=boxes[c],
+                detail=f"declared {', '.join(declared)}, loaded {c}",
+            )
+            for c in undeclared_seen
+        ]
     else:
-        findings += [Finding(kind=FindingKind.UNDECLARED, category=c, confidence=ev[c], evidence=boxes[c],
-                             detail=f"{table[c].name.lower()} seen, not declared") for c in undeclared_seen]
-        findings += [Finding(kind=FindingKind.NOT_SEEN, category=d, confidence=not_seen[d],
-                             detail=f"declared {d}, not seen") for d in missing]
+        findings += [
+            Finding(
+                kind=FindingKind.UNDECLARED,
+                category=c,
+                confidence=ev[c],
+                evidence=boxes[c],
+                detail=f"{table[c].name.lower()} seen, not declared",
+            )
+            for c in undeclared_seen
+        ]
+        findings += [
+            Finding(kind=FindingKind.NOT_SEEN, category=d, confidence=not_seen[d], detail=f"declared {d}, not seen")
+            for d in missing
+        ]
     if risk >= config.yellow and not findings and terms:
         # Review or inspection, with nothing past the presence threshold: name what drives the risk.
         kind, c = max(terms, key=lambda k: terms[k])
         if kind is FindingKind.UNDECLARED:
-            findings.append(Finding(kind=kind, category=c, confidence=ev[c], evidence=boxes[c],
-                                    detail=f"{table[c].name.lower()} suspected, not declared (weak evidence)"))
+            findings.append(
+                Finding(
+                    kind=kind,
+                    category=c,
+                    confidence=ev[c],
+                    evidence=boxes[c],
+                    detail=f"{table[c].name.lower()} suspected, not declared (weak evidence)",
+                )
+            )
         else:
-            findings.append(Finding(kind=kind, category=c, confidence=not_seen[c],
-                                    detail=f"declared {c}, weak evidence of it"))
+            findings.append(
+                Finding(kind=kind, category=c, confidence=not_seen[c], detail=f"declared {c}, weak evidence of it")
+            )
     return findings
 
 
@@ -205,8 +274,9 @@ class ReferenceScorer(Protocol):
     def score(self, embedding: Sequence[float], hs_code: str) -> float | None: ...
 
 
-def reference_terms(found: Detections, manifest: Manifest | None, reference: ReferenceScorer | None,
-                    weight: float) -> dict[str, float]:
+def reference_terms(
+    found: Detections, manifest: Manifest | None, reference: ReferenceScorer | None, weight: float
+) -> dict[str, float]:
     """Per declared HS code with references: weight * how unlike its references the scan is."""
     if reference is None or manifest is None or found.embedding is None:
         return {}
@@ -214,9 +284,15 @@ def reference_terms(found: Detections, manifest: Manifest | None, reference: Ref
     return {code: weight * s for code, s in scores.items() if s is not None}
 
 
-def verify(found: Detections, manifest: Manifest | None, *, config: VerifierConfig | None = None,
-           table: GoodsTable | None = None, decode_ms: float | None = None,
-           reference: ReferenceScorer | None = None) -> Verdict:
+def verify(
+    found: Detections,
+    manifest: Manifest | None,
+    *,
+    config: VerifierConfig | None = None,
+    table: GoodsTable | None = None,
+    decode_ms: float | None = None,
+    reference: ReferenceScorer | None = None,
+) -> Verdict:
     """Compare what the scan shows with what the manifest declares: the verdict, built once.
 
     The image-level presence scores in `found` count as evidence with the config's
@@ -260,19 +336,33 @@ def verify(found: Detections, manifest: Manifest | None, *, config: VerifierConf
     out_of_domain = found.domain is not None and not found.domain.in_domain
     if out_of_domain:
         assert found.domain is not None
-        findings.append(Finding(kind=FindingKind.OUT_OF_DOMAIN, confidence=1.0,
-                                detail=found.domain.reason or "the scan is unlike those the model was trained on"))
+        findings.append(
+            Finding(
+                kind=FindingKind.OUT_OF_DOMAIN,
+                confidence=1.0,
+                detail=found.domain.reason or "the scan is unlike those the model was trained on",
+            )
+        )
     if manifest is None:
-        findings.append(Finding(kind=FindingKind.NO_MANIFEST, confidence=1.0,
-                                detail="no manifest to compare with: detections only"))
+        findings.append(
+            Finding(kind=FindingKind.NO_MANIFEST, confidence=1.0, detail="no manifest to compare with: detections only")
+        )
     else:
         findings += _findings(ev, boxes, declared, unexplained, not_seen, terms, risk, table, config)
-        findings += [Finding(kind=FindingKind.UNLIKE_REFERENCES, category=table.category_of(code),
-                             confidence=t / max(config.reference_weight, 1e-9),
-                             detail=f"declared HS {code} is unlike the site's references of it")
-                     for code, t in by_reference.items() if t >= config.yellow]
-    findings += [Finding(kind=FindingKind.UNKNOWN_HS, confidence=1.0, detail=f"HS code {code} maps to no goods category")
-                 for code in unknown]
+        findings += [
+            Finding(
+                kind=FindingKind.UNLIKE_REFERENCES,
+                category=table.category_of(code),
+                confidence=t / max(config.reference_weight, 1e-9),
+                detail=f"declared HS {code} is unlike the site's references of it",
+            )
+            for code, t in by_reference.items()
+            if t >= config.yellow
+        ]
+    findings += [
+        Finding(kind=FindingKind.UNKNOWN_HS, confidence=1.0, detail=f"HS code {code} maps to no goods category")
+        for code in unknown
+    ]
 
     if manifest is None or out_of_domain:
         outcome, channel, risk = Outcome.INCONCLUSIVE, Channel.YELLOW, config.yellow
@@ -285,10 +375,21 @@ def verify(found: Detections, manifest: Manifest | None, *, config: VerifierConf
     stages = {**found.timings_ms, "verify": (time.perf_counter() - t0) * 1e3}
     if decode_ms is not None:
         stages["decode"] = decode_ms
-    return Verdict(scan_id=found.scan_id, verdict=outcome, channel=channel, risk=risk, findings=findings,
-                   detections=list(detections), declared=declared, image_scores=dict(found.image_scores),
-                   goods=_goods(ev, best, by_category, declared, table, config.present), domain=found.domain,
-                   model_id=found.model_id, model_version=found.model_version, timings_ms=stage_timings(stages))
+    return Verdict(
+        scan_id=found.scan_id,
+        verdict=outcome,
+        channel=channel,
+        risk=risk,
+        findings=findings,
+        detections=list(detections),
+        declared=declared,
+        image_scores=dict(found.image_scores),
+        goods=_goods(ev, best, by_category, declared, table, config.present),
+        domain=found.domain,
+        model_id=found.model_id,
+        model_version=found.model_version,
+        timings_ms=stage_timings(stages),
+    )
 
 
 class Detector(Protocol):
@@ -307,16 +408,18 @@ class Inspector:
         config: Verifier thresholds (default: those calibrated into the engine's model card).
     """
 
-    def __init__(self, engine: Detector, config: VerifierConfig | None = None,
-                 reference: ReferenceScorer | None = None):
+    def __init__(
+        self, engine: Detector, config: VerifierConfig | None = None, reference: ReferenceScorer | None = None
+    ):
         self.engine = engine
         self.config = config if config is not None else VerifierConfig.from_card(engine.card)
         self.reference = reference
 
     def inspect(self, scan: Scan, manifest: Manifest | None, *, decode_ms: float | None = None) -> Verdict:
         """Detect and verify one scan (`manifest` None: detections only, sent to review)."""
-        return verify(self.engine.detect(scan), manifest, config=self.config, decode_ms=decode_ms,
-                      reference=self.reference)
+        return verify(
+            self.engine.detect(scan), manifest, config=self.config, decode_ms=decode_ms, reference=self.reference
+        )
 
 
 def _threshold_for_rate(clean_risks: list[float], rate: float) -> float:
@@ -329,8 +432,14 @@ def _threshold_for_rate(clean_risks: list[float], rate: float) -> float:
     return min(1.0, ranked[allowed] + 1e-6)
 
 
-def calibrate(risks: list[float], mismatch: list[bool], *, false_alarm: float, review_rate: float | None = None,
-              base: VerifierConfig | None = None) -> VerifierConfig:
+def calibrate(
+    risks: list[float],
+    mismatch: list[bool],
+    *,
+    false_alarm: float,
+    review_rate: float | None = None,
+    base: VerifierConfig | None = None,
+) -> VerifierConfig:
     """Set the red threshold to a false-alarm rate on validation scans (and yellow to a review rate).
 
     Args:

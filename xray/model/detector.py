@@ -141,10 +141,12 @@ class LiteFCOSHead(nn.Module):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)  # type: ignore[arg-type]  # Conv2d's bias exists (bias=True)
         # Start with every point predicting background at `prior_probability` (focal loss).
-        nn.init.constant_(self.cls_logits.bias,  # type: ignore[arg-type]
-                          -torch.log(torch.tensor((1 - prior_probability) / prior_probability)).item())
+        nn.init.constant_(
+            self.cls_logits.bias,  # type: ignore[arg-type]
+            -torch.log(torch.tensor((1 - prior_probability) / prior_probability)).item(),
+        )
         # exp: a learnable scale per level (FCOS's `Scale`), so each level sets its own range.
-        self.box_scales = (nn.Parameter(torch.ones(num_levels)) if box_activation == "exp" else None)
+        self.box_scales = nn.Parameter(torch.ones(num_levels)) if box_activation == "exp" else None
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         cls_all, reg_all, ctr_all = [], [], []
@@ -276,18 +278,26 @@ class GoodsDetector(FCOS):
 
 
 def _build(cfg: FcosLiteConfig, *, standard_head: bool, num_classes: int, in_channels: int) -> GoodsDetector:
-    body = build_backbone(name=cfg.backbone, in_channels=in_channels, width=cfg.width, fpn_channels=cfg.fpn_channels,
-                          strides=cfg.strides)
+    body = build_backbone(
+        name=cfg.backbone, in_channels=in_channels, width=cfg.width, fpn_channels=cfg.fpn_channels, strides=cfg.strides
+    )
     det_head: nn.Module
     if standard_head:
         if cfg.box_activation != "relu":
-            raise ConfigError(f"model.box_activation {cfg.box_activation!r}: the fcos family has torchvision's "
-                              "head (ReLU); use fcos_lite for 'exp'")
+            raise ConfigError(
+                f"model.box_activation {cfg.box_activation!r}: the fcos family has torchvision's "
+                "head (ReLU); use fcos_lite for 'exp'"
+            )
         det_head = FCOSHead(cfg.fpn_channels, 1, num_classes, num_convs=cfg.head_convs)
     else:
-        det_head = LiteFCOSHead(in_channels=cfg.fpn_channels, num_classes=num_classes, num_levels=len(cfg.strides),
-                                channels=cfg.head_channels, num_convs=cfg.head_convs,
-                                box_activation=cfg.box_activation)
+        det_head = LiteFCOSHead(
+            in_channels=cfg.fpn_channels,
+            num_classes=num_classes,
+            num_levels=len(cfg.strides),
+            channels=cfg.head_channels,
+            num_convs=cfg.head_convs,
+            box_activation=cfg.box_activation,
+        )
     return GoodsDetector(
         backbone=body,
         head=det_head,

@@ -29,8 +29,24 @@ A_MAX = float(-math.log(MIN_TRANSMISSION))
 # from here because the engine, the dataset and the export read them with the preprocessing.
 InputSpec = InputConfig
 
-__all__ = ["A_MAX", "BASE_CHANNELS", "DEFAULT_NORM", "DETAIL_CHANNELS", "MODES", "SINGLE_ENERGY_RATIO", "InputSpec",
-           "Letterbox", "base_channels", "detail", "finish", "fit", "preprocess", "resize", "shrink"]
+__all__ = [
+    "A_MAX",
+    "BASE_CHANNELS",
+    "DEFAULT_NORM",
+    "DETAIL_CHANNELS",
+    "MODES",
+    "SINGLE_ENERGY_RATIO",
+    "InputSpec",
+    "Letterbox",
+    "base_channels",
+    "detail",
+    "finish",
+    "fit",
+    "preprocess",
+    "resize",
+    "shrink",
+]
+
 
 @dataclass(frozen=True)
 class Letterbox:

@@ -28,4 +28,3 @@ def register_model(fn: Builder) -> Builder:
 def registered() -> dict[str, Builder]:
     """The registered families by name (those whose modules have been imported)."""
     return dict(_FAMILIES)
-

@@ -36,8 +36,11 @@ class AdmissionGate:
         # so the check cannot be overtaken: a full gate refuses, it never makes anyone wait.
         if self._sem.locked():
             self._metrics.rejected.labels(reason="overloaded").inc()
-            raise HTTPException(status_code=503, headers={"Retry-After": self._retry_after},
-                                detail=f"busy: {self.limit} inspections in flight; retry shortly")
+            raise HTTPException(
+                status_code=503,
+                headers={"Retry-After": self._retry_after},
+                detail=f"busy: {self.limit} inspections in flight; retry shortly",
+            )
         async with self._sem:
             self._metrics.in_flight.inc()
             try:
@@ -72,16 +75,22 @@ class MemoryBudget:
     async def reserve(self, cost: int) -> AsyncIterator[None]:
         if cost > min(self.per_request, self.limit):
             self._metrics.rejected.labels(reason="memory_budget").inc()
-            raise HTTPException(status_code=413, detail=f"the scan needs about {cost >> 20} MiB to decode; "
-                                                        f"the limit of one request is {self.per_request >> 20} MiB")
+            raise HTTPException(
+                status_code=413,
+                detail=f"the scan needs about {cost >> 20} MiB to decode; "
+                f"the limit of one request is {self.per_request >> 20} MiB",
+            )
         with self._lock:
             fits = self._reserved + cost <= self.limit
             if fits:
                 self._reserved += cost
         if not fits:
             self._metrics.rejected.labels(reason="memory").inc()
-            raise HTTPException(status_code=503, headers={"Retry-After": self._retry_after},
-                                detail="busy: the memory for decoding scans is taken; retry shortly")
+            raise HTTPException(
+                status_code=503,
+                headers={"Retry-After": self._retry_after},
+                detail="busy: the memory for decoding scans is taken; retry shortly",
+            )
         try:
             yield
         finally:
@@ -94,5 +103,8 @@ def check_disk_space(path: Any, min_free: int, metrics: Metrics) -> None:
     free = shutil.disk_usage(path).free
     if free < min_free:
         metrics.rejected.labels(reason="disk_full").inc()
-        raise HTTPException(status_code=507, detail=f"the data disk has {free >> 20} MiB free, below the "
-                                                    f"{min_free >> 20} MiB floor; no new inspections until freed")
+        raise HTTPException(
+            status_code=507,
+            detail=f"the data disk has {free >> 20} MiB free, below the "
+            f"{min_free >> 20} MiB floor; no new inspections until freed",
+        )

@@ -44,8 +44,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
     state.store = store = Store(settings.data_dir, settings.db_url)
     # A generated key goes to <data dir>/api-key (0600), never to stdout or the log.
-    state.keys, state.new_api_key = await run_in_threadpool(bootstrap_keys, store, auth=settings.auth,
-                                                            api_keys=settings.api_keys)
+    state.keys, state.new_api_key = await run_in_threadpool(
+        bootstrap_keys, store, auth=settings.auth, api_keys=settings.api_keys
+    )
     engine = state.injected_engine
     if engine is None:
         engine = await run_in_threadpool(Engine, settings.model_dir, threads=settings.threads, tile=settings.tile)
@@ -53,13 +54,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.engine = engine
     state.inspector = inspector = Inspector(engine)
     state.gate = AdmissionGate(settings.max_in_flight, settings.workers, state.metrics, settings.retry_after_s)
-    state.memory = MemoryBudget(settings.request_memory_bytes, settings.memory_limit_bytes, state.metrics,
-                                settings.retry_after_s)
+    state.memory = MemoryBudget(
+        settings.request_memory_bytes, settings.memory_limit_bytes, state.metrics, settings.retry_after_s
+    )
     intake = None
     if settings.watch_dir is not None:
-        intake = FolderIntake(settings.watch_dir, inspector=inspector, store=store, metrics=state.metrics,
-                              settle_s=settings.watch_settle_s, pairing_timeout_s=settings.watch_pairing_timeout_s,
-                              poll_s=settings.watch_poll_s)
+        intake = FolderIntake(
+            settings.watch_dir,
+            inspector=inspector,
+            store=store,
+            metrics=state.metrics,
+            settle_s=settings.watch_settle_s,
+            pairing_timeout_s=settings.watch_pairing_timeout_s,
+            poll_s=settings.watch_poll_s,
+        )
         intake.start()
     state.intake = intake
     log.info("ready: model %s %s, data in %s", engine.model_id, engine.model_version, settings.data_dir)
@@ -84,9 +92,15 @@ def create_app(settings: Settings, *, engine: Any | None = None) -> FastAPI:
         ConfigError: auth switched off on an address that is not loopback.
     """
     check_auth_setting(settings.auth, settings.host)
-    app = FastAPI(title="xray inspection service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Cargo X-ray scans + manifests in, verdicts with evidence out; "
-                              "every inspection and review recorded.")
+    app = FastAPI(
+        title="xray inspection service",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Cargo X-ray scans + manifests in, verdicts with evidence out; "
+        "every inspection and review recorded.",
+    )
     app.state.settings = settings
     app.state.injected_engine = engine
     app.state.metrics = Metrics()

@@ -76,21 +76,28 @@ def main(argv: list[str] | None = None) -> int:
             scan_id, high, low, manifest = write_sample(args.seed + i, scenario, args.size, out)
             t0 = time.perf_counter()
             with high.open("rb") as h, low.open("rb") as lo:
-                r = client.post("/v1/inspections", files={"high": (high.name, h, "image/png"),
-                                                          "low": (low.name, lo, "image/png")},
-                                data={"manifest": manifest.read_text()})
+                r = client.post(
+                    "/v1/inspections",
+                    files={"high": (high.name, h, "image/png"), "low": (low.name, lo, "image/png")},
+                    data={"manifest": manifest.read_text()},
+                )
             ms = (time.perf_counter() - t0) * 1e3
             if r.status_code != 201:
                 failed += 1
-                detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") \
+                detail = (
+                    r.json().get("detail")
+                    if r.headers.get("content-type", "").startswith("application/json")
                     else r.text[:200]
+                )
                 print(f"  {scan_id} ({scenario}): HTTP {r.status_code}: {detail}", file=sys.stderr)
                 if r.status_code == 401:
                     return 1
                 continue
             v = r.json()
-            print(f"  {scan_id} ({scenario:>12}): {v['channel']:<6} {v['verdict']:<12} risk {v['risk']:.2f}  "
-                  f"{ms:6.0f} ms  {v['links']['self']}")
+            print(
+                f"  {scan_id} ({scenario:>12}): {v['channel']:<6} {v['verdict']:<12} risk {v['risk']:.2f}  "
+                f"{ms:6.0f} ms  {v['links']['self']}"
+            )
     print(f"\nconsole: {args.url.rstrip('/')}/")
     if args.key:
         print(f"API key: {args.key}")

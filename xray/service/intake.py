@@ -73,16 +73,31 @@ class FolderIntake:
         state_dir: The source's ledger folder (default ``<directory>/.xray-state``).
     """
 
-    def __init__(self, directory: str | Path, *, inspector: Inspector, store: Store, metrics: Metrics,
-                 settle_s: float = 1.0, pairing_timeout_s: float = 30.0, poll_s: float = 0.5,
-                 state_dir: str | Path | None = None):
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        inspector: Inspector,
+        store: Store,
+        metrics: Metrics,
+        settle_s: float = 1.0,
+        pairing_timeout_s: float = 30.0,
+        poll_s: float = 0.5,
+        state_dir: str | Path | None = None,
+    ):
         self.directory = Path(directory)
         self.inspector, self.store, self.metrics = inspector, store, metrics
         self.manifest_timeout_s = pairing_timeout_s
         self.poll_s = poll_s
-        self.source = FolderSource(self.directory, state_dir=state_dir, settle_s=settle_s,
-                                   pairing_timeout_s=pairing_timeout_s, poll_interval_s=poll_s, auto_ack=False,
-                                   on_error=self._scan_failed)
+        self.source = FolderSource(
+            self.directory,
+            state_dir=state_dir,
+            settle_s=settle_s,
+            pairing_timeout_s=pairing_timeout_s,
+            poll_interval_s=poll_s,
+            auto_ack=False,
+            on_error=self._scan_failed,
+        )
         self.settle_s = settle_s
         self._waiting: dict[str, _Waiting] = {}
         self._attempts: dict[str, int] = {}
@@ -156,8 +171,12 @@ class FolderIntake:
             target = folder / path.name
             if path.exists():
                 os.replace(path, target)
-            note = {"file": path.name, "reason": reason, "kind": kind,
-                    "rejected_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            note = {
+                "file": path.name,
+                "reason": reason,
+                "kind": kind,
+                "rejected_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
             write_atomic(folder / f"{path.name}{REASON_SUFFIX}", json.dumps(note, indent=2, ensure_ascii=True))
         except OSError as e:  # a read-only share: the failure is still logged and counted
             log.error("cannot move %s to %s: %s", path, folder, e)
@@ -198,8 +217,15 @@ class FolderIntake:
             notes.append(f"inspection failed: {e}")
             verdict = self._unreadable(scan, manifest, f"the model could not read the scan: {e}")
         files = self._files(scan, notes)
-        row = self.store.record(client=FOLDER_CLIENT, verdict=verdict, files=files, manifest=manifest,
-                                present=self.inspector.config.present, note="; ".join(notes), source_key=key)
+        row = self.store.record(
+            client=FOLDER_CLIENT,
+            verdict=verdict,
+            files=files,
+            manifest=manifest,
+            present=self.inspector.config.present,
+            note="; ".join(notes),
+            source_key=key,
+        )
         self.metrics.observe_verdict(row.channel, verdict.timings_ms, FOLDER_CLIENT)
         log.info("folder scan %s: %s (%s)", scan.id, row.channel, row.id)
         return row
@@ -208,9 +234,12 @@ class FolderIntake:
         """The verifier's verdict on a scan the engine failed on: nothing detected, and out of
         the model's domain (so review, never red)."""
         engine = self.inspector.engine
-        found = Detections(scan_id=scan.id, domain=DomainCheck(in_domain=False, reason=reason),
-                           model_id=str(getattr(engine, "model_id", "")),
-                           model_version=str(getattr(engine, "model_version", "")))
+        found = Detections(
+            scan_id=scan.id,
+            domain=DomainCheck(in_domain=False, reason=reason),
+            model_id=str(getattr(engine, "model_id", "")),
+            model_version=str(getattr(engine, "model_version", "")),
+        )
         return verify(found, manifest, config=self.inspector.config)
 
     def _files(self, scan: Scan, notes: list[str]) -> list[ScanFile]:

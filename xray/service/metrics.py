@@ -35,18 +35,20 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("xray_http_requests", "HTTP requests", ["route", "method", "status"], registry=r)
-        self.request_seconds = Histogram("xray_http_request_seconds", "HTTP request latency", ["route"],
-                                         buckets=_BUCKETS, registry=r)
-        self.stage_seconds = Histogram("xray_stage_seconds", "Inspection latency per stage", ["stage"],
-                                       buckets=_BUCKETS, registry=r)
+        self.request_seconds = Histogram(
+            "xray_http_request_seconds", "HTTP request latency", ["route"], buckets=_BUCKETS, registry=r
+        )
+        self.stage_seconds = Histogram(
+            "xray_stage_seconds", "Inspection latency per stage", ["stage"], buckets=_BUCKETS, registry=r
+        )
         self.in_flight = Gauge("xray_inspections_in_flight", "Inspections being processed", registry=r)
         self.rejected = Counter("xray_inspections_rejected", "Inspections refused", ["reason"], registry=r)
         self.verdicts = Counter("xray_verdicts", "Verdicts by channel", ["channel", "source"], registry=r)
-        self.intake_failures = Counter("xray_intake_failures", "Folder-intake files rejected", ["reason"],
-                                       registry=r)
+        self.intake_failures = Counter("xray_intake_failures", "Folder-intake files rejected", ["reason"], registry=r)
 
-    def observe_verdict(self, channel: str, timings_ms: dict[str, float], source: str,
-                        end_to_end_s: float | None = None) -> None:
+    def observe_verdict(
+        self, channel: str, timings_ms: dict[str, float], source: str, end_to_end_s: float | None = None
+    ) -> None:
         self.verdicts.labels(channel=channel, source=source).inc()
         for stage in STAGES:
             if stage in timings_ms:

@@ -28,17 +28,29 @@ class ReviewIn(BaseModel):
     `override` needs the `channel` decided on."""
 
     # The override rule in the schema too, so that clients (and schemathesis) see what the server checks.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
-        {"properties": {"decision": {"const": "confirm"}}},
-        {"properties": {"decision": {"const": "override"}, "channel": {"type": "string"}}, "required": ["channel"]},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"decision": {"const": "confirm"}}},
+                {
+                    "properties": {"decision": {"const": "override"}, "channel": {"type": "string"}},
+                    "required": ["channel"],
+                },
+            ]
+        },
+    )
 
     decision: Literal["confirm", "override"] = Field(description="confirm the channel, or override it")
     channel: Channel | None = Field(default=None, description="the channel decided on (required for override)")
     # Line breaks and tabs are fine in a note; other control characters (NUL) are not text.
     note: str = Field(default="", max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
-    reviewer: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$",
-                          description="who decided (officer id or name)")
+    reviewer: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]+$",
+        description="who decided (officer id or name)",
+    )
 
     @model_validator(mode="after")
     def _channel_fits_decision(self) -> ReviewIn:
@@ -111,13 +123,26 @@ def links_for(inspection_id: str) -> Links:
 
 
 def _review(row: ReviewRow | InspectionRow) -> Review | None:
+    # The rows hold plain strings; validating them gives the typed decision and channel back.
     if isinstance(row, ReviewRow):
-        return Review(decision=row.decision, channel=row.channel, note=row.note, reviewer=row.reviewer,  # type: ignore[arg-type]
-                      created=as_utc(row.created))
-    if row.review_decision is None:
+        fields = {
+            "decision": row.decision,
+            "channel": row.channel,
+            "note": row.note,
+            "reviewer": row.reviewer,
+            "created": as_utc(row.created),
+        }
+    elif row.review_decision is None or row.reviewed_at is None:
         return None
-    return Review(decision=row.review_decision, channel=row.review_channel, note=row.review_note or "",  # type: ignore[arg-type]
-                  reviewer=row.reviewer or "", created=as_utc(row.reviewed_at))  # type: ignore[arg-type]
+    else:
+        fields = {
+            "decision": row.review_decision,
+            "channel": row.review_channel,
+            "note": row.review_note or "",
+            "reviewer": row.reviewer or "",
+            "created": as_utc(row.reviewed_at),
+        }
+    return Review.model_validate(fields)
 
 
 def inspection_of(row: InspectionRow, verdict: Verdict | None = None) -> Inspection:
@@ -125,17 +150,33 @@ def inspection_of(row: InspectionRow, verdict: Verdict | None = None) -> Inspect
     (otherwise it is read from the row, once)."""
     verdict = verdict if verdict is not None else Verdict.model_validate(row.verdict)
     return Inspection(
-        **{k: getattr(verdict, k) for k in Verdict.model_fields}, inspection_id=row.id, created=as_utc(row.created),
-        client=row.client, container_id=row.container_id, note=row.note, image_sha256=list(row.image_sha256),
-        present=row.present, review=_review(row),
-        reviews=[r for r in (_review(x) for x in row.reviews) if r is not None], links=links_for(row.id),
+        **{k: getattr(verdict, k) for k in Verdict.model_fields},
+        inspection_id=row.id,
+        created=as_utc(row.created),
+        client=row.client,
+        container_id=row.container_id,
+        note=row.note,
+        image_sha256=list(row.image_sha256),
+        present=row.present,
+        review=_review(row),
+        reviews=[r for r in (_review(x) for x in row.reviews) if r is not None],
+        links=links_for(row.id),
     )
 
 
 def summary_of(row: InspectionRow) -> InspectionSummary:
     return InspectionSummary(
-        inspection_id=row.id, created=as_utc(row.created), client=row.client, scan_id=row.scan_id,
-        container_id=row.container_id, verdict=Outcome(row.outcome), channel=Channel(row.channel), risk=row.risk,
-        model_id=row.model_id, model_version=row.model_version, note=row.note, review=_review(row),
+        inspection_id=row.id,
+        created=as_utc(row.created),
+        client=row.client,
+        scan_id=row.scan_id,
+        container_id=row.container_id,
+        verdict=Outcome(row.outcome),
+        channel=Channel(row.channel),
+        risk=row.risk,
+        model_id=row.model_id,
+        model_version=row.model_version,
+        note=row.note,
+        review=_review(row),
         links=links_for(row.id),
     )

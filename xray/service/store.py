@@ -122,8 +122,9 @@ class InspectionRow(Base):
     reviewer: Mapped[str | None] = mapped_column(String(100))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    reviews: Mapped[list[ReviewRow]] = relationship(back_populates="inspection", order_by="ReviewRow.id",
-                                                    lazy="selectin")
+    reviews: Mapped[list[ReviewRow]] = relationship(
+        back_populates="inspection", order_by="ReviewRow.id", lazy="selectin"
+    )
 
 
 class ReviewRow(Base):
@@ -246,29 +247,67 @@ class Store:
 
     # -- inspections -----------------------------------------------------------------
 
-    def add(self, *, client: str, verdict: Verdict, images: list[StoredImage], manifest: dict[str, Any] | None,
-            container_id: str | None, present: float, note: str = "", source_key: str | None = None) -> InspectionRow:
+    def add(
+        self,
+        *,
+        client: str,
+        verdict: Verdict,
+        images: list[StoredImage],
+        manifest: dict[str, Any] | None,
+        container_id: str | None,
+        present: float,
+        note: str = "",
+        source_key: str | None = None,
+    ) -> InspectionRow:
         """Record an inspection; returns the committed row."""
         row = InspectionRow(
-            id=new_inspection_id(), created=utcnow(), client=client, scan_id=verdict.scan_id,
-            container_id=container_id, image_sha256=[i.sha256 for i in images], image_paths=[i.path for i in images],
-            manifest=manifest, model_id=verdict.model_id, model_version=verdict.model_version, present=present,
-            verdict=verdict.model_dump(mode="json"), outcome=verdict.verdict.value, channel=verdict.channel.value,
-            risk=verdict.risk, timings_ms=dict(verdict.timings_ms), note=note, source_key=source_key,
+            id=new_inspection_id(),
+            created=utcnow(),
+            client=client,
+            scan_id=verdict.scan_id,
+            container_id=container_id,
+            image_sha256=[i.sha256 for i in images],
+            image_paths=[i.path for i in images],
+            manifest=manifest,
+            model_id=verdict.model_id,
+            model_version=verdict.model_version,
+            present=present,
+            verdict=verdict.model_dump(mode="json"),
+            outcome=verdict.verdict.value,
+            channel=verdict.channel.value,
+            risk=verdict.risk,
+            timings_ms=dict(verdict.timings_ms),
+            note=note,
+            source_key=source_key,
             reviews=[],  # loaded (empty), so the row can be read after its session closes
         )
         with self.session() as s, s.begin():
             s.add(row)
         return row
 
-    def record(self, *, client: str, verdict: Verdict, files: list[ScanFile], manifest: Manifest | None,
-               present: float, note: str = "", source_key: str | None = None) -> InspectionRow:
+    def record(
+        self,
+        *,
+        client: str,
+        verdict: Verdict,
+        files: list[ScanFile],
+        manifest: Manifest | None,
+        present: float,
+        note: str = "",
+        source_key: str | None = None,
+    ) -> InspectionRow:
         """Store the scan files (content-addressed) and then commit the inspection that names them."""
         images = [self.put_image(f.data, f.format, f.sha256) for f in files]
-        return self.add(client=client, verdict=verdict, images=images,
-                        manifest=manifest.model_dump(mode="json", exclude_none=True) if manifest else None,
-                        container_id=manifest.container_id if manifest else None, present=present, note=note,
-                        source_key=source_key)
+        return self.add(
+            client=client,
+            verdict=verdict,
+            images=images,
+            manifest=manifest.model_dump(mode="json", exclude_none=True) if manifest else None,
+            container_id=manifest.container_id if manifest else None,
+            present=present,
+            note=note,
+            source_key=source_key,
+        )
 
     def get(self, inspection_id: str) -> InspectionRow | None:
         with self.session() as s:
@@ -278,8 +317,14 @@ class Store:
         with self.session() as s:
             return s.scalars(select(InspectionRow).where(InspectionRow.source_key == key)).first()
 
-    def page(self, *, channel: Channel | None = None, since: datetime | None = None, limit: int = 50,
-             cursor: str | None = None) -> Page:
+    def page(
+        self,
+        *,
+        channel: Channel | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
         """Inspections newest first; `cursor` is the last id of the previous page."""
         q = select(InspectionRow).order_by(InspectionRow.id.desc()).limit(limit + 1)
         if channel is not None:
@@ -298,16 +343,26 @@ class Store:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(InspectionRow)) or 0)
 
-    def review(self, inspection_id: str, *, decision: str, channel: Channel, note: str, reviewer: str,
-               client: str) -> InspectionRow | None:
+    def review(
+        self, inspection_id: str, *, decision: str, channel: Channel, note: str, reviewer: str, client: str
+    ) -> InspectionRow | None:
         """Append a review and make it the inspection's current one; None if there is no such inspection."""
         now = utcnow()
         with self.session() as s, s.begin():
             row = s.get(InspectionRow, inspection_id, with_for_update=True)
             if row is None:
                 return None
-            s.add(ReviewRow(inspection_id=row.id, created=now, decision=decision, channel=channel.value, note=note,
-                            reviewer=reviewer, client=client))
+            s.add(
+                ReviewRow(
+                    inspection_id=row.id,
+                    created=now,
+                    decision=decision,
+                    channel=channel.value,
+                    note=note,
+                    reviewer=reviewer,
+                    client=client,
+                )
+            )
             row.review_decision, row.review_channel, row.review_note = decision, channel.value, note
             row.reviewer, row.reviewed_at = reviewer, now
         return self.get(inspection_id)

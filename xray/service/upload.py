@@ -22,20 +22,35 @@ from xray.sources.files import ScanFile, decode_cost, decode_scan
 UPLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object",
-            "properties": {
-                "scan": {"type": "string", "format": "binary",
-                         "description": "one scan file: PNG/TIFF/JPEG (single or dual energy) or DICOS"},
-                "high": {"type": "string", "format": "binary", "description": "high-energy image (instead of scan)"},
-                "low": {"type": "string", "format": "binary", "description": "low-energy image (with high)"},
-                "manifest": {"type": "string", "description": "manifest JSON, as a file or a text field"},
-                "scan_id": {"type": "string", "minLength": 1, "maxLength": 200,
-                            "description": "scan id (default: the file name); no control characters"},
-            },
-            # One scan file, or a high-energy file (and its low), and always the manifest.
-            "anyOf": [{"required": ["scan", "manifest"]}, {"required": ["high", "manifest"]}],
-        }}},
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "scan": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "one scan file: PNG/TIFF/JPEG (single or dual energy) or DICOS",
+                        },
+                        "high": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "high-energy image (instead of scan)",
+                        },
+                        "low": {"type": "string", "format": "binary", "description": "low-energy image (with high)"},
+                        "manifest": {"type": "string", "description": "manifest JSON, as a file or a text field"},
+                        "scan_id": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 200,
+                            "description": "scan id (default: the file name); no control characters",
+                        },
+                    },
+                    # One scan file, or a high-energy file (and its low), and always the manifest.
+                    "anyOf": [{"required": ["scan", "manifest"]}, {"required": ["high", "manifest"]}],
+                }
+            }
+        },
     }
 }
 
@@ -108,8 +123,9 @@ def _part_name(part: UploadFile, fallback: str) -> Path:
     return Path(name or fallback)
 
 
-async def read_upload(request: Request, max_bytes: int, *, timeout_s: float = 10.0,
-                      deadline_s: float = 120.0) -> Upload:
+async def read_upload(
+    request: Request, max_bytes: int, *, timeout_s: float = 10.0, deadline_s: float = 120.0
+) -> Upload:
     """The parts of an inspection request, checked; HTTPException (4xx) naming what is wrong
     (408 for a body that stalls for `timeout_s` or is not in after `deadline_s`)."""
     declared = request.headers.get("content-length")
@@ -122,9 +138,11 @@ async def read_upload(request: Request, max_bytes: int, *, timeout_s: float = 10
     except UploadTooLarge:
         raise HTTPException(status_code=413, detail=f"upload exceeds the limit of {max_bytes} bytes") from None
     except UploadStalled:
-        raise HTTPException(status_code=408, headers={"Connection": "close"},
-                            detail=f"upload too slow: no data for {timeout_s:g} s, or not complete "
-                                   f"within {deadline_s:g} s") from None
+        raise HTTPException(
+            status_code=408,
+            headers={"Connection": "close"},
+            detail=f"upload too slow: no data for {timeout_s:g} s, or not complete within {deadline_s:g} s",
+        ) from None
     except HTTPException:
         raise
     except Exception as e:  # the multipart parser's own errors on a malformed body
@@ -147,7 +165,11 @@ async def read_upload(request: Request, max_bytes: int, *, timeout_s: float = 10
         raw = form.get("manifest")
         if raw is None:
             raise HTTPException(status_code=422, detail="missing part: 'manifest' (JSON, as a file or a text field)")
-        data = await raw.read(MAX_MANIFEST_BYTES + 1) if isinstance(raw, UploadFile) else raw.encode("utf-8", "surrogatepass")
+        data = (
+            await raw.read(MAX_MANIFEST_BYTES + 1)
+            if isinstance(raw, UploadFile)
+            else raw.encode("utf-8", "surrogatepass")
+        )
         if len(data) > MAX_MANIFEST_BYTES:
             raise HTTPException(status_code=413, detail=f"manifest exceeds the limit of {MAX_MANIFEST_BYTES} bytes")
         try:
@@ -155,10 +177,13 @@ async def read_upload(request: Request, max_bytes: int, *, timeout_s: float = 10
         except ManifestError as e:
             raise HTTPException(status_code=422, detail=str(e)) from e
         scan_id = form.get("scan_id")
-        if scan_id is not None and (not isinstance(scan_id, str) or not 0 < len(scan_id) <= 200
-                                    or has_control(scan_id)):
-            raise HTTPException(status_code=422, detail="'scan_id' must be a text field of 1 to 200 characters "
-                                                        "without control characters")
+        if scan_id is not None and (
+            not isinstance(scan_id, str) or not 0 < len(scan_id) <= 200 or has_control(scan_id)
+        ):
+            raise HTTPException(
+                status_code=422,
+                detail="'scan_id' must be a text field of 1 to 200 characters without control characters",
+            )
         return Upload(files.get("scan") or files["high"], files.get("low"), manifest, scan_id)
     finally:
         await form.close()

@@ -83,9 +83,17 @@ def _write_one(job: _Job) -> dict[str, Any]:
     clerk = np.random.default_rng([job.seed, _CLERK_STREAM])
     wrong = bool(clerk.random() < job.wrong_declarations)
     declared = wrong_codes(clerk, sim.truth["loaded"])[1] if wrong else true_codes
-    return {"scan_id": sid, "files": names, "container_id": sim.manifest.container_id, "hs_codes": declared,
-            "true_hs_codes": true_codes, "wrong_declaration": wrong, "loaded": sim.truth["loaded"],
-            "scenario": sim.truth["scenario"], "seed": job.seed}
+    return {
+        "scan_id": sid,
+        "files": names,
+        "container_id": sim.manifest.container_id,
+        "hs_codes": declared,
+        "true_hs_codes": true_codes,
+        "wrong_declaration": wrong,
+        "loaded": sim.truth["loaded"],
+        "scenario": sim.truth["scenario"],
+        "seed": job.seed,
+    }
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -96,9 +104,18 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def generate_archive(out: str | Path, *, count: int, seed: int = 0, profile: str = DEFAULT_PROFILE,
-                     wrong_declarations: float = 0.1, mismatch_rate: float = 0.0, size: str = "mixed",
-                     workers: int = 1, progress: bool = True) -> dict[str, Any]:
+def generate_archive(
+    out: str | Path,
+    *,
+    count: int,
+    seed: int = 0,
+    profile: str = DEFAULT_PROFILE,
+    wrong_declarations: float = 0.1,
+    mismatch_rate: float = 0.0,
+    size: str = "mixed",
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Simulate `count` scans into a stand-in archive folder and return its summary.
 
     Args:
@@ -126,29 +143,51 @@ def generate_archive(out: str | Path, *, count: int, seed: int = 0, profile: str
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty; choose a new folder")
     (out / "scans").mkdir(parents=True, exist_ok=True)
-    jobs = [_Job(str(out), i, archive_scan_seed(seed, i), profile, size, mismatch_rate, wrong_declarations)
-            for i in range(count)]
+    jobs = [
+        _Job(str(out), i, archive_scan_seed(seed, i), profile, size, mismatch_rate, wrong_declarations)
+        for i in range(count)
+    ]
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = run_jobs(_write_one, jobs, workers=workers, desc="simulate archive",
-                                          progress=progress)
+    rows: list[dict[str, Any]] = run_jobs(_write_one, jobs, workers=workers, desc="simulate archive", progress=progress)
     elapsed = time.perf_counter() - t0
 
     dual = any(len(r["files"]) == 2 for r in rows)
     file_cols = ["high", "low"] if dual else ["file"]
-    decl = [{**dict(zip(file_cols, r["files"])), "container_id": r["container_id"], "hs_codes": ";".join(r["hs_codes"])}
-            for r in rows]
+    decl = [
+        {**dict(zip(file_cols, r["files"])), "container_id": r["container_id"], "hs_codes": ";".join(r["hs_codes"])}
+        for r in rows
+    ]
     write_atomic(out / DECLARATIONS_FILE, _table(decl, [*file_cols, "container_id", "hs_codes"]))
-    truth = [{"scan_id": r["scan_id"], "file": r["files"][0], "container_id": r["container_id"],
-              "hs_codes": ";".join(r["hs_codes"]), "true_hs_codes": ";".join(r["true_hs_codes"]),
-              "loaded": ";".join(r["loaded"]), "wrong_declaration": int(r["wrong_declaration"]),
-              "scenario": r["scenario"], "seed": r["seed"]} for r in rows]
+    truth = [
+        {
+            "scan_id": r["scan_id"],
+            "file": r["files"][0],
+            "container_id": r["container_id"],
+            "hs_codes": ";".join(r["hs_codes"]),
+            "true_hs_codes": ";".join(r["true_hs_codes"]),
+            "loaded": ";".join(r["loaded"]),
+            "wrong_declaration": int(r["wrong_declaration"]),
+            "scenario": r["scenario"],
+            "seed": r["seed"],
+        }
+        for r in rows
+    ]
     write_atomic(out / TRUTH_FILE, _table(truth, list(truth[0])))
     summary = {
-        "archive": str(out), "scans": count, "profile": profile, "seed": seed, "size": size,
-        "wrong_declarations": sum(r["wrong_declaration"] for r in rows), "wrong_declaration_rate": wrong_declarations,
-        "mismatch_rate": mismatch_rate, "scenarios": dict(sorted(
-            {s: sum(r["scenario"] == s for r in rows) for s in {r["scenario"] for r in rows}}.items())),
-        "seconds": round(elapsed, 2), "seconds_per_scan": round(elapsed / count, 4), "workers": workers,
+        "archive": str(out),
+        "scans": count,
+        "profile": profile,
+        "seed": seed,
+        "size": size,
+        "wrong_declarations": sum(r["wrong_declaration"] for r in rows),
+        "wrong_declaration_rate": wrong_declarations,
+        "mismatch_rate": mismatch_rate,
+        "scenarios": dict(
+            sorted({s: sum(r["scenario"] == s for r in rows) for s in {r["scenario"] for r in rows}}.items())
+        ),
+        "seconds": round(elapsed, 2),
+        "seconds_per_scan": round(elapsed / count, 4),
+        "workers": workers,
     }
     write_atomic(out / "archive.json", json.dumps({k: v for k, v in summary.items() if k != "seconds"}, indent=2))
     return summary

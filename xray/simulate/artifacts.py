@@ -120,8 +120,11 @@ def line_speed_jitter(t: np.ndarray, strength: float, rng: np.random.Generator) 
     if strength <= 0:
         return t, np.arange(w, dtype=np.float64)
     knots = max(w // 150, 2)
-    speed = 1 + strength * cv2.resize(rng.standard_normal((1, knots)).astype(np.float32), (w, 1),
-                                      interpolation=cv2.INTER_CUBIC)[0]
+    speed = (
+        1
+        + strength
+        * cv2.resize(rng.standard_normal((1, knots)).astype(np.float32), (w, 1), interpolation=cv2.INTER_CUBIC)[0]
+    )
     speed = np.clip(speed, 0.3, 3.0).astype(np.float64)
     pos = np.concatenate([[0.0], np.cumsum(speed)])  # source position after each output step
     n_out = int(np.searchsorted(pos, w - 1, side="right"))
@@ -159,13 +162,13 @@ def misregistration(t: np.ndarray, shift_px: float, rng: np.random.Generator) ->
     dx = shift_px * (1.0 if rng.random() < 0.5 else -1.0)
     m = np.array([[1, 0, dx], [0, 1, 0]], np.float32)
     out = t.copy()
-    out[1] = cv2.warpAffine(t[1], m, (t.shape[2], t.shape[1]), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE)
+    out[1] = cv2.warpAffine(t[1], m, (t.shape[2], t.shape[1]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out
 
 
-def apply_artifacts(t: np.ndarray, strengths: dict[str, float], rng: np.random.Generator,
-                    boxes: list[tuple[str, Box]]) -> tuple[np.ndarray, list[tuple[str, Box]], np.ndarray]:
+def apply_artifacts(
+    t: np.ndarray, strengths: dict[str, float], rng: np.random.Generator, boxes: list[tuple[str, Box]]
+) -> tuple[np.ndarray, list[tuple[str, Box]], np.ndarray]:
     """All artifacts in acquisition order; returns the scan, the boxes and the column map (for the container ends)."""
     t = beam_profile(t, strengths["beam_profile"], rng)
     t = scatter(t, strengths["scatter"])

@@ -61,8 +61,16 @@ class Canvas:
         if b:
             self.iron[dst] += np.float32(b) * gcm2
 
-    def add_path(self, material: str, x0: int, y0: int, x1: int, y1: int, path_cm: float | np.ndarray,
-                 density: float | None = None) -> None:
+    def add_path(
+        self,
+        material: str,
+        x0: int,
+        y0: int,
+        x1: int,
+        y1: int,
+        path_cm: float | np.ndarray,
+        density: float | None = None,
+    ) -> None:
         """Add a path length (cm along the beam) of material at a density (default: solid)."""
         rho = self.density[material] if density is None else density
         self.add(material, x0, y0, x1, y1, np.float32(rho) * path_cm)

@@ -52,6 +52,7 @@ def canvas_size(spec: ContainerSpec, pixel_mm: float) -> tuple[int, int]:
 
 def container_bounds(spec: ContainerSpec, pixel_mm: float) -> tuple[int, int, int, int]:
     """(front x, door x, top y, bottom y) of the container's exterior in canvas pixels, doors on the right."""
+
     def px(mm: float) -> int:
         return int(round(mm / pixel_mm))
 
@@ -81,7 +82,9 @@ def draw_container(canvas: Canvas, spec: ContainerSpec, rng: np.random.Generator
         canvas.add_path("aluminium", xf, y_top, xd, y_bot, 2 * 0.25)
         canvas.add_path("organic", xf, y_top, xd, y_bot, 2 * 10.0, density=0.04)
     else:
-        canvas.add_path("iron", xf, y_top, xd, y_bot, np.where(slope, wall_cm * 1.13, wall_cm)[None, :].astype(np.float32))
+        canvas.add_path(
+            "iron", xf, y_top, xd, y_bot, np.where(slope, wall_cm * 1.13, wall_cm)[None, :].astype(np.float32)
+        )
 
     # Roof: a 2 mm corrugated sheet crossed edge-on; the line waves with the ribs.
     rib = (np.sin((x - xf) * canvas.pixel_mm / 230.0 * 2 * np.pi) > 0).astype(int)
@@ -116,8 +119,14 @@ def draw_container(canvas: Canvas, spec: ContainerSpec, rng: np.random.Generator
         for yc in (y_top, y_bot - px(118)):
             lo, hi = sorted((end, end + inward * cw))
             canvas.add_path("iron", lo, yc, hi, yc + px(118), 8.0)
-        canvas.add_path("iron", min(end, end + inward * px(150)), y_top + px(60), max(end, end + inward * px(150)),
-                        y_top + px(160), 20.0)
+        canvas.add_path(
+            "iron",
+            min(end, end + inward * px(150)),
+            y_top + px(60),
+            max(end, end + inward * px(150)),
+            y_top + px(160),
+            20.0,
+        )
     canvas.add_path("iron", xd - px(40), y_top + px(100), xd - px(8), y_bot - px(100), 8.4)
     for yc in (y_top + px(130), y_bot - px(180)):
         canvas.add_path("iron", xd - px(60), yc, xd - px(5), yc + px(50), 12.0)
@@ -177,22 +186,27 @@ def _draw_chassis(canvas: Canvas, rng: np.random.Generator, xf: int, xd: int, y_
     cy = ground - r
     for k in range(n_axles):
         cx = rear - k * px(1310) - r
-        canvas.add_path("carbon", cx - r, cy - r, cx - r + tyre.shape[1], cy - r + tyre.shape[0], 4 * 28.0 * tyre,
-                        density=1.15)
+        canvas.add_path(
+            "carbon", cx - r, cy - r, cx - r + tyre.shape[1], cy - r + tyre.shape[0], 4 * 28.0 * tyre, density=1.15
+        )
         canvas.add_path("iron", cx - r, cy - r, cx - r + tyre.shape[1], cy - r + tyre.shape[0], 4 * 0.3 * tyre)
         o = r - px(290)
-        canvas.add_path("iron", cx - r + o, cy - r + o, cx - r + o + rim.shape[1], cy - r + o + rim.shape[0],
-                        4 * 8.0 * rim)
+        canvas.add_path(
+            "iron", cx - r + o, cy - r + o, cx - r + o + rim.shape[1], cy - r + o + rim.shape[0], 4 * 8.0 * rim
+        )
         o = r - px(270)
         disc = disc_profile(px(270))
-        canvas.add_path("iron", cx - r + o, cy - r + o, cx - r + o + disc.shape[1], cy - r + o + disc.shape[0],
-                        4 * 1.2 * disc)  # wheel discs
+        canvas.add_path(
+            "iron", cx - r + o, cy - r + o, cx - r + o + disc.shape[1], cy - r + o + disc.shape[0], 4 * 1.2 * disc
+        )  # wheel discs
         o = r - px(210)
-        canvas.add_path("iron", cx - r + o, cy - r + o, cx - r + o + hub.shape[1], cy - r + o + hub.shape[0],
-                        4 * 3.0 * hub)
+        canvas.add_path(
+            "iron", cx - r + o, cy - r + o, cx - r + o + hub.shape[1], cy - r + o + hub.shape[0], 4 * 3.0 * hub
+        )
         o = r - px(65)
-        canvas.add_path("iron", cx - r + o, cy - r + o, cx - r + o + axle.shape[1], cy - r + o + axle.shape[0],
-                        120.0 * axle)
+        canvas.add_path(
+            "iron", cx - r + o, cy - r + o, cx - r + o + axle.shape[1], cy - r + o + axle.shape[0], 120.0 * axle
+        )
         canvas.add_path("iron", cx - px(450), y_bot + rail_h, cx + px(450), y_bot + rail_h + px(60), 2 * 2.5)  # springs
     # Rear under-run guard: a tube across the width, edge-on.
     canvas.add_path("iron", xd - px(150), ground - px(550), xd - px(50), ground - px(450), 100.0)

@@ -105,15 +105,27 @@ def run_jobs(fn: Callable[[J], R], jobs: list[J], *, workers: int, desc: str, pr
 def _write_one(job: _Job) -> dict:
     sid = f"{job.split}{job.index:06d}"
     if job.profiles:
-        sim = simulate_scan(job.seed, scan_id=sid, size=job.size, mismatch_rate=job.mismatch_rate,
-                            profile=scan_profile(job.seed, job.profiles))
+        sim = simulate_scan(
+            job.seed,
+            scan_id=sid,
+            size=job.size,
+            mismatch_rate=job.mismatch_rate,
+            profile=scan_profile(job.seed, job.profiles),
+        )
         high, low = _write_profiled(job, sim)
         sim.manifest.save(Path(job.out) / "manifests" / f"{sid}.json")
         h, w = sim.images.shape[:2] if sim.images.ndim == 3 and sim.images.shape[2] == 3 else sim.images.shape[1:]
         return {
-            "image": {"file_name": high, "low_file_name": low, "scan_id": sid, "width": int(w), "height": int(h),
-                      "pixel_mm": [round(v, 4) for v in sim.pixel_spacing], "energies": list(sim.energies),
-                      "profile": sim.profile},
+            "image": {
+                "file_name": high,
+                "low_file_name": low,
+                "scan_id": sid,
+                "width": int(w),
+                "height": int(h),
+                "pixel_mm": [round(v, 4) for v in sim.pixel_spacing],
+                "energies": list(sim.energies),
+                "profile": sim.profile,
+            },
             "boxes": [(c, [int(v) for v in b]) for c, b in sim.boxes],
             "truth": {"scan_id": sid, "split": job.split, "seed": job.seed, **sim.truth},
         }
@@ -126,8 +138,15 @@ def _write_one(job: _Job) -> dict:
     sim.manifest.save(Path(job.out) / "manifests" / f"{sid}.json")
     h, w = sim.images.shape[1:]
     return {
-        "image": {"file_name": names[0], "low_file_name": names[1], "scan_id": sid, "width": int(w),
-                  "height": int(h), "pixel_mm": [sim.pixel_mm, sim.pixel_mm], "energies": list(sim.energies)},
+        "image": {
+            "file_name": names[0],
+            "low_file_name": names[1],
+            "scan_id": sid,
+            "width": int(w),
+            "height": int(h),
+            "pixel_mm": [sim.pixel_mm, sim.pixel_mm],
+            "energies": list(sim.energies),
+        },
         "boxes": [(c, [int(v) for v in b]) for c, b in sim.boxes],
         "truth": {"scan_id": sid, "split": job.split, "seed": job.seed, **sim.truth},
     }
@@ -140,9 +159,19 @@ def _split_counts(count: int, fractions: tuple[float, float, float]) -> dict[str
     return {"train": count - n_val - n_test, "val": n_val, "test": n_test}
 
 
-def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = "mixed", workers: int = 1,
-                     mismatch_rate: float = 0.3, splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                     compress: bool = False, progress: bool = True, profiles: str | list[str] | None = None) -> dict:
+def generate_dataset(
+    out: str | Path,
+    *,
+    count: int,
+    seed: int = 0,
+    size: str = "mixed",
+    workers: int = 1,
+    mismatch_rate: float = 0.3,
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    compress: bool = False,
+    progress: bool = True,
+    profiles: str | list[str] | None = None,
+) -> dict:
     """Simulate `count` scans into a dataset folder and return its summary.
 
     `profiles` ("a,b" or a list of scanner profile names) renders each scan with one of
@@ -166,8 +195,11 @@ def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = 
     counts = _split_counts(count, splits)
     for d in ["annotations", "manifests"] + [f"images/{s}" for s in SPLITS]:
         (out / d).mkdir(parents=True, exist_ok=True)
-    jobs = [_Job(str(out), s, i, scan_seed(seed, s, i), size, mismatch_rate, compress, chosen)
-            for s in SPLITS for i in range(counts[s])]
+    jobs = [
+        _Job(str(out), s, i, scan_seed(seed, s, i), size, mismatch_rate, compress, chosen)
+        for s in SPLITS
+        for i in range(counts[s])
+    ]
     t0 = time.perf_counter()
     results = run_jobs(_write_one, jobs, workers=workers, desc="simulate", progress=progress)
     elapsed = time.perf_counter() - t0
@@ -188,19 +220,38 @@ def generate_dataset(out: str | Path, *, count: int, seed: int = 0, size: str = 
             image_id = len(images) + 1
             images.append({"id": image_id, **r["image"]})
             for cat, (x1, y1, x2, y2) in r["boxes"]:
-                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat_id[cat],
-                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": image_id,
+                        "category_id": cat_id[cat],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0,
+                    }
+                )
         n_boxes += len(anns)
-        coco = {"info": {"description": "xray simulated cargo scans", "version": xray.__version__},
-                "images": images, "annotations": anns, "categories": categories}
+        coco = {
+            "info": {"description": "xray simulated cargo scans", "version": xray.__version__},
+            "images": images,
+            "annotations": anns,
+            "categories": categories,
+        }
         (out / "annotations" / f"{split}.json").write_text(json.dumps(coco))
     summary = {
         "format": "xray-dataset",
         "format_version": 1,
         "generator": {"name": "xray.simulate", "version": xray.__version__, "python": platform.python_version()},
-        "params": {"count": count, "seed": seed, "size": size, "mismatch_rate": mismatch_rate,
-                   "split_fractions": list(splits), "workers": workers, "png_compressed": compress,
-                   **({"profiles": list(chosen)} if chosen else {})},
+        "params": {
+            "count": count,
+            "seed": seed,
+            "size": size,
+            "mismatch_rate": mismatch_rate,
+            "split_fractions": list(splits),
+            "workers": workers,
+            "png_compressed": compress,
+            **({"profiles": list(chosen)} if chosen else {}),
+        },
         "splits": counts,
         "categories": table.keys,
         "scenarios": dict(sorted(kinds.items())),

@@ -15,8 +15,9 @@ from xray.simulate.profile import ScannerProfile, ScanSettings
 Box = tuple[int, int, int, int]
 
 
-def crop(t: np.ndarray, boxes: list[tuple[str, Box]], x0: int, y0: int, x1: int,
-         y1: int) -> tuple[np.ndarray, list[tuple[str, Box]]]:
+def crop(
+    t: np.ndarray, boxes: list[tuple[str, Box]], x0: int, y0: int, x1: int, y1: int
+) -> tuple[np.ndarray, list[tuple[str, Box]]]:
     """The window [x0, x1) x [y0, y1) (clipped to the scan); boxes shifted and clipped to it."""
     h, w = t.shape[1:]
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
@@ -41,8 +42,9 @@ def _axis_span(a: int, b: int, s: float, n: int) -> tuple[int, int]:
     return max(lo, 0), min(hi, n)
 
 
-def resample(t: np.ndarray, boxes: list[tuple[str, Box]], scale_rows: float,
-             scale_cols: float) -> tuple[np.ndarray, list[tuple[str, Box]]]:
+def resample(
+    t: np.ndarray, boxes: list[tuple[str, Box]], scale_rows: float, scale_cols: float
+) -> tuple[np.ndarray, list[tuple[str, Box]]]:
     """Resize by (rows, columns) factors, one axis at a time; a box keeps every output pixel its goods reach."""
     h, w = t.shape[1:]
     nh, nw = max(int(round(h * scale_rows)), 1), max(int(round(w * scale_cols)), 1)

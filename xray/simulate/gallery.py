@@ -23,9 +23,21 @@ from xray.simulate.profile import profile_names
 from xray.simulate.render import to_display
 from xray.simulate.scenarios import SimulatedScan, simulate_scan
 
-_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
-            (128, 0, 0)]
+_PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (170, 110, 40),
+    (128, 0, 0),
+]
 
 
 def category_colour(category: str) -> tuple[int, int, int]:
@@ -52,11 +64,13 @@ def tile(title: str, high_u16: np.ndarray, boxes: list[tuple[str, tuple]], width
 def grid(tiles: list[np.ndarray], cols: int = 3) -> np.ndarray:
     h = max(t.shape[0] for t in tiles)
     w = max(t.shape[1] for t in tiles)
-    padded = [cv2.copyMakeBorder(t, 0, h - t.shape[0] + 6, 0, w - t.shape[1] + 6, cv2.BORDER_CONSTANT,
-                                 value=(255, 255, 255)) for t in tiles]
+    padded = [
+        cv2.copyMakeBorder(t, 0, h - t.shape[0] + 6, 0, w - t.shape[1] + 6, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+        for t in tiles
+    ]
     while len(padded) % cols:
         padded.append(np.full_like(padded[0], 255))
-    return np.vstack([np.hstack(padded[i:i + cols]) for i in range(0, len(padded), cols)])
+    return np.vstack([np.hstack(padded[i : i + cols]) for i in range(0, len(padded), cols)])
 
 
 def category_gallery(seed: int = 7, size: str = "20ft") -> np.ndarray:
@@ -86,8 +100,9 @@ def as_exported(sim: SimulatedScan) -> np.ndarray:
 
 def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
     scale = min(w / img.shape[1], h / img.shape[0])
-    small = cv2.resize(img, (max(int(img.shape[1] * scale), 1), max(int(img.shape[0] * scale), 1)),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        img, (max(int(img.shape[1] * scale), 1), max(int(img.shape[0] * scale), 1)), interpolation=cv2.INTER_AREA
+    )
     out = np.full((h, w, 3), 255, np.uint8)
     out[: small.shape[0], : small.shape[1]] = small
     return out
@@ -99,21 +114,24 @@ def _label(text: str, w: int, h: int = 22) -> np.ndarray:
     return bar
 
 
-def profile_gallery(seed: int = 7, size: str = "20ft", cell: tuple[int, int] = (300, 150),
-                    profiles: list[str] | None = None) -> np.ndarray:
+def profile_gallery(
+    seed: int = 7, size: str = "20ft", cell: tuple[int, int] = (300, 150), profiles: list[str] | None = None
+) -> np.ndarray:
     """Rows = scanner profiles (the default scanner first), columns = goods categories and empty; one scan each."""
     w, h = cell
     cats = default_goods_table().keys + ["empty"]
     rows = [np.hstack([_label("", 150)] + [_label(c, w) for c in cats])]
     for name in [None] + (profiles or profile_names()):
         cells = [_fit(np.full((h, 150, 3), 255, np.uint8), 150, h)]
-        cv2.putText(cells[0], name or "default", (4, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(cells[0], name or "default", (4, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
         for k, cat in enumerate(cats):
             kwargs = {"scenario": "empty"} if cat == "empty" else {"categories": [cat]}
             sim = simulate_scan(seed * 1000 + k, size=size, profile=name, **kwargs)  # type: ignore[arg-type]
-            cells.append(cv2.copyMakeBorder(_fit(as_exported(sim), w - 4, h - 4), 2, 2, 2, 2, cv2.BORDER_CONSTANT,
-                                            value=(255, 255, 255)))
+            cells.append(
+                cv2.copyMakeBorder(
+                    _fit(as_exported(sim), w - 4, h - 4), 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255)
+                )
+            )
         rows.append(np.hstack(cells))
     return np.vstack(rows)
 
@@ -126,11 +144,13 @@ def before_after(seed: int = 7, category: str = "textiles", size: str = "20ft") 
     pics = []
     xf, xd, y_top, y_bot = container_bounds(before.plan.spec, before.pixel_mm)
     m = 8  # the same crop as the export's: the container and a few pixels around it
-    for title, sim in (("before: default simulator (16-bit, log view), cropped to the container", before),
-                       ("after: export-8bit-jpeg profile (as its JPEG decodes)", after)):
+    for title, sim in (
+        ("before: default simulator (16-bit, log view), cropped to the container", before),
+        ("after: export-8bit-jpeg profile (as its JPEG decodes)", after),
+    ):
         img = as_exported(sim)
         if sim is before:
-            img = img[y_top - m:y_bot + m, xf - m:xd + m]
+            img = img[y_top - m : y_bot + m, xf - m : xd + m]
         img = cv2.resize(img, (width, int(round(img.shape[0] * width / img.shape[1]))), interpolation=cv2.INTER_AREA)
         pics += [_label(title, width, 30), img]
     return np.vstack(pics)
@@ -146,12 +166,22 @@ def dataset_gallery(root: Path, split: str = "train", n: int = 6) -> np.ndarray:
     tiles = []
     for img in coco["images"][:n]:
         high = np.asarray(cv2.imread(str(root / "images" / img["file_name"]), cv2.IMREAD_UNCHANGED))
-        boxes = [(names[a["category_id"]], (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                                             a["bbox"][1] + a["bbox"][3]))
-                 for a in coco["annotations"] if a["image_id"] == img["id"]]
+        boxes = [
+            (
+                names[a["category_id"]],
+                (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]),
+            )
+            for a in coco["annotations"]
+            if a["image_id"] == img["id"]
+        ]
         t = truth.get(img["scan_id"], {})
-        tiles.append(tile(f"{img['scan_id']}  {t.get('scenario', '')}  declared: {', '.join(t.get('declared', [])) or 'empty'}",
-                          high, boxes))
+        tiles.append(
+            tile(
+                f"{img['scan_id']}  {t.get('scenario', '')}  declared: {', '.join(t.get('declared', [])) or 'empty'}",
+                high,
+                boxes,
+            )
+        )
     return grid(tiles, cols=2)
 
 
@@ -163,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profiles", default=None, help="also write the profiles-by-categories grid here (JPEG)")
     p.add_argument("--before-after", default=None, help="also write the before/after realism pair here (JPEG)")
     args = p.parse_args(argv)
-    for path, make in ((args.profiles, lambda: profile_gallery(args.seed)),
-                       (args.before_after, lambda: before_after(args.seed))):
+    for path, make in (
+        (args.profiles, lambda: profile_gallery(args.seed)),
+        (args.before_after, lambda: before_after(args.seed)),
+    ):
         if path:
             cv2.imwrite(path, make(), [cv2.IMWRITE_JPEG_QUALITY, 85])
             print(f"written {path}")

@@ -61,9 +61,21 @@ def _units_along(rng: np.random.Generator, x0: int, x1: int, unit: int, gap: tup
         a = b + int(rng.integers(gap[0], gap[1] + 1))
 
 
-def _carton_column(canvas: Canvas, rng: np.random.Generator, a: int, b: int, floor: int, top: int, *,
-                   depth_cm: float, carton_h: int, density: float, material: str = "organic",
-                   texture: Callable[[int, int], np.ndarray] | None = None, wall: float = 0.12) -> int:
+def _carton_column(
+    canvas: Canvas,
+    rng: np.random.Generator,
+    a: int,
+    b: int,
+    floor: int,
+    top: int,
+    *,
+    depth_cm: float,
+    carton_h: int,
+    density: float,
+    material: str = "organic",
+    texture: Callable[[int, int], np.ndarray] | None = None,
+    wall: float = 0.12,
+) -> int:
     """Cartons stacked from `floor` up to `top` in the columns [a, b); returns the top row."""
     y = floor
     while y - carton_h >= top:
@@ -77,9 +89,19 @@ def _carton_column(canvas: Canvas, rng: np.random.Generator, a: int, b: int, flo
     return y
 
 
-def _stacked_cartons(canvas: Canvas, rng: np.random.Generator, lot: Lot, *, pallet_mm: float, carton_mm: tuple,
-                     density: tuple[float, float], material: str = "organic", palletised: bool = True,
-                     texture=None, per_unit: Callable | None = None) -> list[Box]:
+def _stacked_cartons(
+    canvas: Canvas,
+    rng: np.random.Generator,
+    lot: Lot,
+    *,
+    pallet_mm: float,
+    carton_mm: tuple,
+    density: tuple[float, float],
+    material: str = "organic",
+    palletised: bool = True,
+    texture=None,
+    per_unit: Callable | None = None,
+) -> list[Box]:
     """Pallet positions along the lot, each with a stack of cartons; one box for the lot."""
     px = canvas.px
     height = lot.y_floor - lot.y_top
@@ -100,8 +122,19 @@ def _stacked_cartons(canvas: Canvas, rng: np.random.Generator, lot: Lot, *, pall
             d = rng.uniform(*density)
             if lot.dense and d < 0.2:  # light cartons packed several deep across the container
                 d *= 2
-            t = _carton_column(canvas, rng, ca, cb, floor, stack_top, depth_cm=lot.depth_cm, carton_h=ch,
-                               density=d, material=material, texture=texture and (lambda h, w: texture(rng, h, w)))
+            t = _carton_column(
+                canvas,
+                rng,
+                ca,
+                cb,
+                floor,
+                stack_top,
+                depth_cm=lot.depth_cm,
+                carton_h=ch,
+                density=d,
+                material=material,
+                texture=texture and (lambda h, w: texture(rng, h, w)),
+            )
             if per_unit is not None:
                 per_unit(ca, cb, t, floor)
             top = min(top, t)
@@ -122,8 +155,9 @@ def draw_tobacco(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box
         for y in range(floor - px(66), top, -px(66)):
             canvas.add_path("organic", a, y, b, y + 1, lot.depth_cm * 0.05, density=0.6)
 
-    return _stacked_cartons(canvas, rng, lot, pallet_mm=1200, carton_mm=(560, (290, 340)), density=(0.19, 0.26),
-                            per_unit=cartons)
+    return _stacked_cartons(
+        canvas, rng, lot, pallet_mm=1200, carton_mm=(560, (290, 340)), density=(0.19, 0.26), per_unit=cartons
+    )
 
 
 def draw_textiles(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
@@ -137,9 +171,17 @@ def draw_textiles(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Bo
     def tex(r: np.random.Generator, h: int, w: int) -> np.ndarray:
         return _blob_texture(r, h, w, (h // 25 + 2, w // 25 + 2), 0.18)
 
-    return _stacked_cartons(canvas, rng, lot, pallet_mm=rng.uniform(700, 1100), carton_mm=(rng.uniform(400, 800),
-                            (300, 600)), density=(0.25, 0.5), palletised=bool(rng.random() < 0.3), texture=tex,
-                            per_unit=straps)
+    return _stacked_cartons(
+        canvas,
+        rng,
+        lot,
+        pallet_mm=rng.uniform(700, 1100),
+        carton_mm=(rng.uniform(400, 800), (300, 600)),
+        density=(0.25, 0.5),
+        palletised=bool(rng.random() < 0.3),
+        texture=tex,
+        per_unit=straps,
+    )
 
 
 def draw_electronics(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
@@ -162,8 +204,15 @@ def draw_electronics(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list
                 u, v = int(rng.integers(d0, max(d0 + 1, d1 - w))), int(rng.integers(e0, max(e0 + 1, e1 - h)))
                 canvas.add_path("iron", u, v, u + w, v + h, n_z * rng.uniform(0.5, 3.0))
 
-    return _stacked_cartons(canvas, rng, lot, pallet_mm=1200, carton_mm=(rng.uniform(450, 650), (350, 550)),
-                            density=(0.05, 0.12), per_unit=device)
+    return _stacked_cartons(
+        canvas,
+        rng,
+        lot,
+        pallet_mm=1200,
+        carton_mm=(rng.uniform(450, 650), (350, 550)),
+        density=(0.05, 0.12),
+        per_unit=device,
+    )
 
 
 def draw_machinery(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
@@ -185,7 +234,7 @@ def draw_machinery(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[B
             m = max((b - a) // 12, 1)
             body = np.zeros((lot.y_floor - top, b - a), np.float32)
             mh, mw = body.shape
-            body[mh // 10:, m:mw - m] = 1.0
+            body[mh // 10 :, m : mw - m] = 1.0
             canvas.add_path("iron", a, top, b, lot.y_floor, body * lot.depth_cm * 0.015)
             canvas.add_path("carbon", a, top, b, lot.y_floor, lot.depth_cm * 0.5, density=0.55)  # bracing, pallets
         canvas.add_path("carbon", a, top, b, top + 2, lot.depth_cm * 0.8, density=0.55)  # crate lid edge-on
@@ -225,33 +274,69 @@ def _car(canvas: Canvas, rng: np.random.Generator, x0: int, floor: int, length_m
     hood = x0 + int(L * rng.uniform(0.22, 0.3))
     trunk = x0 + L - int(L * rng.uniform(0.12, 0.22))
     shell = np.zeros((floor - roof, L), np.float32)
-    poly_body = np.array([[0, body_bot - roof], [0, belt - roof + px(80)], [hood - x0, belt - roof],
-                          [hood - x0 + int(L * 0.12), 0], [trunk - x0 - int(L * 0.08), 0], [trunk - x0, belt - roof],
-                          [L - 1, belt - roof + px(60)], [L - 1, body_bot - roof]], np.int32)
+    poly_body = np.array(
+        [
+            [0, body_bot - roof],
+            [0, belt - roof + px(80)],
+            [hood - x0, belt - roof],
+            [hood - x0 + int(L * 0.12), 0],
+            [trunk - x0 - int(L * 0.08), 0],
+            [trunk - x0, belt - roof],
+            [L - 1, belt - roof + px(60)],
+            [L - 1, body_bot - roof],
+        ],
+        np.int32,
+    )
     cv2.fillPoly(shell, [poly_body], 1.0)
     canvas.add_path("iron", x0, roof, x0 + L, floor, 2 * 0.2 * shell)  # door skins, beams, trim: both sides
     outline = np.zeros_like(shell)
     cv2.polylines(outline, [poly_body], True, 1.0, 1)
     canvas.add_path("iron", x0, roof, x0 + L, floor, 0.25 * 170 * outline)  # roof, sills: crossed edge-on
     glass = np.zeros_like(shell)
-    cv2.fillPoly(glass, [np.array([[hood - x0 + px(60), belt - roof - 2], [hood - x0 + int(L * 0.12), px(60)],
-                                   [trunk - x0 - int(L * 0.08), px(60)], [trunk - x0 - px(40), belt - roof - 2]],
-                                  np.int32)], 1.0)
+    cv2.fillPoly(
+        glass,
+        [
+            np.array(
+                [
+                    [hood - x0 + px(60), belt - roof - 2],
+                    [hood - x0 + int(L * 0.12), px(60)],
+                    [trunk - x0 - int(L * 0.08), px(60)],
+                    [trunk - x0 - px(40), belt - roof - 2],
+                ],
+                np.int32,
+            )
+        ],
+        1.0,
+    )
     canvas.add_path("aluminium", x0, roof, x0 + L, floor, 2 * 0.4 * glass)
     canvas.add_path("iron", x0 + px(40), body_bot - px(30), x0 + L - px(40), body_bot, 0.6 * 170)  # floor pan
     eng_w, eng_h = int((hood - x0) * 0.7), int((belt - body_bot) * -0.8)
-    canvas.add_path("iron", x0 + px(120), belt + px(60), x0 + px(120) + eng_w, belt + px(60) + eng_h,
-                    rng.uniform(15, 30))  # engine block and gearbox
+    canvas.add_path(
+        "iron", x0 + px(120), belt + px(60), x0 + px(120) + eng_w, belt + px(60) + eng_h, rng.uniform(15, 30)
+    )  # engine block and gearbox
     for sx in (hood + px(350), hood + px(1150)):  # seats: foam and steel frames
         canvas.add_path("organic", sx, belt - px(350), sx + px(500), body_bot - px(60), 120, density=0.08)
         canvas.add_path("iron", sx, body_bot - px(120), sx + px(500), body_bot - px(100), 2 * 1.5)
     wheel = disc_profile(r_w, r_w * 0.62)
     rim = disc_profile(r_w * 0.62)
     for wx in (x0 + int(L * 0.17), x0 + L - int(L * 0.18)):
-        canvas.add_path("carbon", wx - r_w, floor - 2 * r_w, wx - r_w + wheel.shape[1], floor - 2 * r_w + wheel.shape[0],
-                        2 * 20.0 * wheel, density=1.15)
-        canvas.add_path("aluminium", wx - r_w, floor - 2 * r_w, wx - r_w + rim.shape[1], floor - 2 * r_w + rim.shape[0],
-                        2 * 2.0 * rim)
+        canvas.add_path(
+            "carbon",
+            wx - r_w,
+            floor - 2 * r_w,
+            wx - r_w + wheel.shape[1],
+            floor - 2 * r_w + wheel.shape[0],
+            2 * 20.0 * wheel,
+            density=1.15,
+        )
+        canvas.add_path(
+            "aluminium",
+            wx - r_w,
+            floor - 2 * r_w,
+            wx - r_w + rim.shape[1],
+            floor - 2 * r_w + rim.shape[0],
+            2 * 2.0 * rim,
+        )
         canvas.add_path("iron", wx - px(80), floor - r_w - px(80), wx + px(80), floor - r_w + px(80), 2 * 2.5)
     return (x0, roof, x0 + L, floor)
 
@@ -303,10 +388,23 @@ def draw_tyres(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
                 break
             for k in range(rows):
                 y1 = lot.y_floor - k * ring.shape[0]
-                canvas.add_path("carbon", a, y1 - ring.shape[0], a + ring.shape[1], y1, n_z * w_tyre / 10 * 0.35 * ring,
-                                density=1.15)
-                canvas.add_path("iron", a + 1, y1 - ring.shape[0] + 1, a + 1 + belt.shape[1], y1 - ring.shape[0] + 1 + belt.shape[0],
-                                n_z * 0.15 * belt)
+                canvas.add_path(
+                    "carbon",
+                    a,
+                    y1 - ring.shape[0],
+                    a + ring.shape[1],
+                    y1,
+                    n_z * w_tyre / 10 * 0.35 * ring,
+                    density=1.15,
+                )
+                canvas.add_path(
+                    "iron",
+                    a + 1,
+                    y1 - ring.shape[0] + 1,
+                    a + 1 + belt.shape[1],
+                    y1 - ring.shape[0] + 1 + belt.shape[0],
+                    n_z * 0.15 * belt,
+                )
             top_all, x_end = min(top_all, lot.y_floor - rows * ring.shape[0]), max(x_end, a + ring.shape[1])
     return [(lot.x0, top_all, x_end, lot.y_floor)] if x_end > lot.x0 else []
 
@@ -331,23 +429,33 @@ def draw_beverages(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[B
             canvas.add_path("organic", a, y - px(layer), b, y - px(layer) + 1, lot.depth_cm * 0.1, density=0.6)
             y -= px(layer)
 
-    return _stacked_cartons(canvas, rng, lot, pallet_mm=1200, carton_mm=(1200, (1000, 1400)), density=(0.0, 0.0),
-                            per_unit=bottles)
+    return _stacked_cartons(
+        canvas, rng, lot, pallet_mm=1200, carton_mm=(1200, (1000, 1400)), density=(0.0, 0.0), per_unit=bottles
+    )
 
 
 def draw_fruit_veg(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
     """Produce in ventilated cartons on pallets: lumpy, moderate density, air gaps."""
+
     def tex(r: np.random.Generator, h: int, w: int) -> np.ndarray:
         return _blob_texture(r, h, w, (h // 16 + 2, w // 16 + 2), 0.25)
 
-    return _stacked_cartons(canvas, rng, lot, pallet_mm=1200, carton_mm=(rng.uniform(380, 600), (200, 300)),
-                            density=(0.3, 0.5), texture=tex)
+    return _stacked_cartons(
+        canvas, rng, lot, pallet_mm=1200, carton_mm=(rng.uniform(380, 600), (200, 300)), density=(0.3, 0.5), texture=tex
+    )
 
 
 def draw_frozen_food(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
     """Frozen meat or fish blocks in flat cartons: dense and very uniform."""
-    return _stacked_cartons(canvas, rng, lot, pallet_mm=1200, carton_mm=(rng.uniform(500, 650), (120, 180)),
-                            density=(0.6, 0.8), palletised=bool(rng.random() < 0.6))
+    return _stacked_cartons(
+        canvas,
+        rng,
+        lot,
+        pallet_mm=1200,
+        carton_mm=(rng.uniform(500, 650), (120, 180)),
+        density=(0.6, 0.8),
+        palletised=bool(rng.random() < 0.6),
+    )
 
 
 def draw_bagged_bulk(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
@@ -356,7 +464,7 @@ def draw_bagged_bulk(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list
     sack_l, sack_h = px(rng.uniform(750, 950)), px(rng.uniform(130, 180))
     u = (np.arange(sack_l) + 0.5) / sack_l * 2 - 1
     v = (np.arange(sack_h) + 0.5) / sack_h * 2 - 1
-    pillow = (np.sqrt(np.clip(1 - u ** 8, 0, 1))[None, :] * np.sqrt(np.clip(1 - v ** 2, 0, 1))[:, None]).astype(np.float32)
+    pillow = (np.sqrt(np.clip(1 - u**8, 0, 1))[None, :] * np.sqrt(np.clip(1 - v**2, 0, 1))[:, None]).astype(np.float32)
     density = rng.uniform(0.5, 0.7)
     height = lot.y_floor - lot.y_top
     top = lot.y_floor - int(height * lot.fill * rng.uniform(0.75, 1.0))
@@ -365,7 +473,7 @@ def draw_bagged_bulk(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list
         x = lot.x0 - (sack_l // 2 if k % 2 else 0)  # brick bond: odd layers start with half a sack
         while x + sack_l // 2 < lot.x1:
             a, b = max(x, lot.x0), min(x + sack_l, lot.x1)
-            canvas.add_path("organic", a, y - sack_h, b, y, lot.depth_cm * density * pillow[:, a - x:b - x])
+            canvas.add_path("organic", a, y - sack_h, b, y, lot.depth_cm * density * pillow[:, a - x : b - x])
             x_end = max(x_end, b)
             x += sack_l
         y -= int(sack_h * 0.8)  # sacks settle into each other
@@ -388,8 +496,9 @@ def draw_furniture_wood(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> l
             y = lot.y_floor - px(80)
             canvas.add_path("carbon", a, y, b, lot.y_floor, lot.depth_cm * 0.3, density=0.5)  # bearers
             while y - board >= top:
-                canvas.add_path("carbon", a, y - board, b, y, lot.depth_cm * rng.uniform(0.8, 0.95),
-                                density=rng.uniform(0.45, 0.65))
+                canvas.add_path(
+                    "carbon", a, y - board, b, y, lot.depth_cm * rng.uniform(0.8, 0.95), density=rng.uniform(0.45, 0.65)
+                )
                 y -= board + max(1, px(rng.uniform(3, 25)))
             boxes_x += [a, b]
             top_all = min(top_all, y)
@@ -402,8 +511,17 @@ def draw_furniture_wood(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> l
             u, v = int(rng.integers(a, max(a + 1, b - 6))), int(rng.integers(top, max(top + 1, floor - 6)))
             canvas.add_path("iron", u, v, u + 6, v + 6, 1.5)
 
-    return _stacked_cartons(canvas, rng, lot, pallet_mm=rng.uniform(1200, 2000), carton_mm=(rng.uniform(600, 2000),
-                            (150, 400)), density=(0.25, 0.45), material="carbon", palletised=False, per_unit=panels)
+    return _stacked_cartons(
+        canvas,
+        rng,
+        lot,
+        pallet_mm=rng.uniform(1200, 2000),
+        carton_mm=(rng.uniform(600, 2000), (150, 400)),
+        density=(0.25, 0.45),
+        material="carbon",
+        palletised=False,
+        per_unit=panels,
+    )
 
 
 def draw_paper(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
@@ -416,7 +534,7 @@ def draw_paper(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
         core = cylinder_profile(px(120)) * 12.0
         c0 = (prof.shape[1] - core.shape[1]) // 2
         prof = prof.copy()
-        prof[:, c0:c0 + core.shape[1]] -= core
+        prof[:, c0 : c0 + core.shape[1]] -= core
         height = lot.y_floor - lot.y_top
         xs, top_all = [], lot.y_floor
         for a, _ in _units_along(rng, lot.x0, lot.x1, prof.shape[1], (0, px(40))):

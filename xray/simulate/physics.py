@@ -56,8 +56,9 @@ class Spectrum:
 
 
 @lru_cache(maxsize=8)
-def linac_spectrum(endpoint_mev: float, *, filter_iron_gcm2: float = 40.0, detector_gcm2: float = 20.0,
-                   bins: int = 80) -> Spectrum:
+def linac_spectrum(
+    endpoint_mev: float, *, filter_iron_gcm2: float = 40.0, detector_gcm2: float = 20.0, bins: int = 80
+) -> Spectrum:
     """Bremsstrahlung spectrum of a linac as seen by an energy-integrating detector.
 
     Kramers' thick-target law dN/dE ~ (E0 - E) / E, hardened by the target and
@@ -132,8 +133,14 @@ class TransmissionLUT:
     below the photon noise of a scan.
     """
 
-    def __init__(self, spectrum: Spectrum, *, organic_max: float = 400.0, iron_max: float = 600.0,
-                 size: tuple[int, int] = (1024, 1024)):
+    def __init__(
+        self,
+        spectrum: Spectrum,
+        *,
+        organic_max: float = 400.0,
+        iron_max: float = 600.0,
+        size: tuple[int, int] = (1024, 1024),
+    ):
         self.spectrum = spectrum
         self.organic_max, self.iron_max = organic_max, iron_max
         n_org, n_fe = size

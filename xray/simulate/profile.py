@@ -141,15 +141,22 @@ class ScannerProfile(_Strict):
 
     def draw(self, rng: np.random.Generator) -> ScanSettings:
         """This scan's settings, drawn from the profile's ranges."""
+
         def u(r: tuple[float, float]) -> float:
             return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
 
         art = {k: u(getattr(self.artifacts, k)) for k in Artifacts.model_fields}
         return ScanSettings(
-            profile=self.name, photons=u(self.photons), pixel_mm=(u(self.pixel_mm[0]), u(self.pixel_mm[1])),
-            gamma=u(self.display.gamma), black_level=u(self.display.black_level), stretch=(u(self.display.stretch[0]), u(self.display.stretch[1])),
+            profile=self.name,
+            photons=u(self.photons),
+            pixel_mm=(u(self.pixel_mm[0]), u(self.pixel_mm[1])),
+            gamma=u(self.display.gamma),
+            black_level=u(self.display.black_level),
+            stretch=(u(self.display.stretch[0]), u(self.display.stretch[1])),
             jpeg_quality=None if self.jpeg_quality is None else int(round(u(self.jpeg_quality))),
-            burned_text=bool(rng.random() < self.burned_text), artifacts=art)
+            burned_text=bool(rng.random() < self.burned_text),
+            artifacts=art,
+        )
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,9 @@ def draw_structure(canvas: Canvas, spec: ContainerSpec, hold: Hold, rng: np.rand
         canvas.add_path("iron", x, hold.y_floor, x + max(px(40), 2), y_bot, rng.uniform(20.0, 40.0))
 
 
-def add_load_texture(canvas: Canvas, before: tuple[np.ndarray, np.ndarray], boxes: list[tuple[str, Box]],
-                     rng: np.random.Generator) -> None:
+def add_load_texture(
+    canvas: Canvas, before: tuple[np.ndarray, np.ndarray], boxes: list[tuple[str, Box]], rng: np.random.Generator
+) -> None:
     """Density variation inside the goods drawn since `before` (the canvas maps before loading)."""
     goods_o = canvas.organic - before[0]
     goods_i = canvas.iron - before[1]

@@ -68,7 +68,7 @@ def gaussian_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarr
     if n > bank.size // 2:
         return rng.standard_normal(shape, dtype=np.float32)
     start = int(rng.integers(0, bank.size - n))
-    return bank[start:start + n].reshape(shape)
+    return bank[start : start + n].reshape(shape)
 
 
 @lru_cache(maxsize=8)

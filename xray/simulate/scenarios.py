@@ -26,8 +26,16 @@ from xray.simulate.profile import ScannerProfile, ScanSettings, load_profile
 from xray.simulate.realism import add_load_texture, draw_structure
 from xray.simulate.render import ScannerModel, render
 
-SCENARIO_KINDS = ("clean", "empty", "concealment", "substitution", "undeclared", "missing", "false_empty",
-                  "empty_declared_loaded")
+SCENARIO_KINDS = (
+    "clean",
+    "empty",
+    "concealment",
+    "substitution",
+    "undeclared",
+    "missing",
+    "false_empty",
+    "empty_declared_loaded",
+)
 MATCHING = ("clean", "empty")
 SIZES = ("20ft", "40ft", "mixed")
 
@@ -84,9 +92,15 @@ def _choice(rng: np.random.Generator, weights: dict[str, float], exclude=()) -> 
     return str(keys[int(rng.choice(len(keys), p=p / p.sum()))])
 
 
-def plan_scene(rng: np.random.Generator, *, size: str = "mixed", mismatch_rate: float = 0.3,
-               scenario: str | None = None, categories: list[str] | None = None,
-               table: GoodsTable | None = None) -> ScenePlan:
+def plan_scene(
+    rng: np.random.Generator,
+    *,
+    size: str = "mixed",
+    mismatch_rate: float = 0.3,
+    scenario: str | None = None,
+    categories: list[str] | None = None,
+    table: GoodsTable | None = None,
+) -> ScenePlan:
     """Draw a scenario and the categories it loads and declares.
 
     `categories` forces what a clean scan loads (for galleries and tests).
@@ -135,7 +149,9 @@ def plan_scene(rng: np.random.Generator, *, size: str = "mixed", mismatch_rate: 
         loaded = declared + [extra]
     elif scenario == "missing":
         loaded = pick(max(n - 1, 1))
-        gone = _choice(rng, open_weights, exclude=[k for k in table.keys if any(table.compatible(c, k) for c in loaded)])
+        gone = _choice(
+            rng, open_weights, exclude=[k for k in table.keys if any(table.compatible(c, k) for c in loaded)]
+        )
         declared = loaded + [gone]
     elif scenario == "false_empty":
         loaded, declared = pick(n), []
@@ -146,15 +162,24 @@ def plan_scene(rng: np.random.Generator, *, size: str = "mixed", mismatch_rate: 
     if size == "20ft" and "vehicles" in loaded and len(loaded) > 1:
         size = "40ft"  # a car and other goods do not fit a 20-ft box
     reefer_p = max([cfg["reefer_probability"].get(c, 0.0) for c in loaded + declared] or [0.0])
-    spec = ContainerSpec(size=size, reefer=bool(rng.random() < reefer_p), truck=bool(rng.random() < cfg["truck_probability"]))
+    spec = ContainerSpec(
+        size=size, reefer=bool(rng.random() < reefer_p), truck=bool(rng.random() < cfg["truck_probability"])
+    )
     order = list(rng.permutation(len(loaded)))
     assert scenario is not None  # drawn above when not given
-    return ScenePlan(scenario=scenario, spec=spec, loaded=[loaded[i] for i in order], declared=declared,
-                     hidden=hidden, flip=bool(rng.random() < 0.5))
+    return ScenePlan(
+        scenario=scenario,
+        spec=spec,
+        loaded=[loaded[i] for i in order],
+        declared=declared,
+        hidden=hidden,
+        flip=bool(rng.random() < 0.5),
+    )
 
 
-def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan, *,
-          dense: bool = False) -> list[tuple[str, Box]]:
+def _load(
+    canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan, *, dense: bool = False
+) -> list[tuple[str, Box]]:
     """Split the hold into lots, draw each category, then hide goods behind one of them.
 
     `dense` loads as real containers are: goods fill most of the length, the depth and
@@ -182,8 +207,15 @@ def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan,
         fill = float(rng.uniform(0.55, 1.0))
         if dense:
             gap, fill = px(rng.uniform(10, 80)), float(rng.uniform(0.92, 1.0))
-        lot = Lot(x0=int(x), x1=int(min(x + span - gap, hold.x1)), y_floor=hold.y_floor, y_top=hold.y_roof,
-                  depth_cm=cover_depth, fill=fill, dense=dense)
+        lot = Lot(
+            x0=int(x),
+            x1=int(min(x + span - gap, hold.x1)),
+            y_floor=hold.y_floor,
+            y_top=hold.y_roof,
+            depth_cm=cover_depth,
+            fill=fill,
+            dense=dense,
+        )
         found = DRAWERS[cat](canvas, rng, lot)
         boxes += [(cat, b) for b in found]
         lots.append((lot, found))
@@ -197,8 +229,14 @@ def _load(canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan,
         w = px(rng.uniform(1300, min(2600, (cx1 - cx0) * canvas.pixel_mm)))
         x0 = int(rng.integers(cx0, max(cx0 + 1, cx1 - w)))
         h = int((hold.y_floor - max(cy0, hold.y_roof)) * rng.uniform(0.5, 1.0))
-        lot = Lot(x0=x0, x1=x0 + w, y_floor=hold.y_floor, y_top=hold.y_floor - h,
-                  depth_cm=hold.depth_cm - cover_depth, fill=1.0)
+        lot = Lot(
+            x0=x0,
+            x1=x0 + w,
+            y_floor=hold.y_floor,
+            y_top=hold.y_floor - h,
+            depth_cm=hold.depth_cm - cover_depth,
+            fill=1.0,
+        )
         boxes += [(plan.hidden, b) for b in DRAWERS[plan.hidden](canvas, rng, lot)]
     return boxes
 
@@ -211,7 +249,7 @@ def iso6346_check_digit(code: str) -> int:
             v += 1
         values[ch] = v
         v += 1
-    total = sum((values[c] if c.isalpha() else int(c)) * 2 ** i for i, c in enumerate(code[:10]))
+    total = sum((values[c] if c.isalpha() else int(c)) * 2**i for i, c in enumerate(code[:10]))
     return total % 11 % 10
 
 
@@ -227,16 +265,29 @@ def write_manifest(rng: np.random.Generator, plan: ScenePlan) -> Manifest:
     for cat in plan.declared:
         code, desc = codes[cat][int(rng.integers(len(codes[cat])))]
         qty = int(rng.integers(1, 6)) if cat == "vehicles" else int(rng.integers(10, 2000))
-        lines.append(ManifestLine(hs_code=code, description=desc, quantity=qty,
-                                  unit="units" if cat == "vehicles" else "packages",
-                                  weight_kg=float(round(rng.uniform(800, 12000), 0))))
+        lines.append(
+            ManifestLine(
+                hs_code=code,
+                description=desc,
+                quantity=qty,
+                unit="units" if cat == "vehicles" else "packages",
+                weight_kg=float(round(rng.uniform(800, 12000), 0)),
+            )
+        )
     return Manifest(container_id=container_id(rng), lines=lines)
 
 
-def simulate_scan(seed: int, *, scan_id: str | None = None, size: str = "mixed", mismatch_rate: float = 0.3,
-                  scenario: str | None = None, categories: list[str] | None = None,
-                  scanner: ScannerModel | None = None,
-                  profile: ScannerProfile | str | None = None) -> SimulatedScan:
+def simulate_scan(
+    seed: int,
+    *,
+    scan_id: str | None = None,
+    size: str = "mixed",
+    mismatch_rate: float = 0.3,
+    scenario: str | None = None,
+    categories: list[str] | None = None,
+    scanner: ScannerModel | None = None,
+    profile: ScannerProfile | str | None = None,
+) -> SimulatedScan:
     """Simulate one scan from its seed: plan, load, render, declare.
 
     Args:
@@ -253,9 +304,15 @@ def simulate_scan(seed: int, *, scan_id: str | None = None, size: str = "mixed",
     if profile is not None:
         if scanner is not None:
             raise ConfigError("give a scanner profile or a scanner model, not both")
-        return _simulate_profiled(seed, load_profile(profile) if isinstance(profile, str) else profile,
-                                  scan_id=scan_id, size=size, mismatch_rate=mismatch_rate, scenario=scenario,
-                                  categories=categories)
+        return _simulate_profiled(
+            seed,
+            load_profile(profile) if isinstance(profile, str) else profile,
+            scan_id=scan_id,
+            size=size,
+            mismatch_rate=mismatch_rate,
+            scenario=scenario,
+            categories=categories,
+        )
     scanner = scanner or ScannerModel()
     rng = np.random.default_rng(seed)
     for _ in range(20):
@@ -276,8 +333,17 @@ def simulate_scan(seed: int, *, scan_id: str | None = None, size: str = "mixed",
         boxes = [(c, (w - b[2], b[1], w - b[0], b[3])) for c, b in boxes]
     manifest = write_manifest(rng, plan)
     truth = _truth(plan, boxes)
-    return SimulatedScan(scan_id=scan_id or f"sim{seed:020d}", seed=seed, images=images, energies=scanner.labels,
-                         pixel_mm=scanner.pixel_mm, boxes=boxes, manifest=manifest, plan=plan, truth=truth)
+    return SimulatedScan(
+        scan_id=scan_id or f"sim{seed:020d}",
+        seed=seed,
+        images=images,
+        energies=scanner.labels,
+        pixel_mm=scanner.pixel_mm,
+        boxes=boxes,
+        manifest=manifest,
+        plan=plan,
+        truth=truth,
+    )
 
 
 def _truth(plan: ScenePlan, boxes: list[tuple[str, Box]]) -> dict:
@@ -290,8 +356,12 @@ def _truth(plan: ScenePlan, boxes: list[tuple[str, Box]]) -> dict:
         "loaded": loaded,
         "undeclared": sorted(set(loaded) - set(declared)),
         "missing": sorted(set(declared) - set(loaded)),
-        "container": {"size": plan.spec.size, "reefer": plan.spec.reefer, "truck": plan.spec.truck,
-                      "doors": "left" if plan.flip else "right"},
+        "container": {
+            "size": plan.spec.size,
+            "reefer": plan.spec.reefer,
+            "truck": plan.spec.truck,
+            "doors": "left" if plan.flip else "right",
+        },
     }
 
 
@@ -303,8 +373,16 @@ _HOLD = "<hold>"  # a pseudo-box that follows the hold through the geometric ste
 CROP_MARGIN_MM = 40  # kept around the container when an export is cropped to it
 
 
-def _simulate_profiled(seed: int, profile: ScannerProfile, *, scan_id: str | None, size: str, mismatch_rate: float,
-                       scenario: str | None, categories: list[str] | None) -> SimulatedScan:
+def _simulate_profiled(
+    seed: int,
+    profile: ScannerProfile,
+    *,
+    scan_id: str | None,
+    size: str,
+    mismatch_rate: float,
+    scenario: str | None,
+    categories: list[str] | None,
+) -> SimulatedScan:
     """A scan as one scanner profile renders and exports it.
 
     Scene (plan, load) -> render at 5 mm -> artifacts -> crop -> doors flip -> resample to
@@ -315,8 +393,11 @@ def _simulate_profiled(seed: int, profile: ScannerProfile, *, scan_id: str | Non
     settings = profile.draw(np.random.default_rng([seed, _SETTINGS_STREAM]))
     base = ScannerModel()
     photons = {6.0: base.photons[0], 4.0: base.photons[1]}
-    scanner = ScannerModel(energies_mv=profile.energies_mv, pixel_mm=RENDER_PIXEL_MM,
-                           photons=tuple(photons.get(e, base.photons[0]) * settings.photons for e in profile.energies_mv))
+    scanner = ScannerModel(
+        energies_mv=profile.energies_mv,
+        pixel_mm=RENDER_PIXEL_MM,
+        photons=tuple(photons.get(e, base.photons[0]) * settings.photons for e in profile.energies_mv),
+    )
     plan = plan_scene(rng, size=size, mismatch_rate=mismatch_rate, scenario=scenario, categories=categories)
     wanted = set(plan.loaded) | ({plan.hidden} if plan.hidden else set())
     for _ in range(20):  # the plan is kept (the truth is the seed's); only the layout is drawn again
@@ -360,13 +441,26 @@ def _simulate_profiled(seed: int, profile: ScannerProfile, *, scan_id: str | Non
             if profile.pseudo_colour:
                 images = export.burn_in(images, np.random.default_rng([seed, _EXPORT_STREAM]), sid)
             else:
-                images = np.stack([export.burn_in(ch, np.random.default_rng([seed, _EXPORT_STREAM]), sid)
-                                   for ch in images])
+                images = np.stack(
+                    [export.burn_in(ch, np.random.default_rng([seed, _EXPORT_STREAM]), sid) for ch in images]
+                )
     # The scene's boxes must all survive the export: the truth is exact in the exported grid.
     if {c for c, _ in boxes} != wanted:
         raise RuntimeError(f"seed {seed}: profile {profile.name} lost goods boxes in the export")
     manifest = write_manifest(rng, plan)
     truth = {**_truth(plan, boxes), "profile": profile.name}
-    return SimulatedScan(scan_id=sid, seed=seed, images=images, energies=scanner.labels, pixel_mm=col_mm,
-                         boxes=boxes, manifest=manifest, plan=plan, truth=truth, profile=profile.name,
-                         settings=settings, pixel_mm_rows=row_mm, hold_box=hold_box)
+    return SimulatedScan(
+        scan_id=sid,
+        seed=seed,
+        images=images,
+        energies=scanner.labels,
+        pixel_mm=col_mm,
+        boxes=boxes,
+        manifest=manifest,
+        plan=plan,
+        truth=truth,
+        profile=profile.name,
+        settings=settings,
+        pixel_mm_rows=row_mm,
+        hold_box=hold_box,
+    )

@@ -110,8 +110,15 @@ class DecodedImage:
     pixel_mm: tuple[float, float] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def to_scan(self, path: str | Path, *, scan_id: str, pixel_mm: tuple[float, float] | None = None,
-                energies: tuple[str, ...] = (), meta: dict[str, Any] | None = None) -> Scan:
+    def to_scan(
+        self,
+        path: str | Path,
+        *,
+        scan_id: str,
+        pixel_mm: tuple[float, float] | None = None,
+        energies: tuple[str, ...] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> Scan:
         """The scan of this image: the caller's pixel spacing, else the file's, else `DEFAULT_PIXEL_MM`.
 
         Raises:

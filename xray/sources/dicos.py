@@ -74,8 +74,13 @@ def read_dicos(path: str | Path, *, scan_id: str | None = None, pixel_mm: tuple[
     """
     f = ScanFile.load(path)  # the same missing-file and size checks as every other format
     image = decode_dicos(f.data, path=f.path)
-    return image.to_scan(f.path, scan_id=scan_id or f.path.stem, pixel_mm=pixel_mm, energies=image.energies,
-                         meta={"paths": [str(f.path)], "formats": ["dicom"]})
+    return image.to_scan(
+        f.path,
+        scan_id=scan_id or f.path.stem,
+        pixel_mm=pixel_mm,
+        energies=image.energies,
+        meta={"paths": [str(f.path)], "formats": ["dicom"]},
+    )
 
 
 def decode_dicos(data: bytes, *, path: str | Path) -> DecodedImage:

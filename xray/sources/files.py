@@ -38,8 +38,16 @@ from xray.sources.base import (
 )
 from xray.sources.dicos import decode_dicos, dicos_samples
 
-__all__ = ["MAX_FILE_BYTES", "SCAN_SUFFIXES", "ScanFile", "decode_cost", "decode_scan", "read_scan", "write_png16",
-           "write_tiff"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "SCAN_SUFFIXES",
+    "ScanFile",
+    "decode_cost",
+    "decode_scan",
+    "read_scan",
+    "write_png16",
+    "write_tiff",
+]
 
 _decoder: ThreadPoolExecutor | None = None
 _decoder_lock = threading.Lock()
@@ -67,7 +75,6 @@ os.register_at_fork(after_in_child=_forget_decoder_pool)
 SCAN_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm", ".dicos"})
 # Name suffixes of energy channels: <id>_high.png, <id>_he.png, <id>_h.png, ...
 ENERGY_SUFFIXES = {"high": "high", "he": "high", "h": "high", "low": "low", "le": "low", "l": "low"}
-
 
 
 def split_energy_suffix(stem: str) -> tuple[str, str | None]:
@@ -131,8 +138,13 @@ def decode_scan(
     labels = image.energies or energies or (("high", "low") if low is not None else ())
     if len(labels) != image.channels.shape[0] or image.kind is ScanKind.RGB:
         labels = ()
-    return image.to_scan(high.path, scan_id=base_id, pixel_mm=pixel_mm, energies=tuple(labels),
-                         meta={"paths": [str(f.path) for f in files], "formats": [f.format for f in files]})
+    return image.to_scan(
+        high.path,
+        scan_id=base_id,
+        pixel_mm=pixel_mm,
+        energies=tuple(labels),
+        meta={"paths": [str(f.path) for f in files], "formats": [f.format for f in files]},
+    )
 
 
 def _pair(high: ScanFile, hi: DecodedImage, low: ScanFile, lo: DecodedImage) -> DecodedImage:

@@ -25,13 +25,26 @@ from xray.model.preprocess import fit
 from xray.train import plots
 from xray.train.metrics import coco_map, confusion_matrix, public_metrics, to_coco_results
 
-__all__ = ["coco_map", "confusion_matrix", "evaluate", "evaluate_main", "evaluate_scan_level", "predict",
-           "public_metrics", "scan_level_metrics", "to_coco_results"]
+__all__ = [
+    "coco_map",
+    "confusion_matrix",
+    "evaluate",
+    "evaluate_main",
+    "evaluate_scan_level",
+    "predict",
+    "public_metrics",
+    "scan_level_metrics",
+    "to_coco_results",
+]
 
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, dataset: XrayDataset, *, device: torch.device | str = "cpu", batch_size: int = 4,
+    model: torch.nn.Module,
+    dataset: XrayDataset,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 4,
     workers: int = 0,
 ) -> list[dict[str, Any]]:
     """Run the model over a dataset; detections in scan pixels, one dict per image.
@@ -63,7 +76,11 @@ def predict(
 
 
 def evaluate(
-    model: torch.nn.Module, dataset: XrayDataset, *, device: torch.device | str = "cpu", batch_size: int = 4,
+    model: torch.nn.Module,
+    dataset: XrayDataset,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 4,
     workers: int = 0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Predict a split and score it. Returns (metrics, predictions in scan pixels)."""
@@ -74,7 +91,11 @@ def evaluate(
 
 @torch.no_grad()
 def predict_scan_level(
-    model: torch.nn.Module, dataset: XrayDataset, *, device: torch.device | str = "cpu", batch_size: int = 4,
+    model: torch.nn.Module,
+    dataset: XrayDataset,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 4,
     workers: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scan-level scores of a box-free model over a split, with the split's image labels.
@@ -91,8 +112,9 @@ def predict_scan_level(
     return np.stack(scores), np.concatenate(labels)
 
 
-def scan_level_metrics(scores: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
-                       thresh: float = 0.5) -> dict[str, Any]:
+def scan_level_metrics(
+    scores: np.ndarray, labels: np.ndarray, classes: Sequence[str], *, thresh: float = 0.5
+) -> dict[str, Any]:
     """Per-category average precision and balanced accuracy (at `thresh`) of scan-level scores.
 
     A category enters the means only where the split has both scans with and without it.
@@ -105,7 +127,12 @@ def scan_level_metrics(scores: np.ndarray, labels: np.ndarray, classes: Sequence
     for k, name in enumerate(classes):
         known = labels[:, k] >= 0
         y, s = labels[known, k] > 0.5, scores[known, k]
-        m: dict[str, Any] = {"positives": int(y.sum()), "scans": int(known.sum()), "AP": None, "balanced_accuracy": None}
+        m: dict[str, Any] = {
+            "positives": int(y.sum()),
+            "scans": int(known.sum()),
+            "AP": None,
+            "balanced_accuracy": None,
+        }
         if 0 < y.sum() < len(y):
             m["AP"] = float(average_precision_score(y, s))
             m["balanced_accuracy"] = float(balanced_accuracy_score(y, s >= thresh))
@@ -115,13 +142,23 @@ def scan_level_metrics(scores: np.ndarray, labels: np.ndarray, classes: Sequence
     has = (labels > 0.5).any(axis=1)
     top = scores.argmax(axis=1)
     top1 = float((labels[np.arange(len(labels)), top] > 0.5)[has].mean()) if has.any() else None
-    return {"level": "scan", "scans": int(len(scores)), "scan_mAP": float(np.mean(aps)) if aps else None,
-            "balanced_accuracy": float(np.mean(baccs)) if baccs else None, "top1": top1, "thresh": thresh,
-            "per_class": per_class}
+    return {
+        "level": "scan",
+        "scans": int(len(scores)),
+        "scan_mAP": float(np.mean(aps)) if aps else None,
+        "balanced_accuracy": float(np.mean(baccs)) if baccs else None,
+        "top1": top1,
+        "thresh": thresh,
+        "per_class": per_class,
+    }
 
 
 def evaluate_scan_level(
-    model: torch.nn.Module, dataset: XrayDataset, *, device: torch.device | str = "cpu", batch_size: int = 4,
+    model: torch.nn.Module,
+    dataset: XrayDataset,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 4,
     workers: int = 0,
 ) -> dict[str, Any]:
     """Scan-level metrics (`scan_level_metrics`) of a box-free model against the split's image labels
@@ -152,8 +189,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         spec = config_from_dict(ckpt["config"]).input
         dataset = XrayDataset(args.data, args.split, spec=spec, classes=ckpt["classes"], image_labels="none")
         model.to(args.device)
-        metrics, predictions = evaluate(model, dataset, device=args.device, batch_size=args.batch_size,
-                                        workers=args.workers)
+        metrics, predictions = evaluate(
+            model, dataset, device=args.device, batch_size=args.batch_size, workers=args.workers
+        )
     except XrayError as e:
         print(f"error: {e}")
         return 2
@@ -170,8 +208,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        report = {"model": str(args.model), "data": str(args.data), "split": args.split, "scans": len(dataset),
-                  **public_metrics(metrics)}
+        report = {
+            "model": str(args.model),
+            "data": str(args.data),
+            "split": args.split,
+            "scans": len(dataset),
+            **public_metrics(metrics),
+        }
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
         plots.plot_all(out, dataset=dataset, predictions=predictions, metrics=metrics)
         print(f"wrote {out / 'metrics.json'} and plots")

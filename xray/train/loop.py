@@ -73,7 +73,12 @@ def load_inflated(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> lis
         target = own[name]
         if w.shape == target.shape:
             merged[name] = w
-        elif w.dim() == 4 and w.shape[0] == target.shape[0] and w.shape[2:] == target.shape[2:] and w.shape[1] < target.shape[1]:
+        elif (
+            w.dim() == 4
+            and w.shape[0] == target.shape[0]
+            and w.shape[2:] == target.shape[2:]
+            and w.shape[1] < target.shape[1]
+        ):
             new = torch.zeros_like(target)
             new[:, : w.shape[1]] = w
             merged[name] = new
@@ -144,7 +149,8 @@ class BoxLossWatch:
             raise ConfigError(
                 f"the box loss stayed at 1.0 (within {self.tol:g}) for the first {self.seen} steps: the "
                 "regression head predicts zero-size boxes and gets no gradient (a dead ReLU). Use "
-                "model.box_activation: exp (or set train.box_stall_steps: 0 to train on regardless)")
+                "model.box_activation: exp (or set train.box_stall_steps: 0 to train on regardless)"
+            )
 
 
 def train_one_epoch(
@@ -224,16 +230,27 @@ def _score(metrics: dict[str, Any] | None) -> tuple[float, float]:
     if not metrics:
         return (-1.0, -1.0)
     if metrics.get("level") == "scan":
-        return (float(metrics["scan_mAP"]) if metrics.get("scan_mAP") is not None else -1.0,
-                float(metrics["balanced_accuracy"]) if metrics.get("balanced_accuracy") is not None else -1.0)
-    return (float(metrics["mAP50"]) if metrics.get("mAP50") is not None else -1.0,
-            float(metrics["mAP"]) if metrics.get("mAP") is not None else -1.0)
+        return (
+            float(metrics["scan_mAP"]) if metrics.get("scan_mAP") is not None else -1.0,
+            float(metrics["balanced_accuracy"]) if metrics.get("balanced_accuracy") is not None else -1.0,
+        )
+    return (
+        float(metrics["mAP50"]) if metrics.get("mAP50") is not None else -1.0,
+        float(metrics["mAP"]) if metrics.get("mAP") is not None else -1.0,
+    )
 
 
 def build_datasets(data: Path, cfg: XrayConfig, classes: list[str]) -> tuple[XrayDataset, XrayDataset | None]:
     """The augmented training split and the validation split (None when the dataset has none)."""
-    train_ds = XrayDataset(data, "train", spec=cfg.input, classes=classes, augment=Augment(cfg.augment),
-                           image_labels=cfg.train.image_labels, seed=cfg.train.seed)
+    train_ds = XrayDataset(
+        data,
+        "train",
+        spec=cfg.input,
+        classes=classes,
+        augment=Augment(cfg.augment),
+        image_labels=cfg.train.image_labels,
+        seed=cfg.train.seed,
+    )
     has_val = (data / "annotations" / "val.json").is_file()
     # A box-free model is validated on the scan-level labels it trains on (declarations, or boxed truth).
     val_labels = cfg.train.image_labels if box_free(cfg) else "none"
@@ -249,9 +266,16 @@ def box_free(cfg: XrayConfig) -> bool:
 def build_loader(dataset: XrayDataset, tcfg: TrainConfig, device: torch.device) -> tuple[DataLoader, torch.Generator]:
     """The shuffling training loader and its generator (saved in checkpoints, so resume replays the order)."""
     generator = torch.Generator().manual_seed(tcfg.seed)
-    loader = DataLoader(dataset, batch_size=tcfg.batch_size, shuffle=True, num_workers=tcfg.workers,
-                        collate_fn=collate, drop_last=len(dataset) > tcfg.batch_size, generator=generator,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=tcfg.batch_size,
+        shuffle=True,
+        num_workers=tcfg.workers,
+        collate_fn=collate,
+        drop_last=len(dataset) > tcfg.batch_size,
+        generator=generator,
+        pin_memory=device.type == "cuda",
+    )
     return loader, generator
 
 
@@ -293,17 +317,29 @@ class Training:
         }
 
 
-def build_training(cfg: XrayConfig, classes: list[str], loader: DataLoader, generator: torch.Generator,
-                   device: torch.device) -> Training:
+def build_training(
+    cfg: XrayConfig, classes: list[str], loader: DataLoader, generator: torch.Generator, device: torch.device
+) -> Training:
     """Model, optimizer, warm-up + cosine schedule over the run, and AMP's scaler on CUDA."""
     model = build_model(cfg, num_classes=len(classes)).to(device)
     optimizer = make_optimizer(model, cfg.train)
-    scheduler = make_scheduler(optimizer, total_iters=cfg.train.epochs * len(loader),
-                               warmup_iters=cfg.train.warmup_iters, min_lr_ratio=cfg.train.min_lr_ratio)
+    scheduler = make_scheduler(
+        optimizer,
+        total_iters=cfg.train.epochs * len(loader),
+        warmup_iters=cfg.train.warmup_iters,
+        min_lr_ratio=cfg.train.min_lr_ratio,
+    )
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-    return Training(cfg=cfg, classes=classes, model=model, optimizer=optimizer, scheduler=scheduler,
-                    generator=generator, scaler=scaler,
-                    box_watch=BoxLossWatch(cfg.train.box_stall_steps, cfg.train.box_stall_tol))
+    return Training(
+        cfg=cfg,
+        classes=classes,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        generator=generator,
+        scaler=scaler,
+        box_watch=BoxLossWatch(cfg.train.box_stall_steps, cfg.train.box_stall_tol),
+    )
 
 
 def _same_model(ckpt: dict[str, Any], run: Training) -> bool:
@@ -364,21 +400,30 @@ def append_metrics(csv_path: Path, row: dict[str, Any]) -> None:
         w.writerow(row)
 
 
-def metrics_row(epoch: int, lr: float, seconds: float, losses: dict[str, float],
-                metrics: dict[str, Any] | None) -> dict[str, Any]:
+def metrics_row(
+    epoch: int, lr: float, seconds: float, losses: dict[str, float], metrics: dict[str, Any] | None
+) -> dict[str, Any]:
     """metrics.csv's row of one epoch: lr, time, losses, validation mAP (empty when not measured);
     box-free models: validation scan-level mAP and balanced accuracy."""
     if metrics is not None and metrics.get("level") == "scan":
-        return {"epoch": epoch, "lr": lr, "time_s": round(seconds, 2),
-                **{("loss" if k == "loss" else f"loss_{k}"): v for k, v in losses.items() if k != "skipped_steps"},
-                "skipped_steps": int(losses.get("skipped_steps", 0)),
-                "val_scan_mAP": "" if metrics["scan_mAP"] is None else metrics["scan_mAP"],
-                "val_balanced_accuracy": "" if metrics["balanced_accuracy"] is None else metrics["balanced_accuracy"]}
-    return {"epoch": epoch, "lr": lr, "time_s": round(seconds, 2),
+        return {
+            "epoch": epoch,
+            "lr": lr,
+            "time_s": round(seconds, 2),
             **{("loss" if k == "loss" else f"loss_{k}"): v for k, v in losses.items() if k != "skipped_steps"},
             "skipped_steps": int(losses.get("skipped_steps", 0)),
-            "val_mAP50": "" if metrics is None or metrics["mAP50"] is None else metrics["mAP50"],
-            "val_mAP": "" if metrics is None or metrics["mAP"] is None else metrics["mAP"]}
+            "val_scan_mAP": "" if metrics["scan_mAP"] is None else metrics["scan_mAP"],
+            "val_balanced_accuracy": "" if metrics["balanced_accuracy"] is None else metrics["balanced_accuracy"],
+        }
+    return {
+        "epoch": epoch,
+        "lr": lr,
+        "time_s": round(seconds, 2),
+        **{("loss" if k == "loss" else f"loss_{k}"): v for k, v in losses.items() if k != "skipped_steps"},
+        "skipped_steps": int(losses.get("skipped_steps", 0)),
+        "val_mAP50": "" if metrics is None or metrics["mAP50"] is None else metrics["mAP50"],
+        "val_mAP": "" if metrics is None or metrics["mAP"] is None else metrics["mAP"],
+    }
 
 
 def plot_run(out: Path, run: Training, val_ds: XrayDataset | None, device: torch.device) -> None:
@@ -438,9 +483,19 @@ def fit(
     for epoch in range(run.start_epoch, tcfg.epochs):
         t0 = time.time()
         train_ds.set_epoch(epoch)
-        losses = train_one_epoch(run.model, loader, run.optimizer, run.scheduler, device=dev, epoch=epoch,
-                                 scaler=run.scaler, grad_clip=tcfg.grad_clip, max_bad_steps=tcfg.max_bad_steps,
-                                 progress=progress, box_watch=run.box_watch)
+        losses = train_one_epoch(
+            run.model,
+            loader,
+            run.optimizer,
+            run.scheduler,
+            device=dev,
+            epoch=epoch,
+            scaler=run.scaler,
+            grad_clip=tcfg.grad_clip,
+            max_bad_steps=tcfg.max_bad_steps,
+            progress=progress,
+            box_watch=run.box_watch,
+        )
         metrics = validate(run, val_ds, epoch, dev)
         row = metrics_row(epoch, float(run.scheduler.get_last_lr()[0]), time.time() - t0, losses, metrics)
         append_metrics(csv_path, row)
@@ -452,9 +507,15 @@ def fit(
         if improved or val_ds is None:
             save_checkpoint(out / "best.pt", state)
         if progress:
-            m = "" if metrics is None else (
-                f"  val scan mAP {metrics['scan_mAP'] or 0:.3f} balanced acc {metrics['balanced_accuracy'] or 0:.3f}"
-                if metrics.get("level") == "scan" else f"  val mAP50 {metrics['mAP50'] or 0:.3f} mAP {metrics['mAP'] or 0:.3f}")
+            m = (
+                ""
+                if metrics is None
+                else (
+                    f"  val scan mAP {metrics['scan_mAP'] or 0:.3f} balanced acc {metrics['balanced_accuracy'] or 0:.3f}"
+                    if metrics.get("level") == "scan"
+                    else f"  val mAP50 {metrics['mAP50'] or 0:.3f} mAP {metrics['mAP'] or 0:.3f}"
+                )
+            )
             tqdm.write(f"epoch {epoch}: loss {losses.get('loss', float('nan')):.4f}{m}  ({row['time_s']} s)")
 
     summary = {"out": str(out), "epochs": tcfg.epochs, "best": run.best_metrics, "device": str(dev)}
@@ -462,4 +523,3 @@ def fit(
         plot_run(out, run, val_ds, dev)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-

@@ -29,10 +29,14 @@ def to_coco_results(predictions: list[dict[str, Any]], cat_of_class: dict[int, i
             if int(label) not in cat_of_class:
                 continue
             x1, y1, x2, y2 = (float(v) for v in box)
-            results.append({
-                "image_id": p["image_id"], "category_id": cat_of_class[int(label)],
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score),
-            })
+            results.append(
+                {
+                    "image_id": p["image_id"],
+                    "category_id": cat_of_class[int(label)],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(score),
+                }
+            )
     return results
 
 
@@ -51,8 +55,11 @@ def coco_map(coco_gt: COCO, results: list[dict[str, Any]]) -> dict[str, Any]:
     for i, r in enumerate(results):
         w, h = r["bbox"][2:]
         anns.append({**r, "id": i + 1, "area": w * h, "iscrowd": 0})
-    coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "categories": list(coco_gt.dataset["categories"]),
-                       "annotations": anns}
+    coco_dt.dataset = {
+        "images": list(coco_gt.dataset["images"]),
+        "categories": list(coco_gt.dataset["categories"]),
+        "annotations": anns,
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints progress and tables
         coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, "bbox")

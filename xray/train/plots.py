@@ -49,8 +49,13 @@ def plot_pr_curves(metrics: dict[str, Any], names: dict[int, str], out: str | Pa
         if (p > -1).any():
             ap = metrics["per_class"][names[cat_id]]["AP50"]
             ax.plot(recall, np.clip(p, 0, None), label=f"{names[cat_id]} {ap:.2f}")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-           title=f"PR at IoU 0.5 (mAP50 {metrics['mAP50'] or 0:.3f})")
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=f"PR at IoU 0.5 (mAP50 {metrics['mAP50'] or 0:.3f})",
+    )
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -67,8 +72,15 @@ def plot_confusion(cm: np.ndarray, classes: list[str], out: str | Path) -> Path:
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title="confusion (IoU 0.5)")

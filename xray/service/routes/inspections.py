@@ -29,11 +29,16 @@ from xray.verify import Inspector
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"], route_class=GuardedRoute)
 
-_ERROR_TEXT = {400: "malformed request body", 401: "missing or wrong API key", 404: "no such inspection",
-               408: "the upload stalled or took too long", 413: "upload, manifest or decoded scan too large",
-               422: "invalid scan image, manifest, field or query parameter",
-               503: "too many inspections in flight, or their memory taken; see Retry-After",
-               507: "the data disk is below its free-space floor"}
+_ERROR_TEXT = {
+    400: "malformed request body",
+    401: "missing or wrong API key",
+    404: "no such inspection",
+    408: "the upload stalled or took too long",
+    413: "upload, manifest or decoded scan too large",
+    422: "invalid scan image, manifest, field or query parameter",
+    503: "too many inspections in flight, or their memory taken; see Retry-After",
+    507: "the data disk is below its free-space floor",
+}
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -53,21 +58,36 @@ def inspect_upload(inspector: Inspector, store: Store, upload: Upload, client: s
     t0 = time.perf_counter()
     scan = upload.decode()
     verdict = inspector.inspect(scan, upload.manifest, decode_ms=(time.perf_counter() - t0) * 1e3)
-    row = store.record(client=client, verdict=verdict, files=upload.files, manifest=upload.manifest,
-                       present=inspector.config.present)
+    row = store.record(
+        client=client, verdict=verdict, files=upload.files, manifest=upload.manifest, present=inspector.config.present
+    )
     return row, verdict
 
 
-@router.post("", status_code=201, response_model=Inspection, openapi_extra=UPLOAD_BODY,
-             responses=_errors(400, 401, 408, 413, 422, 503, 507))
-async def create_inspection(request: Request, response: Response, client: Client, inspector: InspectorDep,
-                            store: StoreDep, gate: GateDep, memory: MemoryDep, metrics: MetricsDep,
-                            settings: SettingsDep) -> Inspection:
+@router.post(
+    "",
+    status_code=201,
+    response_model=Inspection,
+    openapi_extra=UPLOAD_BODY,
+    responses=_errors(400, 401, 408, 413, 422, 503, 507),
+)
+async def create_inspection(
+    request: Request,
+    response: Response,
+    client: Client,
+    inspector: InspectorDep,
+    store: StoreDep,
+    gate: GateDep,
+    memory: MemoryDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+) -> Inspection:
     """Inspect a scan against its manifest: multipart `scan` (or `high` + `low`) and `manifest`."""
     t0 = time.perf_counter()
     # The body first, bounded in size and time: a slow client holds no slot and no memory budget.
-    upload = await read_upload(request, settings.max_upload_bytes, timeout_s=settings.body_timeout_s,
-                               deadline_s=settings.body_deadline_s)
+    upload = await read_upload(
+        request, settings.max_upload_bytes, timeout_s=settings.body_timeout_s, deadline_s=settings.body_deadline_s
+    )
     check_disk_space(store.data_dir, settings.min_free_bytes, metrics)
     try:
         cost = upload.decode_cost()
@@ -89,9 +109,13 @@ def list_inspections(
     store: StoreDep,
     _client: Client,
     channel: Annotated[Channel | None, Query(description="only this channel")] = None,
-    since: Annotated[str | None, Query(description="only inspections created at or after (ISO 8601 date or "
-                                                   "date-time, UTC unless a zone is given)",
-                                       json_schema_extra=SINCE_SCHEMA)] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="only inspections created at or after (ISO 8601 date or date-time, UTC unless a zone is given)",
+            json_schema_extra=SINCE_SCHEMA,
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=INSPECTION_ID_RE.pattern, description="next_cursor of a page")] = None,
 ) -> InspectionPage:
@@ -106,11 +130,17 @@ def get_inspection(inspection_id: str, store: StoreDep, _client: Client) -> Insp
     return inspection_of(found(store, inspection_id))
 
 
-@router.get("/{inspection_id}/overlay.png", response_class=FileResponse,
-            responses={200: {"content": {"image/png": {}}, "description": "the scan with its evidence"},
-                       **_errors(401, 404, 413, 503)})
-async def get_overlay(inspection_id: str, store: StoreDep, gate: GateDep, memory: MemoryDep,
-                      _client: Client) -> FileResponse:
+@router.get(
+    "/{inspection_id}/overlay.png",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the scan with its evidence"},
+        **_errors(401, 404, 413, 503),
+    },
+)
+async def get_overlay(
+    inspection_id: str, store: StoreDep, gate: GateDep, memory: MemoryDep, _client: Client
+) -> FileResponse:
     """The scan with the verdict's evidence drawn over it."""
     row = await run_in_threadpool(found, store, inspection_id)
     path = store.overlay_path(row.id)
@@ -126,8 +156,12 @@ def review_inspection(inspection_id: str, body: ReviewIn, store: StoreDep, clien
     row = found(store, inspection_id)
     channel = body.channel if body.decision == "override" and body.channel is not None else Channel(row.channel)
     if body.decision == "confirm" and body.channel is not None and body.channel != channel:
-        raise HTTPException(status_code=422, detail=f"confirm keeps the channel {channel.value}; "
-                                                    f"use decision 'override' to change it to {body.channel.value}")
-    reviewed = store.review(row.id, decision=body.decision, channel=channel, note=body.note,
-                            reviewer=body.reviewer, client=client)
+        raise HTTPException(
+            status_code=422,
+            detail=f"confirm keeps the channel {channel.value}; "
+            f"use decision 'override' to change it to {body.channel.value}",
+        )
+    reviewed = store.review(
+        row.id, decision=body.decision, channel=channel, note=body.note, reviewer=body.reviewer, client=client
+    )
     return inspection_of(reviewed or found(store, inspection_id))

@@ -25,9 +25,14 @@ async def readyz(inspector: InspectorDep, store: StoreDep) -> JSONResponse:
     engine = inspector.engine
     database = await run_in_threadpool(store.ping)
     warmed = bool(getattr(engine, "warmed", False))
-    body = Readiness(status="ready" if warmed and database else "not ready", model_loaded=True, model_warmed=warmed,
-                     database=database, model_id=getattr(engine, "model_id", None),
-                     model_version=getattr(engine, "model_version", None))
+    body = Readiness(
+        status="ready" if warmed and database else "not ready",
+        model_loaded=True,
+        model_warmed=warmed,
+        database=database,
+        model_id=getattr(engine, "model_id", None),
+        model_version=getattr(engine, "model_version", None),
+    )
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ready" else 503)
 
 
@@ -37,9 +42,15 @@ async def metrics_reader(request: Request) -> None:
         await require_client(request)
 
 
-@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_reader)],
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
-                       401: {"model": ErrorBody, "description": "missing or wrong API key"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_reader)],
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        401: {"model": ErrorBody, "description": "missing or wrong API key"},
+    },
+)
 async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus metrics (send the API key in `X-API-Key`)."""
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
