@@ -114,3 +114,34 @@ def test_metrics_and_conclusion() -> None:
 def test_a_split_without_declared_goods_is_a_dataset_error(archive_dataset: Path) -> None:
     with pytest.raises(DatasetError):
         swap_test([Constant(archive_dataset)], archive_dataset, split="nosuchsplit", progress=False)
+
+
+def test_scans_whose_truth_is_a_mismatch_are_not_taken_as_true_declarations(archive_dataset: Path,
+                                                                              tmp_path: Path) -> None:
+    """A simulated set's smuggled goods make its own declaration wrong: such scans leave the test."""
+    import shutil
+
+    data = tmp_path / "ds"
+    shutil.copytree(archive_dataset, data)
+    test_ids = [r.scan_id for r in split_records(data, "test")]
+    lines = [json.loads(x) for x in (data / "truth.jsonl").read_text().splitlines() if x.strip()]
+    for item in lines:
+        item["mismatch"] = item["scan_id"] == test_ids[0]
+    (data / "truth.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    before = swap_test([Oracle(archive_dataset)], archive_dataset, progress=False)
+    after = swap_test([Oracle(data)], data, progress=False)
+    assert after["skipped_known_mismatch"] == 1 and before["skipped_known_mismatch"] == 0
+    assert test_ids[0] not in {r["scan_id"] for r in after["records"]}
+    assert after["pairs"] == before["pairs"] - (1 if test_ids[0] in {r["scan_id"] for r in before["records"]} else 0)
+
+
+def test_the_swap_uses_the_datasets_goods_table(tmp_path: Path) -> None:
+    from xray.data.format import goods_table_name
+
+    (tmp_path / "dataset.json").write_text(json.dumps({"format": "xray-dataset", "goods_table": "parcel"}))
+    assert goods_table_name(tmp_path) == "parcel"
+    (tmp_path / "dataset.json").write_text(json.dumps({"format": "xray-dataset"}))
+    assert goods_table_name(tmp_path) is None
+    (tmp_path / "dataset.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="dataset.json"):
+        goods_table_name(tmp_path)

@@ -182,6 +182,8 @@ def _false_alarms(value: str) -> tuple[float, ...]:
 def _evaluate_swap(args: argparse.Namespace) -> int:
     if args.level == "box":
         raise _UsageError("--swap is a scan-level test (--level scan)")
+    from xray.data.format import goods_table_name
+    from xray.goods import goods_table
     from xray.swap import (
         BaselineScorer,
         ModelScorer,
@@ -211,7 +213,8 @@ def _evaluate_swap(args: argparse.Namespace) -> int:
     if args.model == "baseline" or not args.no_baseline:
         scorers.append(
             BaselineScorer(
-                train_baseline(args.data, split=args.baseline_split, seed=args.seed, progress=not args.quiet)
+                train_baseline(args.data, split=args.baseline_split, seed=args.seed, progress=not args.quiet),
+                goods_table(goods_table_name(args.data)),
             )
         )
     truth = read_archive_truth(args.archive_truth) if args.archive_truth else None

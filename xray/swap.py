@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from xray.baseline import ThumbnailForest, declared_labels, thumbnail_features
 from xray.errors import DatasetError
-from xray.goods import EMPTY, GoodsTable, default_goods_table
+from xray.goods import EMPTY, GoodsTable, default_goods_table, goods_table
 from xray.manifest import Manifest, ManifestLine
 from xray.scan import Scan
 from xray.verify import Detector, ReferenceScorer, VerifierConfig, evidence, verify
@@ -62,7 +62,7 @@ class ModelScorer:
     ):
         self.engine, self.reference, self.name = engine, reference, name
         self.config = config if config is not None else VerifierConfig.from_card(engine.card)
-        self.table = default_goods_table()
+        self.table = goods_table(self.config.goods_table)  # the model card's: cargo or parcel categories
 
     def observe(self, scan: Scan) -> Any:
         return self.engine.detect(scan)
@@ -83,9 +83,9 @@ class BaselineScorer:
 
     name = "baseline"
 
-    def __init__(self, forest: ThumbnailForest):
+    def __init__(self, forest: ThumbnailForest, table: GoodsTable | None = None):
         self.forest = forest
-        self.table = default_goods_table()
+        self.table = table or default_goods_table()
 
     def observe(self, scan: Scan) -> Any:
         return self.forest.probabilities(thumbnail_features(scan))
@@ -226,14 +226,15 @@ def train_baseline(
     Raises:
         DatasetError: the split is missing, or declares fewer than two categories.
     """
-    from xray.data.format import split_records
+    from xray.data.format import goods_table_name, split_records
     from xray.sources.files import read_scan
 
+    table = goods_table(goods_table_name(data))
     feats, labels = [], []
     for r in tqdm(split_records(data, split)[:limit], desc=f"baseline {split}", unit="scan", disable=not progress):
         scan = read_scan(r.high, r.low, scan_id=r.scan_id, pixel_mm=r.pixel_mm)
         feats.append(thumbnail_features(scan))
-        labels.append(declared_labels(Manifest.load(r.manifest_path)))
+        labels.append(declared_labels(Manifest.load(r.manifest_path), table))
     if not feats:
         raise DatasetError(f"{data}: split {split!r} has no scans to train the baseline on")
     return ThumbnailForest(seed=seed).fit(feats, labels)
@@ -281,11 +282,16 @@ def swap_test(
     Raises:
         DatasetError: the split is missing or has no scan with a declared category.
     """
-    from xray.data.format import split_records
+    from xray.data.format import goods_table_name, split_records
     from xray.sources.files import read_scan
 
-    table = default_goods_table()
-    pairs_with, skipped = swap_pairs(split_records(data, split)[:limit], seed=seed, table=table)
+    table = goods_table(goods_table_name(data))  # the categories the dataset's declarations map to
+    records = split_records(data, split)[:limit]
+    # The test takes each scan's own declaration as true; a scan whose truth says it is a
+    # mismatch (a simulated set's smuggled goods, an archive's inspection outcome) is no true one.
+    known = [r for r in records if r.truth and r.truth.get("mismatch") is True]
+    records = [r for r in records if not (r.truth and r.truth.get("mismatch") is True)]
+    pairs_with, skipped = swap_pairs(records, seed=seed, table=table)
     if not pairs_with:
         raise DatasetError(f"{data}: split {split!r} has no scan with a declared goods category to swap")
     results = {s.name: ScorerResult() for s in scorers}
@@ -303,9 +309,10 @@ def swap_test(
         "data": str(data),
         "split": split,
         "seed": seed,
-        "scans": len(pairs) + skipped,
+        "scans": len(pairs) + skipped + len(known),
         "pairs": len(pairs),
         "skipped_not_declaring_goods": skipped,
+        "skipped_known_mismatch": len(known),
         "false_alarms": list(false_alarms),
         "categories": labels,
         "scorers": {},

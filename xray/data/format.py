@@ -122,6 +122,22 @@ class ScanRecord:
             raise DatasetError(str(e)) from e
 
 
+def goods_table_name(root: str | Path) -> str | None:
+    """The goods table a dataset names in its dataset.json (`"parcel"`, a path), or None: the cargo table.
+
+    Raises:
+        DatasetError: an unreadable dataset.json.
+    """
+    path = Path(root) / DESCRIPTION_FILE
+    if not path.is_file():
+        return None
+    try:
+        name = json.loads(path.read_text()).get("goods_table")
+    except (OSError, ValueError, AttributeError) as e:
+        raise DatasetError(f"{path}: unreadable dataset description: {e}") from e
+    return str(name) if name else None
+
+
 def annotations_path(root: str | Path, split: str) -> Path:
     return Path(root) / "annotations" / f"{split}.json"
 
