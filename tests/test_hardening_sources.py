@@ -145,3 +145,68 @@ def test_decode_cost_of_real_scans_is_what_decoding_takes(tmp_path: Path) -> Non
     good = write_png16(tmp_path / "g.png", np.random.default_rng(0).random((256, 512))).read_bytes()
     cost = decode_cost(ScanFile(Path("g.png"), good))
     assert 256 * 512 * 4 <= cost <= 256 * 512 * 16  # float32 plus the decoder's buffers, not more
+
+
+def _tiff_with_next_ifd(next_offsets: list[int] | None, pages: int = 1) -> bytes:
+    """A small classic little-endian TIFF whose IFDs' next-IFD offsets are overwritten (None: as written)."""
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as w:
+        for _ in range(pages):
+            w.write(np.zeros((24, 40), np.uint16), compression="zlib", metadata=None)
+    data = bytearray(buf.getvalue())
+    offset, links = struct.unpack("<I", data[4:8])[0], []
+    while offset:
+        (count,) = struct.unpack("<H", data[offset : offset + 2])
+        link = offset + 2 + 12 * count
+        links.append((offset, link))
+        offset = struct.unpack("<I", data[link : link + 4])[0]
+    for (_, link), target in zip(links, next_offsets or []):
+        data[link : link + 4] = struct.pack("<I", target)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("reader", [decode_scan, decode_cost])
+def test_tiff_whose_page_chain_loops_is_refused_at_once(reader) -> None:
+    """Fuzzing found a 3 KB TIFF whose next-IFD offsets point back (8 -> 12 -> 8 ...): tifffile then
+    walks pages for ever while logging two warnings a page. Both readers must refuse it."""
+    plain = _tiff_with_next_ifd(None, pages=2)
+    first = struct.unpack("<I", plain[4:8])[0]
+    (count,) = struct.unpack("<H", plain[first : first + 2])
+    second = struct.unpack("<I", plain[first + 2 + 12 * count : first + 6 + 12 * count])[0]
+    looped = _tiff_with_next_ifd([second, first], pages=2)  # page 2 names page 1 as the next one
+    with pytest.raises(ScanReadError, match="loops back"):
+        reader(ScanFile(Path("loop.tif"), looped))
+
+
+def test_tiff_with_too_many_pages_is_refused_and_two_pages_still_read() -> None:
+    with pytest.raises(ScanReadError, match="more than 16 pages"):
+        decode_scan(ScanFile(Path("many.tif"), _tiff_with_next_ifd(None, pages=17)))
+    pair = decode_scan(ScanFile(Path("pair.tif"), _tiff_with_next_ifd(None, pages=2)))
+    assert pair.channels.shape[0] == 2
+
+
+# The 454-byte TIFF fuzzing found (a mutated 16-bit zlib TIFF): its pages at offsets 8 and 12 name
+# each other as the next one, and tifffile walked them for ever, logging two warnings a page.
+FUZZED_LOOP_TIFF = "SUkqAAgAAAAOAAABBAABAAAAAAAAAAAAAAAoAAAAAQEEAAEAAAAYAAAAAgEDAAEAAAAQAAAAAwEDAAEAAAAIAAAABgEDAAEAAAABAAAADgECABQAAAC2AAAAEQEEAAEAAAAAAQAAFQEDAAEAAAABAAAAFgEEAAEAAAAYAAAAFwEEAAEAAACLBwAAGgEFAAEAAADaAAAAGwEFAAEAAADiAAAAKAEDAAEAAAABAAAAMQECAAwAAADqAAAAAAAAAHsic2hhcGUiOiBbMjQsIDQwXX0AAAAAAAAAAAAAAAAAAAAAAAEAAAABAAAAAQAAAAEAAAB0aWZmZmlsZS5weQAAAAAAAAAAAAAAeJwBgAd/+A+jEEV9CjsEMdCp6Uubv7oqi1/v2tCzAH3bmQjJuvcs+NycirlMNGw/B9AfrautpYmdOGJI/xf7fq+Dpj2wj2OVIrK4fYZrT198tOMc75hbT5JlUiOYgVZAZOjjJjqIn4EVJ9V+yUc9YOD+DgtWeCZIc9vLCztRDZBn0TI7F5CUd0wHrBMzLfF3XQEbDKFZ7bxwX/T4f9tsxZ69/u3yoLpq7cn3wwMW3S77CvUVJv340eOG0uB6fA=="
+
+
+def test_the_fuzzed_looping_tiff_is_refused_within_seconds() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import base64, logging, sys; from pathlib import Path; logging.disable(logging.CRITICAL)\n"
+        "from xray.errors import ScanReadError; from xray.sources.base import ScanFile\n"
+        "from xray.sources.files import decode_cost, decode_scan\n"
+        "f = ScanFile(Path('fuzzed.tif'), base64.b64decode(sys.argv[1]))\n"
+        "for reader in (decode_cost, decode_scan):\n"
+        "    try:\n"
+        "        reader(f)\n"
+        "    except ScanReadError as e:\n"
+        "        print(e)\n"
+    )
+    # In a child process: on the old code this never returns, and the timeout fails the test cleanly.
+    r = subprocess.run([sys.executable, "-c", code, FUZZED_LOOP_TIFF], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert r.stdout.count("loops back") == 2, r.stdout

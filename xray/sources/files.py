@@ -313,8 +313,30 @@ def _jpeg_header(f: ScanFile) -> tuple[tuple[int, int], int, int]:
     raise ScanReadError(f.path, "truncated JPEG: the file ends inside its header")
 
 
+# A scan is one page (grey or RGB) or two (high, low); a few more leave room for thumbnails.
+MAX_TIFF_PAGES = 16
+
+
+def _check_tiff_pages(f: ScanFile, tif: tifffile.TiffFile) -> None:
+    """Walk the page chain a page at a time before anything reads it whole: a chain that comes
+    back on itself made tifffile loop for ever on a 3 KB file (found by fuzzing)."""
+    offsets: set[int] = set()
+    for index in range(MAX_TIFF_PAGES + 1):
+        try:
+            page = tif.pages[index]
+        except IndexError:
+            return
+        if index == MAX_TIFF_PAGES:
+            raise ScanReadError(f.path, f"TIFF with more than {MAX_TIFF_PAGES} pages is not a scan")
+        offset = int(getattr(page, "offset", -1))
+        if offset in offsets:
+            raise ScanReadError(f.path, f"corrupt TIFF: its page chain loops back to offset {offset}")
+        offsets.add(offset)
+
+
 def _decode_tiff(f: ScanFile) -> DecodedImage:
     with tifffile.TiffFile(io.BytesIO(f.data)) as tif:
+        _check_tiff_pages(f, tif)
         if not tif.series or not len(tif.pages):
             raise ScanReadError(f.path, "corrupt TIFF: no readable image in the file")
         series = tif.series[0]
@@ -405,6 +427,7 @@ def _decode_dicom(f: ScanFile) -> DecodedImage:
 
 def _tiff_samples(f: ScanFile) -> int:
     with tifffile.TiffFile(io.BytesIO(f.data)) as tif:
+        _check_tiff_pages(f, tif)
         if not tif.series:
             raise ScanReadError(f.path, "corrupt TIFF: no readable image in the file")
         samples = 1
