@@ -380,19 +380,24 @@ def export(
         ParityError: when onnxruntime does not reproduce eager torch.
     """
     model, ckpt = model_from_checkpoint(checkpoint)
-    if isinstance(model, ScanClassifier):
-        return export_scan_level(
-            model, ckpt, checkpoint, out, data=data, split=split, parity_n=parity_n, latency_runs=latency_runs
+    if not isinstance(model, ScanClassifier | GoodsDetector):
+        raise ConfigError(
+            f"{checkpoint}: export takes the goods detectors and scan-level goods models, not {type(model).__name__}"
         )
-    if not isinstance(model, GoodsDetector):
-        raise ConfigError(f"{checkpoint}: export takes the FCOS goods detectors, not {type(model).__name__}")
     cfg = config_from_dict(ckpt["config"], f"{checkpoint}: config")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "model.onnx"
-    outputs = export_onnx(model, onnx_path, input_size=cfg.input.size, channels=cfg.input.channels)
     inputs = parity_inputs(cfg.input, data=data, split=split, n=parity_n, classes=ckpt["classes"])
-    parity = {**parity_check(model, onnx_path, inputs), "raw": raw_parity_check(model, inputs, out)}
+    # The family decides the graph and what parity means; the card is the same for both.
+    size, channels = cfg.input.size, cfg.input.channels
+    parity: dict[str, Any]
+    if isinstance(model, ScanClassifier):
+        outputs = export_scan_level_onnx(model, onnx_path, input_size=size, channels=channels)
+        parity = scan_level_parity_check(model, onnx_path, inputs)
+    else:
+        outputs = export_onnx(model, onnx_path, input_size=size, channels=channels)
+        parity = {**parity_check(model, onnx_path, inputs), "raw": raw_parity_check(model, inputs, out)}
     card = build_card(
         name=out.name,
         onnx_path=onnx_path,
@@ -406,45 +411,10 @@ def export(
         opset=OPSET,
         latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
     )
-    write_card(out / "model.json", card)
-    return card
-
-
-def export_scan_level(
-    model: ScanClassifier,
-    ckpt: dict[str, Any],
-    checkpoint: str | Path,
-    out: str | Path,
-    *,
-    data: str | Path | None,
-    split: str,
-    parity_n: int,
-    latency_runs: int,
-) -> dict[str, Any]:
-    """`export` for a box-free scan-level model: scores, embedding and region maps, parity-checked."""
-    cfg = config_from_dict(ckpt["config"], f"{checkpoint}: config")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / "model.onnx"
-    outputs = export_scan_level_onnx(model, onnx_path, input_size=cfg.input.size, channels=cfg.input.channels)
-    inputs = parity_inputs(cfg.input, data=data, split=split, n=parity_n, classes=ckpt["classes"])
-    parity = scan_level_parity_check(model, onnx_path, inputs)
-    card = build_card(
-        name=out.name,
-        onnx_path=onnx_path,
-        model=model,
-        cfg=cfg,
-        ckpt=ckpt,
-        checkpoint=checkpoint,
-        outputs=outputs,
-        parity=parity,
-        metrics=card_metrics(model, ckpt, cfg, data=data, split=split),
-        opset=OPSET,
-        latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
-    )
-    # The scan-level score is this model's evidence (its boxes are only where the map peaks), so the
-    # uncalibrated verifier weighs it fully; `xray calibrate` replaces this with its own choice.
-    card["verifier"] = {"image_weight": 1.0}
+    if isinstance(model, ScanClassifier):
+        # The scan-level score is this model's evidence (its boxes are only where the map peaks), so the
+        # uncalibrated verifier weighs it fully; `xray calibrate` replaces this with its own choice.
+        card["verifier"] = {"image_weight": 1.0}
     write_card(out / "model.json", card)
     return card
 
