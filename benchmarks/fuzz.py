@@ -251,6 +251,36 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
+def free_port() -> int:
+    """A free TCP port on the loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_serve(model: Path, data: Path, port: int, key: str, *options: str, ready_s: float = 90.0) -> subprocess.Popen:
+    """A real `xray serve` process on 127.0.0.1:`port`, returned once /readyz answers 200.
+
+    Raises:
+        RuntimeError: the process exited during start-up, or was not ready within `ready_s`.
+    """
+    cmd = [sys.executable, "-m", "xray.cli", "serve", "--model", str(model), "--data-dir", str(data)]
+    cmd += ["--port", str(port), "--api-key", key, *options]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + ready_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("xray serve exited during start-up")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("xray serve did not become ready")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=10_000)
@@ -260,41 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
     model = args.model or default_model_dir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     data = Path(tempfile.mkdtemp(prefix="xray-fuzz-"))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xray.cli",
-            "serve",
-            "--model",
-            str(model),
-            "--data-dir",
-            str(data),
-            "--port",
-            str(port),
-            "--api-key",
-            KEY,
-            "--log-level",
-            "error",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    try:
+        server = start_serve(model, data, port, KEY, "--log-level", "error", ready_s=120)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from e
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise SystemExit("xray serve did not become ready")
         fuzzer = Fuzzer(url, args.seed)
         t0 = time.monotonic()
         stalled = stalled_uploads(url, 8)  # held open for the whole run: they must block no one

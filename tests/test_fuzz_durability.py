@@ -7,71 +7,28 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
+from benchmarks.fuzz import free_port, start_serve
+
 N = int(os.environ.get("XRAY_FUZZ_KILL_N", "24"))
 ROUNDS = int(os.environ.get("XRAY_FUZZ_KILL_ROUNDS", "1"))
 KEY = "xr_d0d0d0d0_durability-test-key"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(model: Path, data: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xray.cli",
-            "serve",
-            "--model",
-            str(model),
-            "--data-dir",
-            str(data),
-            "--port",
-            str(port),
-            "--api-key",
-            KEY,
-            "--threads",
-            "1",
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, "xray serve exited during start-up"
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("xray serve did not become ready")
+    return start_serve(model, data, port, KEY, "--threads", "1", "--workers", "2", "--log-level", "warning")
 
 
 def _send_until_killed(model: Path, data: Path, scan_files, acknowledged: dict[str, list[str]]) -> None:
     """Start the service, stream N inspections at it from 4 threads, SIGKILL it after N/2 acknowledgements."""
-    port = _free_port()
+    port = free_port()
     proc = _start(model, data, port)
     url = f"http://127.0.0.1:{port}"
     killed = threading.Event()
@@ -118,7 +75,7 @@ def test_kill_9_loses_no_acknowledged_inspection(tmp_path, tiny_model_dir, scan_
     db = sqlite3.connect(data / "xray.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
-    port = _free_port()
+    port = free_port()
     proc = _start(tiny_model_dir, data, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=30) as c:
