@@ -14,8 +14,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xray.errors import XrayError
+
+if TYPE_CHECKING:
+    from xray.config import ExecutionConfig
 
 MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "keys", "simulate", "dataset", "reference")
 
@@ -28,6 +32,23 @@ def _flags(values: dict[str, object]) -> list[str]:
             continue
         out += [flag] if value is True else [flag, str(value)]
     return out
+
+
+def _add_execution(p: argparse.ArgumentParser) -> None:
+    """Flags of `xray.config.ExecutionConfig` (left out: its defaults)."""
+    g = p.add_argument_group("execution provider (onnxruntime)")
+    g.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default=None,
+                   help="auto (default: CUDA when onnxruntime offers it, else CPU), cpu, cuda or tensorrt")
+    g.add_argument("--device-id", type=int, default=None, help="GPU to run on (default 0)")
+    g.add_argument("--fp16", action="store_true", default=None, help="TensorRT: allow FP16 kernels")
+    g.add_argument("--trt-cache", type=Path, default=None, help="TensorRT: keep built engines in this folder")
+
+
+def _execution(args: argparse.Namespace) -> ExecutionConfig:
+    from xray.config import ExecutionConfig
+
+    given = {"provider": args.provider, "device_id": args.device_id, "fp16": args.fp16, "trt_cache": args.trt_cache}
+    return ExecutionConfig().replace(**{k: v for k, v in given.items() if v is not None})
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -400,6 +421,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-mm", type=float, default=None, help="pixel spacing when the file does not carry it")
     p.add_argument("--tile", action="store_true", help="add tiles for scans much larger than the model input")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    _add_execution(p)
     p.set_defaults(func=_inspect)
 
 
@@ -416,7 +438,7 @@ def _inspect(args: argparse.Namespace) -> int:
     pixel_mm = (args.pixel_mm, args.pixel_mm) if args.pixel_mm else None
     scan = read_scan(args.scan, args.low, pixel_mm=pixel_mm)
     manifest = Manifest.load(args.manifest)
-    engine = Engine(args.model or default_model_dir(), threads=args.threads, tile=args.tile)
+    engine = Engine(args.model or default_model_dir(), threads=args.threads, tile=args.tile, execution=_execution(args))
     engine.warm_up()
     verdict = Inspector(engine).inspect(scan, manifest)
     print(verdict.model_dump_json(indent=2))
@@ -463,6 +485,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (default: all cores)")
     p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
     p.add_argument("--log-level", default="info")
+    _add_execution(p)
     p.set_defaults(func=_serve)
 
 
@@ -496,6 +519,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         tile=args.tile,
+        execution=_execution(args),
     )
     app = create_app(settings)  # ConfigError (an XrayError) for settings that cannot run
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
