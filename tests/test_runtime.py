@@ -83,4 +83,3 @@ def test_service_settings_take_the_provider_from_the_environment(monkeypatch: py
     monkeypatch.setenv("XRAY_EXECUTION__TRT_CACHE", "/tmp/trt")
     s = Settings()
     assert s.execution.provider == "cuda" and s.execution.trt_cache == Path("/tmp/trt")
-    assert Settings(_env_file=None).execution.fp16 is False

@@ -37,8 +37,12 @@ def _flags(values: dict[str, object]) -> list[str]:
 def _add_execution(p: argparse.ArgumentParser) -> None:
     """Flags of `xray.config.ExecutionConfig` (left out: its defaults)."""
     g = p.add_argument_group("execution provider (onnxruntime)")
-    g.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default=None,
-                   help="auto (default: CUDA when onnxruntime offers it, else CPU), cpu, cuda or tensorrt")
+    g.add_argument(
+        "--provider",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
+        default=None,
+        help="auto (default: CUDA when onnxruntime offers it, else CPU), cpu, cuda or tensorrt",
+    )
     g.add_argument("--device-id", type=int, default=None, help="GPU to run on (default 0)")
     g.add_argument("--fp16", action="store_true", default=None, help="TensorRT: allow FP16 kernels")
     g.add_argument("--trt-cache", type=Path, default=None, help="TensorRT: keep built engines in this folder")

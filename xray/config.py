@@ -319,7 +319,7 @@ class ExecutionConfig(Section):
     """
 
     provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
-    device_id: int = Field(0, ge=0)
+    device_id: Annotated[int, Field(ge=0)] = 0
     fp16: bool = False
     trt_cache: Path | None = None
 

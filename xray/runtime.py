@@ -105,7 +105,9 @@ def create_session(
 
     available = ort.get_available_providers()
     if providers is not None:
-        return ort.InferenceSession(str(path), session_options(threads), providers=choose_providers(available, providers))
+        return ort.InferenceSession(
+            str(path), session_options(threads), providers=choose_providers(available, providers)
+        )
     execution = execution or ExecutionConfig()
     entries = provider_entries(execution, available)
     if execution.provider != "cpu" and CUDA in available and hasattr(ort, "preload_dlls"):

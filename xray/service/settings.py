@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=8, ge=1)
     workers: int = Field(default=2, ge=1)
     threads: int | None = None
-    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    execution: ExecutionConfig = ExecutionConfig()
     tile: bool = False
     max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, ge=1)
     retry_after_s: int = Field(default=1, ge=0)
