@@ -77,10 +77,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.add_argument(
+        "--ddp",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel on N local processes (one per GPU), as `torchrun --standalone --nproc_per_node N "
+        "-m xray train ...`; --batch-size is per process",
+    )
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.ddp is not None:
+        return _train_ddp(args)
     import torch
 
     from xray.train.loop import fit
@@ -101,6 +111,8 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     best = summary["best"] or {}
+    if summary.get("rank", 0) != 0:
+        return 0  # rank 0 reports
     if best.get("level") == "scan":
         print(
             f"done: {summary['out']}  best val scan mAP {best.get('scan_mAP')}  "
@@ -108,6 +120,40 @@ def _train(args: argparse.Namespace) -> int:
         )
     else:
         print(f"done: {summary['out']}  best val mAP50 {best.get('mAP50')}  mAP {best.get('mAP')}")
+    return 0
+
+
+def _train_ddp(args: argparse.Namespace) -> int:
+    """`xray train` in N processes started by torch's own launcher (what torchrun runs)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    from xray.train.distributed import launched
+
+    if args.ddp < 1:
+        raise _UsageError("--ddp needs at least 1 process")
+    if launched():
+        raise _UsageError("--ddp starts the processes itself: under torchrun, leave it out")
+    same = {
+        "--data": args.data,
+        "--model": args.model,
+        "--epochs": args.epochs,
+        "--out": args.out,
+        "--device": args.device,
+        "--resume": args.resume,
+        "--init": args.init,
+        "--batch-size": args.batch_size,
+        "--workers": args.workers,
+        "--seed": args.seed,
+        "--threads": args.threads,
+        "--no-progress": args.no_progress,
+    }
+    launch = ["--standalone", "--nproc-per-node", str(args.ddp), "-m", "xray", "train", *_flags(same)]
+    try:
+        run(get_args_parser().parse_args(launch))
+    except ChildFailedError as e:
+        print(f"xray train: a process failed: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
