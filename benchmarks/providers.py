@@ -81,3 +81,45 @@ def run(run_provider: Callable[[ExecutionConfig], dict[str, Any]], *, cache: Pat
 def batch_rows(engine: Any, *, quick: bool) -> dict[str, Any]:
     """`model_batches` at the benchmark's counts."""
     return model_batches(engine, BATCHES[:2] if quick else BATCHES, 5 if quick else 30)
+
+
+def torch_cuda(model_dir: Path, *, batches: tuple[int, ...] = BATCHES, n: int = 30, warmup: int = 5) -> dict[str, Any]:
+    """The model stage in eager torch on CUDA (the network, decoding and NMS), FP32 and FP16 autocast,
+    at each batch size: a GPU figure that needs no onnxruntime-gpu.
+
+    The model is the card's architecture with its training checkpoint's weights when that is on this
+    machine, else random ones (then fewer boxes pass the score threshold, so NMS costs less than on
+    a trained model)."""
+    import json
+
+    import torch
+
+    from benchmarks.eager import find_checkpoint
+    from xray.model.factory import build_model, model_from_checkpoint
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no GPU: torch sees no CUDA device"}
+    card = json.loads((model_dir / "model.json").read_text())
+    ckpt = find_checkpoint(card, model_dir)
+    if ckpt is not None:
+        model, _ = model_from_checkpoint(ckpt)
+    else:
+        model = build_model(card["training"]["config"], num_classes=len(card["classes"]))
+    model = model.eval().cuda()
+    channels, size = int(card["input"].get("channels", 3)), tuple(card["input"]["size"])
+    rows = []
+    for b in batches:
+        x = torch.rand((b, channels, *size), device="cuda")
+        for amp in (False, True):
+            times = []
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                for i in range(warmup + n):
+                    torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    model(x)
+                    torch.cuda.synchronize()
+                    if i >= warmup:
+                        times.append((time.perf_counter() - t0) * 1e3)
+            st = summarize(times)
+            rows.append({"batch": b, "fp16": amp, "run_ms": st, "scans_per_second": per_second(b, (st["p50"] or 0) / 1e3)})
+    return {"device": torch.cuda.get_device_name(0), "weights": str(ckpt) if ckpt else "random", "rows": rows}

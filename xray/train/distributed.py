@@ -109,13 +109,12 @@ def stop(ranks: Ranks, *, wait: bool = True) -> None:
 def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:
     """The model to train: DDP-wrapped across processes, the model itself in one process.
 
-    Some parameters may get no gradient in a step (a batch without boxes leaves box-head terms out),
-    hence `find_unused_parameters`."""
+    Every parameter of the families gets a gradient at every step, batches without boxes included
+    (checked for fcos_lite and scan_mil), so DDP need not search the graph for unused ones; a family
+    that breaks this makes DDP stop with an error that names the parameters."""
     if not ranks.distributed:
         return model
-    return DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-    )
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def sampler(dataset: torch.utils.data.Dataset, ranks: Ranks, seed: int) -> torch.utils.data.DistributedSampler | None:
