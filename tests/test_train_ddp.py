@@ -78,3 +78,15 @@ def test_one_process_outside_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
     model = torch.nn.Linear(2, 2)
     assert distributed.wrap(model, ranks, device) is model
     assert torch.equal(ranks.mean(torch.ones(3)), torch.ones(3))
+
+
+def test_ddp_flag_is_refused_under_torchrun_and_below_one(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from xray.cli import main
+
+    argv = ["train", "--data", "d", "--out", "o", "--ddp"]
+    assert main([*argv, "0"]) == 2
+    for var, value in zip(distributed.LAUNCH_VARS, ("0", "2", "127.0.0.1", "29500")):
+        monkeypatch.setenv(var, value)
+    assert main([*argv, "2"]) == 2
+    assert "under torchrun, leave it out" in capsys.readouterr().err

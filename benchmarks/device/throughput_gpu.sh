@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Issue 17's GPU figures on a lent GPU machine (one H200, 16 cores), in one call of about 5 minutes:
+# Issue 17's GPU figures on a lent GPU machine (one H200, 16 cores), in one call: a few minutes, at most
+# ~9.5 (each step has its own timeout, ENGINE_S=220 EAGER_S=60 SIM_S=60 DDP_S=90 RESUME_S=60 DDP_CPU_S=60;
+# give the call timeout_s 600):
 #  1. the engine per execution provider (CPU, CUDA, TensorRT), decode included: stage p50s, concurrent
 #     streams, and the model stage at batch 1/8/32 (`python -m benchmarks --only engine`);
 #  2. the model stage in eager torch on CUDA at batch 1/8/32, FP32 and FP16 (needs no onnxruntime-gpu);
@@ -49,11 +51,11 @@ stamp start
 Q=${QUICK:+--quick}
 
 # 1. the engine per provider (the benchmark's engine section; its JSON records the provider actually used)
-timeout ${ENGINE_S:-240} python3 -m benchmarks --only engine $Q --out $R/bench --cache $W/cache > $R/bench.log 2>&1
+timeout ${ENGINE_S:-220} python3 -m benchmarks --only engine $Q --out $R/bench --cache $W/cache > $R/bench.log 2>&1
 stamp "engine section rc=$?"
 
 # 2. the model stage in eager torch on CUDA
-timeout ${EAGER_S:-90} python3 -c "
+timeout ${EAGER_S:-60} python3 -c "
 import json, pathlib
 from benchmarks.providers import torch_cuda
 print(json.dumps(torch_cuda(pathlib.Path('models/default'), n=${EAGER_N:-30}), indent=2))" > $R/torch_cuda.json 2> $R/torch_cuda.log
@@ -61,14 +63,14 @@ stamp "torch cuda rc=$?"
 
 # 3. DDP training smoke
 X="python3 -m xray"
-timeout ${SIM_S:-90} $X simulate --out $W/sim --count ${COUNT:-96} --seed 17 --splits 0.9,0.1,0 --workers 8 --quiet > $R/sim.log 2>&1
+timeout ${SIM_S:-60} $X simulate --out $W/sim --count ${COUNT:-96} --seed 17 --splits 0.9,0.1,0 --workers 8 --quiet > $R/sim.log 2>&1
 stamp "simulated rc=$?"
 TR="python3 -m torch.distributed.run --standalone --nproc_per_node ${GPUS:-1} -m xray train --data $W/sim --model ${DDP_MODEL:-models/default.yaml}"
-timeout ${DDP_S:-120} $TR --out $W/ddp-gpu --device ${DEV:-cuda} --epochs 2 --batch-size ${BATCH:-16} --workers 4 --no-progress > $R/ddp-gpu.log 2>&1
+timeout ${DDP_S:-90} $TR --out $W/ddp-gpu --device ${DEV:-cuda} --epochs 2 --batch-size ${BATCH:-16} --workers 4 --no-progress > $R/ddp-gpu.log 2>&1
 stamp "ddp ${DEV:-cuda} x ${GPUS:-1}: 2 epochs rc=$?"
-timeout ${DDP_S:-120} $TR --out $W/ddp-gpu --device ${DEV:-cuda} --epochs 3 --batch-size ${BATCH:-16} --workers 4 --no-progress --resume >> $R/ddp-gpu.log 2>&1
+timeout ${RESUME_S:-60} $TR --out $W/ddp-gpu --device ${DEV:-cuda} --epochs 3 --batch-size ${BATCH:-16} --workers 4 --no-progress --resume >> $R/ddp-gpu.log 2>&1
 stamp "ddp ${DEV:-cuda}: resumed to 3 epochs rc=$?"
-timeout ${DDP_CPU_S:-120} $X train --ddp 2 --data $W/sim --model models/tiny.yaml --out $W/ddp-cpu --device cpu --epochs 1 --threads 4 --no-progress > $R/ddp-cpu.log 2>&1
+timeout ${DDP_CPU_S:-60} $X train --ddp 2 --data $W/sim --model models/tiny.yaml --out $W/ddp-cpu --device cpu --epochs 1 --threads 4 --no-progress > $R/ddp-cpu.log 2>&1
 stamp "ddp cpu x 2 (gloo) rc=$?"
 for d in ddp-gpu ddp-cpu; do mkdir -p $R/$d; cp $W/$d/metrics.csv $W/$d/summary.json $R/$d/ 2>/dev/null; done
 
