@@ -2,7 +2,7 @@
 
     python -m benchmarks [--quick] [--model DIR] [--out benchmarks/results] [--only SECTION ...]
 
-Sections: engine (latency per stage, concurrent streams; CPU and CUDA), http (the real
+Sections: engine (latency per stage, concurrent streams; CPU, and CUDA and TensorRT where present), http (the real
 service under load from a separate process), models (ONNX vs eager PyTorch vs the YOLO11n
 peer at equal input), accuracy (mAP, verdict detection rate at the calibrated false-alarm
 rate), throughput (simulator scans/s, training images/s), holdout (a scanner profile never seen in
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "reference_ms": report.REFERENCE_MS, "sections": {},
     }
     plan = {
-        "engine": lambda: engine_latency.run(model_dir, scans, quick=args.quick),
+        "engine": lambda: engine_latency.run(model_dir, scans, quick=args.quick, cache=cache),
         "http": lambda: http_latency.run(model_dir, scans, quick=args.quick),
         "models": lambda: peer.run(model_dir, scans, cache, quick=args.quick),
         "accuracy": lambda: accuracy.run(model_dir, cache, quick=args.quick),

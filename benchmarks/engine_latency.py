@@ -1,6 +1,6 @@
 """Engine latency per stage (decode, preprocess, model, postprocess, verify), single stream, and
-throughput with N concurrent streams sharing one Engine; on the CPU and, when onnxruntime has
-it, on CUDA.
+throughput with N concurrent streams sharing one Engine; on the CPU and, where onnxruntime has
+them, on CUDA and TensorRT (benchmarks.providers; their rows say why not otherwise).
 
 Decode is `read_scan` of the two 16-bit PNG files (file read included); the other stages are
 the verdict's own `timings_ms` (whose `total` is the sum of the five stages).
@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import providers as gpu
 from benchmarks.inputs import CanonicalScan
 from benchmarks.stats import per_second, run_threads, summarize
+from xray.config import ExecutionConfig
 from xray.engine import Engine
 from xray.manifest import Manifest
 from xray.sources.files import read_scan
@@ -75,14 +77,17 @@ def decode_formats(scan: CanonicalScan, n: int) -> dict[str, Any]:
     return {"scan": scan.name, **out}
 
 
-def run_provider(model_dir: Path, scans: dict[str, CanonicalScan], providers: list[str], *, n: int,
-                 streams: list[int], per_stream: int) -> dict[str, Any]:
-    """Single-stream latency of every canonical scan and concurrent throughput on the 40-ft one."""
-    engine = Engine(model_dir, providers=providers)
+def run_provider(model_dir: Path, scans: dict[str, CanonicalScan], execution: ExecutionConfig, *, n: int,
+                 streams: list[int], per_stream: int, batches: bool = False, quick: bool = False) -> dict[str, Any]:
+    """Single-stream latency of every canonical scan and concurrent throughput on the 40-ft one
+    (`batches`: also the model stage at several batch sizes)."""
+    engine = Engine(model_dir, execution=execution)
     engine.warm_up()
     opts = engine.session.get_session_options()
     return {
-        "providers": engine.session.get_providers(),
+        "provider": engine.providers[0],  # the one actually running the graph
+        "providers": engine.providers,
+        **({"model_batches": gpu.batch_rows(engine, quick=quick)} if batches else {}),
         "intra_op_threads": opts.intra_op_num_threads,
         "model_input": list(engine.spec.size),
         "single_stream": {name: single_stream(engine, s, n) for name, s in scans.items()},
@@ -90,17 +95,12 @@ def run_provider(model_dir: Path, scans: dict[str, CanonicalScan], providers: li
     }
 
 
-def run(model_dir: Path, scans: dict[str, CanonicalScan], *, quick: bool) -> dict[str, Any]:
-    """The section: CPU always, CUDA when onnxruntime offers it (otherwise a note says why not)."""
-    import onnxruntime as ort
-
+def run(model_dir: Path, scans: dict[str, CanonicalScan], *, quick: bool, cache: Path) -> dict[str, Any]:
+    """The section: CPU always; CUDA and TensorRT where onnxruntime offers them (otherwise a note says why not)."""
     n, per_stream, streams = (5, 2, [1, 2, 4]) if quick else (50, 10, [1, 2, 4])
-    out: dict[str, Any] = {"n": n, "decode_formats": decode_formats(scans["40ft"], n), "cpu": run_provider(model_dir, scans, ["CPUExecutionProvider"], n=n,
+    out: dict[str, Any] = {"n": n, "decode_formats": decode_formats(scans["40ft"], n), "cpu": run_provider(model_dir, scans, ExecutionConfig(provider="cpu"), n=n,
                                                       streams=streams, per_stream=per_stream)}
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        out["cuda"] = run_provider(model_dir, scans, ["CUDAExecutionProvider", "CPUExecutionProvider"], n=n,
-                                   streams=streams, per_stream=per_stream)
-    else:
-        out["cuda"] = {"skipped": "onnxruntime has no CUDAExecutionProvider here "
-                                  f"(available: {', '.join(ort.get_available_providers())})"}
+    out.update(gpu.run(lambda execution: run_provider(model_dir, scans, execution, n=n, streams=streams,
+                                                      per_stream=per_stream, batches=True, quick=quick),
+                       cache=cache, quick=quick))
     return out

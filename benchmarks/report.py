@@ -13,6 +13,7 @@ from typing import Any
 
 REFERENCE_MS = 5000.0  # Shanghai Yangshan's AI image reading: ~5 s per container image (DESIGN.md)
 STAGES = ("decode", "preprocess", "model", "postprocess", "verify")
+GPU_LABELS = {"cuda": "CUDA", "tensorrt": "TensorRT"}  # engine section keys of the GPU providers
 
 
 def section(results: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -95,7 +96,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"### Benchmark {results.get('date', '')}{' (quick)' if results.get('quick') else ''}",
         "",
-        f"Machine: {m.get('cores')} cores, {m.get('cpu')}, {m.get('memory_gb')} GiB; onnxruntime "
+        f"Machine: {m.get('cores')} cores, {m.get('cpu')}, {m.get('memory_gb')} GiB"
+        f"{''.join(f', {g}' for g in m.get('gpus') or [])}; onnxruntime "
         f"{v.get('onnxruntime', '?')} ({', '.join(m.get('onnxruntime_providers', []))}), torch {v.get('torch', '?')}. "
         f"Model: `{model.get('name')}` ({model.get('family')}, {model.get('params') or '?'} parameters, input "
         f"{'×'.join(map(str, model.get('input', [])))}). Inputs: "
@@ -118,10 +120,12 @@ def markdown(results: dict[str, Any]) -> str:
         st = _get(ss, name, "stages_ms", "total") or {}
         lines.append(f"| **engine (CPU), total, {name}** | {st.get('n', '–')} | **{_ms(st.get('p50'))}** | "
                      f"{_ms(st.get('p95'))} | **{_ms(st.get('p99'))}** | {_x(_ratio(REFERENCE_MS, st.get('p50')))} |")
-    cuda40 = _get(engine, "cuda", "single_stream", "40ft", "stages_ms", "total")
-    if cuda40:
-        lines.append(f"| engine (CUDA), total, 40ft | {cuda40['n']} | {_ms(cuda40['p50'])} | {_ms(cuda40['p95'])} | "
-                     f"{_ms(cuda40['p99'])} | {_x(_ratio(REFERENCE_MS, cuda40['p50']))} |")
+    for key, label in GPU_LABELS.items():
+        g40 = _get(engine, key, "single_stream", "40ft", "stages_ms", "total")
+        if g40:
+            lines.append(f"| engine ({label}), total, 40ft | {g40['n']} | {_ms(g40['p50'])} | {_ms(g40['p95'])} | "
+                         f"{_ms(g40['p99'])} | {_x(_ratio(REFERENCE_MS, g40['p50']))} |")
+
     for label, d in (_get(engine, "decode_formats") or {}).items():
         if isinstance(d, dict):
             st = d["decode_ms"]
@@ -133,8 +137,11 @@ def markdown(results: dict[str, Any]) -> str:
                      f"**{_ms(lat.get('p50'))}** | {_ms(lat.get('p95'))} | **{_ms(lat.get('p99'))}** | "
                      f"{_x(_ratio(REFERENCE_MS, lat.get('p50')))} |")
     lines += [x for x in (_status_line(results, "engine"), _status_line(results, "http")) if x]
-    if engine and _get(engine, "cuda", "skipped"):
-        lines.append(f"\nCUDA: skipped — {engine['cuda']['skipped']}.")
+    for key, label in GPU_LABELS.items():
+        if engine and _get(engine, key, "skipped"):
+            lines.append(f"\n{label}: skipped — {engine[key]['skipped']}.")
+        elif engine and _get(engine, key, "model_batches", "skipped"):
+            lines.append(f"\n{label} batches: skipped — {engine[key]['model_batches']['skipped']}.")
     lines.append("")
 
     # throughput
@@ -143,6 +150,13 @@ def markdown(results: dict[str, Any]) -> str:
     for c in _get(engine, "cpu", "concurrent") or []:
         lines.append(f"| engine, {c['streams']} concurrent stream(s), 40-ft | {c['scans_per_second']} scans/s "
                      f"(p50 {_ms(_get(c, 'latency_ms', 'p50'))} ms) |")
+    for key, label in GPU_LABELS.items():
+        for c in _get(engine, key, "concurrent") or []:
+            lines.append(f"| engine ({label}), {c['streams']} concurrent stream(s), 40-ft | {c['scans_per_second']} "
+                         f"scans/s (p50 {_ms(_get(c, 'latency_ms', 'p50'))} ms) |")
+        for r in _get(engine, key, "model_batches", "rows") or []:
+            lines.append(f"| model stage only ({label}), batch {r['batch']}, no decode | {r['scans_per_second']} "
+                         f"scans/s (p50 {_ms(r['run_ms']['p50'])} ms per batch) |")
     for r in _get(http, "runs") or []:
         lines.append(f"| HTTP, concurrency {r['concurrency']} | {r['inspections_per_second']} inspections/s; "
                      f"{r['ok']} ok, {r['rejected_503']} × 503, {r['errors']} errors of {r['requests']} |")

@@ -14,8 +14,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xray.errors import XrayError
+
+if TYPE_CHECKING:
+    from xray.config import ExecutionConfig
 
 MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "keys", "simulate", "dataset", "reference")
 
@@ -28,6 +32,27 @@ def _flags(values: dict[str, object]) -> list[str]:
             continue
         out += [flag] if value is True else [flag, str(value)]
     return out
+
+
+def _add_execution(p: argparse.ArgumentParser) -> None:
+    """Flags of `xray.config.ExecutionConfig` (left out: its defaults)."""
+    g = p.add_argument_group("execution provider (onnxruntime)")
+    g.add_argument(
+        "--provider",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
+        default=None,
+        help="auto (default: CUDA when onnxruntime offers it, else CPU), cpu, cuda or tensorrt",
+    )
+    g.add_argument("--device-id", type=int, default=None, help="GPU to run on (default 0)")
+    g.add_argument("--fp16", action="store_true", default=None, help="TensorRT: allow FP16 kernels")
+    g.add_argument("--trt-cache", type=Path, default=None, help="TensorRT: keep built engines in this folder")
+
+
+def _execution(args: argparse.Namespace) -> ExecutionConfig:
+    from xray.config import ExecutionConfig
+
+    given = {"provider": args.provider, "device_id": args.device_id, "fp16": args.fp16, "trt_cache": args.trt_cache}
+    return ExecutionConfig().replace(**{k: v for k, v in given.items() if v is not None})
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -52,10 +77,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.add_argument(
+        "--ddp",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel on N local processes (one per GPU), as `torchrun --standalone --nproc_per_node N "
+        "-m xray train ...`; --batch-size is per process",
+    )
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.ddp is not None:
+        return _train_ddp(args)
     import torch
 
     from xray.train.loop import fit
@@ -76,6 +111,8 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     best = summary["best"] or {}
+    if summary.get("rank", 0) != 0:
+        return 0  # rank 0 reports
     if best.get("level") == "scan":
         print(
             f"done: {summary['out']}  best val scan mAP {best.get('scan_mAP')}  "
@@ -83,6 +120,40 @@ def _train(args: argparse.Namespace) -> int:
         )
     else:
         print(f"done: {summary['out']}  best val mAP50 {best.get('mAP50')}  mAP {best.get('mAP')}")
+    return 0
+
+
+def _train_ddp(args: argparse.Namespace) -> int:
+    """`xray train` in N processes started by torch's own launcher (what torchrun runs)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    from xray.train.distributed import launched
+
+    if args.ddp < 1:
+        raise _UsageError("--ddp needs at least 1 process")
+    if launched():
+        raise _UsageError("--ddp starts the processes itself: under torchrun, leave it out")
+    same = {
+        "--data": args.data,
+        "--model": args.model,
+        "--epochs": args.epochs,
+        "--out": args.out,
+        "--device": args.device,
+        "--resume": args.resume,
+        "--init": args.init,
+        "--batch-size": args.batch_size,
+        "--workers": args.workers,
+        "--seed": args.seed,
+        "--threads": args.threads,
+        "--no-progress": args.no_progress,
+    }
+    launch = ["--standalone", "--nproc-per-node", str(args.ddp), "-m", "xray", "train", *_flags(same)]
+    try:
+        run(get_args_parser().parse_args(launch))
+    except ChildFailedError as e:
+        print(f"xray train: a process failed: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -400,6 +471,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-mm", type=float, default=None, help="pixel spacing when the file does not carry it")
     p.add_argument("--tile", action="store_true", help="add tiles for scans much larger than the model input")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    _add_execution(p)
     p.set_defaults(func=_inspect)
 
 
@@ -416,7 +488,7 @@ def _inspect(args: argparse.Namespace) -> int:
     pixel_mm = (args.pixel_mm, args.pixel_mm) if args.pixel_mm else None
     scan = read_scan(args.scan, args.low, pixel_mm=pixel_mm)
     manifest = Manifest.load(args.manifest)
-    engine = Engine(args.model or default_model_dir(), threads=args.threads, tile=args.tile)
+    engine = Engine(args.model or default_model_dir(), threads=args.threads, tile=args.tile, execution=_execution(args))
     engine.warm_up()
     verdict = Inspector(engine).inspect(scan, manifest)
     print(verdict.model_dump_json(indent=2))
@@ -463,6 +535,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (default: all cores)")
     p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
     p.add_argument("--log-level", default="info")
+    _add_execution(p)
     p.set_defaults(func=_serve)
 
 
@@ -496,6 +569,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         tile=args.tile,
+        execution=_execution(args),
     )
     app = create_app(settings)  # ConfigError (an XrayError) for settings that cannot run
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -303,6 +303,27 @@ class ExportConfig(Section):
     score_thresh: float | dict[str, float] = 0.3
 
 
+class ExecutionConfig(Section):
+    """How an exported model runs (xray.runtime): not a section of a model config, but of the
+    place that runs one (`xray inspect|serve --provider`, the service's `Settings.execution`).
+
+    Attributes:
+        provider: onnxruntime execution provider: `auto` (CUDA when onnxruntime offers it, else
+            the CPU), `cpu`, `cuda` or `tensorrt` (asked for by name: an error when missing).
+            TensorRT is never picked by `auto`: onnxruntime-gpu lists it whether or not the
+            TensorRT libraries are installed, and it builds an engine per input shape on first use.
+        device_id: GPU to run on.
+        fp16: Let TensorRT use FP16 kernels (the verdict figures were measured in FP32).
+        trt_cache: Folder for built TensorRT engines, reused by the next start; None: rebuilt
+            at every start.
+    """
+
+    provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    device_id: Annotated[int, Field(ge=0)] = 0
+    fp16: bool = False
+    trt_cache: Path | None = None
+
+
 class XrayConfig(Section):
     """A whole model config: the model, its input, how it is trained, augmented and exported."""
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from xray.bundled import default_model_dir
+from xray.config import ExecutionConfig
 from xray.detection import Detection, Detections, DomainCheck, box_iou
 from xray.domain import FEATURE_OUTPUT, DomainGuard
 from xray.errors import ConfigError
@@ -136,7 +137,8 @@ class Engine:
     Args:
         model_dir: Folder with `model.onnx` and `model.json` (default: the bundled model).
         threads: onnxruntime intra-op threads (default: all cores).
-        providers: Force execution providers (default: best available).
+        providers: Force onnxruntime execution providers by name (overrides `execution`).
+        execution: Provider choice (auto, cpu, cuda, tensorrt) and its options (default: auto).
         tile: Add tiles at the training scale for scans much larger than the input.
         max_shrink: Tiling starts when the whole-scan letterbox shrinks more than this
             relative to the training scale.
@@ -152,6 +154,7 @@ class Engine:
         *,
         threads: int | None = None,
         providers: list[str] | None = None,
+        execution: ExecutionConfig | None = None,
         tile: bool = False,
         max_shrink: float = 1.5,
         tile_overlap: float = 0.25,
@@ -172,7 +175,7 @@ class Engine:
         self.train_scale = self.card["input"].get("train_scale")  # model-input px per scan px at training
         self.model_id = str(self.card.get("name", self.model_dir.name))
         self.model_version = str(self.card.get("sha256", ""))[:12]
-        self.session = create_session(onnx_path, threads=threads, providers=providers)
+        self.session = create_session(onnx_path, threads=threads, providers=providers, execution=execution)
         # The graph is the truth about its outputs (a guard-calibrated model has `features` too).
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.guard = DomainGuard.from_card(self.card)

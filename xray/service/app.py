@@ -49,7 +49,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     engine = state.injected_engine
     if engine is None:
-        engine = await run_in_threadpool(Engine, settings.model_dir, threads=settings.threads, tile=settings.tile)
+        engine = await run_in_threadpool(
+            Engine, settings.model_dir, threads=settings.threads, tile=settings.tile, execution=settings.execution
+        )
     await run_in_threadpool(engine.warm_up)
     state.engine = engine
     state.inspector = inspector = Inspector(engine)
@@ -70,7 +72,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         intake.start()
     state.intake = intake
-    log.info("ready: model %s %s, data in %s", engine.model_id, engine.model_version, settings.data_dir)
+    log.info(
+        "ready: model %s %s on %s, data in %s",
+        engine.model_id,
+        engine.model_version,
+        (getattr(engine, "providers", None) or ["?"])[0],
+        settings.data_dir,
+    )
     try:
         yield
     finally:

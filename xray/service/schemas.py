@@ -115,6 +115,7 @@ class Readiness(BaseModel):
     database: bool
     model_id: str | None = None
     model_version: str | None = None
+    execution_provider: str | None = None  # the onnxruntime provider running the model
 
 
 def links_for(inspection_id: str) -> Links:

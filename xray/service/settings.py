@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from xray.config import ExecutionConfig
+
 MAX_UPLOAD_BYTES = 256 << 20
 GIB = 1 << 30
 
@@ -27,6 +29,8 @@ class Settings(BaseSettings):
         max_in_flight: Inspections admitted at once; the next gets 503.
         workers: Threads running inspections (the rest of the admitted ones wait).
         threads: onnxruntime threads per inference (default: all cores).
+        execution: onnxruntime execution provider and its options (`xray.config.ExecutionConfig`;
+            from the environment as `XRAY_EXECUTION__PROVIDER=cuda`, `XRAY_EXECUTION__TRT_CACHE=DIR`).
         tile: Let the engine tile scans much larger than the model input.
         max_upload_bytes: Largest request body of an upload.
         retry_after_s: Retry-After of a 503.
@@ -38,7 +42,7 @@ class Settings(BaseSettings):
         metrics_auth: `/metrics` needs an API key like the API (it counts verdicts per channel).
     """
 
-    model_config = SettingsConfigDict(env_prefix="XRAY_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="XRAY_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     model_dir: Path | None = None
     data_dir: Path = Path("data")
@@ -53,6 +57,7 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=8, ge=1)
     workers: int = Field(default=2, ge=1)
     threads: int | None = None
+    execution: ExecutionConfig = ExecutionConfig()
     tile: bool = False
     max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, ge=1)
     retry_after_s: int = Field(default=1, ge=0)

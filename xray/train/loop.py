@@ -1,11 +1,12 @@
 """The training loop: warm-up + cosine LR, AMP on CUDA, gradient clipping, NaN guard,
 checkpoints (last.pt, best.pt) with everything needed to rebuild and export the model,
-resume, seeds, metrics.csv and plots.
+resume, seeds, metrics.csv and plots; data-parallel over processes under torchrun
+(xray.train.distributed: only rank 0 validates and writes).
 
 `fit` is a sequence of plain steps, each its own function: build the datasets and the
 loader (`build_datasets`, `build_loader`), the model, optimizer and schedule
 (`build_training`), start fresh, from another run (`init_from`) or where it stopped (`resume_run`), then per
-epoch `train_one_epoch`, `validate`, `append_metrics` and `save_checkpoint`; plots last.
+epoch `train_one_epoch` and `end_epoch` (`validate`, `append_metrics`, `save_checkpoint`); plots last.
 
 Run folder written by `fit`:
     last.pt, best.pt      one dict: model, optimizer, scheduler, config, epoch, classes, input, metrics, ...
@@ -39,6 +40,7 @@ from xray.errors import ConfigError
 from xray.goods import goods_table
 from xray.model.factory import build_model, load_checkpoint
 from xray.provenance import versions
+from xray.train import distributed
 from xray.train import plots as plotting
 from xray.train.evaluate import evaluate, evaluate_scan_level
 from xray.train.metrics import dataset_info, public_metrics
@@ -166,13 +168,17 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     progress: bool = True,
     box_watch: BoxLossWatch | None = None,
+    ranks: distributed.Ranks | None = None,
 ) -> dict[str, float]:
     """One pass over the loader. Returns mean losses (`loss` and each component).
 
     A step whose loss or gradient is not finite is skipped (NaN guard); after
     `max_bad_steps` such steps in a row training stops with FloatingPointError.
     `box_watch` stops a run whose box loss is stuck at 1.0 (ConfigError).
+    Under DDP (`ranks`) the step losses are averaged across processes before any of
+    these decisions, so that all processes take the same ones.
     """
+    ranks = ranks or distributed.Ranks()
     model.train()
     sums: dict[str, float] = {}
     steps = bad_in_row = skipped = 0
@@ -185,8 +191,10 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             losses = model(images, targets, image_labels)
             loss = sum(losses.values())
+        # One all-reduce per step: the losses of all processes (a NaN on any one is seen by all).
+        step = ranks.mean(torch.stack([t.detach().float() for t in (loss, *losses.values())]))
         optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        if not torch.isfinite(step[0]):
             bad_in_row += 1
             skipped += 1
             if bad_in_row >= max_bad_steps:
@@ -208,12 +216,13 @@ def train_one_epoch(
         scheduler.step()
         bad_in_row = 0
         steps += 1
-        values = {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+        values = dict(zip(["loss", *losses], step.tolist()))
         if box_watch is not None and "bbox_regression" in values:
             box_watch.observe(values["bbox_regression"])
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
         bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.1e}"})
+    ranks.average_buffers(model)  # every process ends the epoch with the same model
     means = {k: v / max(1, steps) for k, v in sums.items()}
     means["skipped_steps"] = float(skipped)
     return means
@@ -263,16 +272,21 @@ def box_free(cfg: XrayConfig) -> bool:
     return cfg.model.name in BOX_FREE_FAMILIES
 
 
-def build_loader(dataset: XrayDataset, tcfg: TrainConfig, device: torch.device) -> tuple[DataLoader, torch.Generator]:
-    """The shuffling training loader and its generator (saved in checkpoints, so resume replays the order)."""
+def build_loader(
+    dataset: XrayDataset, tcfg: TrainConfig, device: torch.device, ranks: distributed.Ranks | None = None
+) -> tuple[DataLoader, torch.Generator]:
+    """The shuffling training loader and its generator (saved in checkpoints, so resume replays the order).
+    Under DDP each process loads its share, shuffled by `DistributedSampler` from the seed and epoch."""
     generator = torch.Generator().manual_seed(tcfg.seed)
+    sampler = distributed.sampler(dataset, ranks or distributed.Ranks(), tcfg.seed)
     loader = DataLoader(
         dataset,
         batch_size=tcfg.batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         num_workers=tcfg.workers,
         collate_fn=collate,
-        drop_last=len(dataset) > tcfg.batch_size,
+        drop_last=len(sampler if sampler is not None else dataset) > tcfg.batch_size,
         generator=generator,
         pin_memory=device.type == "cuda",
     )
@@ -455,19 +469,44 @@ def fit(
 
     Arguments left None take the config's `train` section. `init` starts from another
     run's weights (same model and classes) with a fresh optimizer and schedule: a
-    fine-tuning stage.
+    fine-tuning stage. Started by torchrun, each process trains its share of the data
+    (xray.train.distributed) and `batch_size` is per process.
     """
     cfg = load_config(config) if isinstance(config, (str, Path)) else config_from_dict(config)
     overrides = {"epochs": epochs, "batch_size": batch_size, "workers": workers, "seed": seed}
     cfg = cfg.replace(train={k: v for k, v in overrides.items() if v is not None})
-    out, data = Path(out), Path(data)
+    ranks, dev = distributed.start(resolve_device(device))  # one process outside torchrun
+    try:
+        summary = train_run(
+            cfg, Path(data), Path(out), dev, ranks, resume=resume, init=init, progress=progress, plots=plots
+        )
+    except BaseException:
+        distributed.stop(ranks, wait=False)
+        raise
+    distributed.stop(ranks)
+    return summary
+
+
+def train_run(
+    cfg: XrayConfig,
+    data: Path,
+    out: Path,
+    dev: torch.device,
+    ranks: distributed.Ranks,
+    *,
+    resume: bool,
+    init: str | Path | None,
+    progress: bool,
+    plots: bool,
+) -> dict[str, Any]:
+    """`fit` in one process of a run (the only one outside torchrun); rank 0 writes the run folder."""
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
     seed_everything(cfg.train.seed)
+    writes = ranks.main
 
     classes = list(cfg.classes or goods_table(cfg.goods_table).keys)
     train_ds, val_ds = build_datasets(data, cfg, classes)
-    loader, generator = build_loader(train_ds, cfg.train, dev)
+    loader, generator = build_loader(train_ds, cfg.train, dev, ranks)
     run = build_training(cfg, classes, loader, generator, dev)
     run.metrics_data = dataset_info(data)
     csv_path = out / "metrics.csv"
@@ -476,15 +515,20 @@ def fit(
     else:
         if init is not None:
             init_from(run, Path(init), dev)
-        csv_path.unlink(missing_ok=True)  # a fresh run does not append to an old run's metrics
-    (out / "config.yaml").write_text(yaml.safe_dump(run.cfg.model_dump(mode="json"), sort_keys=False))
+        if writes:
+            csv_path.unlink(missing_ok=True)  # a fresh run does not append to an old run's metrics
+    if writes:
+        (out / "config.yaml").write_text(yaml.safe_dump(run.cfg.model_dump(mode="json"), sort_keys=False))
+    trainee = distributed.wrap(run.model, ranks, dev)  # after resume/init: DDP starts every rank from rank 0's weights
 
     tcfg = run.cfg.train
     for epoch in range(run.start_epoch, tcfg.epochs):
         t0 = time.time()
         train_ds.set_epoch(epoch)
+        if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
+            loader.sampler.set_epoch(epoch)
         losses = train_one_epoch(
-            run.model,
+            trainee,
             loader,
             run.optimizer,
             run.scheduler,
@@ -493,33 +537,59 @@ def fit(
             scaler=run.scaler,
             grad_clip=tcfg.grad_clip,
             max_bad_steps=tcfg.max_bad_steps,
-            progress=progress,
+            progress=progress and writes,
             box_watch=run.box_watch,
+            ranks=ranks,
         )
-        metrics = validate(run, val_ds, epoch, dev)
-        row = metrics_row(epoch, float(run.scheduler.get_last_lr()[0]), time.time() - t0, losses, metrics)
-        append_metrics(csv_path, row)
-        improved = metrics is not None and _score(metrics) > run.best
-        if improved:
-            run.best, run.best_metrics = _score(metrics), metrics
-        state = run.checkpoint(epoch, metrics)
-        save_checkpoint(out / "last.pt", state)
-        if improved or val_ds is None:
-            save_checkpoint(out / "best.pt", state)
-        if progress:
-            m = (
-                ""
-                if metrics is None
-                else (
-                    f"  val scan mAP {metrics['scan_mAP'] or 0:.3f} balanced acc {metrics['balanced_accuracy'] or 0:.3f}"
-                    if metrics.get("level") == "scan"
-                    else f"  val mAP50 {metrics['mAP50'] or 0:.3f} mAP {metrics['mAP'] or 0:.3f}"
-                )
-            )
-            tqdm.write(f"epoch {epoch}: loss {losses.get('loss', float('nan')):.4f}{m}  ({row['time_s']} s)")
+        if writes:
+            end_epoch(run, out, epoch, losses, val_ds, dev, time.time() - t0, progress=progress)
+        ranks.barrier()  # last.pt is on disk before any process goes on (or stops)
 
-    summary = {"out": str(out), "epochs": tcfg.epochs, "best": run.best_metrics, "device": str(dev)}
-    if plots and csv_path.exists():
-        plot_run(out, run, val_ds, dev)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = {
+        "out": str(out),
+        "epochs": tcfg.epochs,
+        "best": run.best_metrics,
+        "device": str(dev),
+        "rank": ranks.rank,
+        "world_size": ranks.world_size,
+    }
+    if writes:
+        if plots and csv_path.exists():
+            plot_run(out, run, val_ds, dev)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def end_epoch(
+    run: Training,
+    out: Path,
+    epoch: int,
+    losses: dict[str, float],
+    val_ds: XrayDataset | None,
+    dev: torch.device,
+    seconds: float,
+    *,
+    progress: bool,
+) -> None:
+    """Validate, append to metrics.csv, write last.pt (and best.pt when it improved), report."""
+    metrics = validate(run, val_ds, epoch, dev)
+    row = metrics_row(epoch, float(run.scheduler.get_last_lr()[0]), seconds, losses, metrics)
+    append_metrics(out / "metrics.csv", row)
+    improved = metrics is not None and _score(metrics) > run.best
+    if improved:
+        run.best, run.best_metrics = _score(metrics), metrics
+    state = run.checkpoint(epoch, metrics)
+    save_checkpoint(out / "last.pt", state)
+    if improved or val_ds is None:
+        save_checkpoint(out / "best.pt", state)
+    if progress:
+        m = (
+            ""
+            if metrics is None
+            else (
+                f"  val scan mAP {metrics['scan_mAP'] or 0:.3f} balanced acc {metrics['balanced_accuracy'] or 0:.3f}"
+                if metrics.get("level") == "scan"
+                else f"  val mAP50 {metrics['mAP50'] or 0:.3f} mAP {metrics['mAP'] or 0:.3f}"
+            )
+        )
+        tqdm.write(f"epoch {epoch}: loss {losses.get('loss', float('nan')):.4f}{m}  ({row['time_s']} s)")

@@ -32,6 +32,7 @@ async def readyz(inspector: InspectorDep, store: StoreDep) -> JSONResponse:
         database=database,
         model_id=getattr(engine, "model_id", None),
         model_version=getattr(engine, "model_version", None),
+        execution_provider=(getattr(engine, "providers", None) or [None])[0],
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ready" else 503)
 
