@@ -95,6 +95,26 @@ def load(service: Service, scan: CanonicalScan, concurrency: int, requests: int,
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def batches(service: Service) -> tuple[float, float]:
+    """Scans and engine batches so far, from the service's `xray_engine_batch_size` histogram."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with httpx.Client(base_url=service.url, timeout=10.0, trust_env=False) as c:
+        text = c.get("/metrics", headers={"X-API-Key": service.api_key}).text
+    found = {s.name: s.value for f in text_string_to_metric_families(text) if f.name == "xray_engine_batch_size"
+             for s in f.samples}
+    return found.get("xray_engine_batch_size_sum", 0.0), found.get("xray_engine_batch_size_count", 0.0)
+
+
+def measured(service: Service, scan: CanonicalScan, concurrency: int, requests: int, timeout: float) -> dict[str, Any]:
+    """`load`, with the mean number of scans per engine batch during it (None: no batch ran)."""
+    scans0, batches0 = batches(service)
+    result = load(service, scan, concurrency, requests, timeout)
+    scans1, batches1 = batches(service)
+    ran = batches1 - batches0
+    return {**result, "mean_batch_size": round((scans1 - scans0) / ran, 2) if ran else None}
+
+
 def batching_defaults() -> dict[str, Any]:
     """The service's micro-batching settings when none are given (their one home: `Settings`)."""
     from xray.service.settings import Settings
@@ -115,7 +135,7 @@ def run(model_dir: Path, scans: dict[str, CanonicalScan], *, quick: bool) -> dic
         with (tempfile.TemporaryDirectory(prefix="xray-bench-http-") as tmp,
               Service(model_dir, Path(tmp) / "data", Path(tmp) / "serve.log", extra=extra) as service):
             warm = load(service, scan, 1, 3, timeout)
-            out[key] = [load(service, scan, c, plan[c], timeout) for c in concurrencies]
+            out[key] = [measured(service, scan, c, plan[c], timeout) for c in concurrencies]
             out[f"warmup_ok{'' if key == 'runs' else '_batching_off'}"] = warm["ok"]
     return {"scan": scan.name, "upload_bytes": scan.upload_bytes, "max_in_flight": 8, "workers": 2,
             "batching": batching_defaults(), **out,

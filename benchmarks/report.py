@@ -77,7 +77,8 @@ def http_goals(http: dict[str, Any] | None, models: dict[str, Any] | None) -> di
         rate = _get(runs.get(4), "inspections_per_second")
         p50, p99 = _get(runs.get(1), "latency_ms", "p50"), _get(runs.get(4), "latency_ms", "p99")
         out[label] = {"c4_per_s": rate, "c1_p50_ms": p50, "c4_p99_ms": p99,
-                      "c4_over_yolo11n_stream": _ratio(rate, stream), "c4_p99_over_c1_p50": _ratio(p99, p50)}
+                      "c4_over_yolo11n_stream": _ratio(rate, stream), "c4_p99_over_c1_p50": _ratio(p99, p50),
+                      "c4_mean_batch_size": _get(runs.get(4), "mean_batch_size")}
     return out
 
 
@@ -255,6 +256,8 @@ def _goal_rows(g: dict[str, Any]) -> list[str]:
             row("p50 at concurrency 1, ms", "c1_p50_ms", _ms),
             row("p99 at concurrency 4, ms", "c4_p99_ms", _ms),
             row("p99 at concurrency 4 ÷ p50 at concurrency 1", "c4_p99_over_c1_p50", _x2, f"≤ {TAIL_GOAL}×"),
+            row("scans per engine batch at concurrency 4, mean", "c4_mean_batch_size",
+                lambda v: "– (not batched)" if v is None else f"{v:.2f}"),
             ""]
 
 

@@ -135,13 +135,12 @@ def test_scans_that_queue_behind_a_running_batch_go_together() -> None:
     assert engine.sizes == [1, 3]
 
 
-def test_without_detect_batch_each_scan_runs_alone_with_its_own_result() -> None:
+def test_an_engine_without_detect_batch_is_not_batched() -> None:
     engine = SingleEngine()
     batcher = MicroBatcher(engine, window_ms=60_000, max_batch=3)
-    try:
-        found = detect_all(batcher, [scan(1), scan(2, BAD), scan(3)])
-    finally:
-        batcher.close()
+    assert not batcher.enabled  # a minute-long window, and yet nobody waits
+    found = detect_all(batcher, [scan(1), scan(2, BAD), scan(3)])
+    batcher.close()
     assert engine.sizes == [1, 1, 1]
     assert found[0].scan_id == "s1" and isinstance(found[1], ScanError) and found[2].scan_id == "s3"
 
@@ -206,7 +205,9 @@ def test_concurrent_http_inspections_are_batched_and_answered_each_with_its_own(
         wait_until(lambda: app.state.batcher.waiting == 3, "three inspections queued for the engine")
         engine.release.set()
         answers = [f.result(timeout=60) for f in (first, *rest)]
+        metrics = httpx.get(f"{url}/metrics").text
     assert engine.sizes[:2] == [1, 3]  # then the failed batch's scans one by one
     assert [a.status_code for a in answers] == [201, 201, 422, 201]
     assert [answers[i].json()["scan_id"] for i in (0, 1, 3)] == [names[i] for i in (0, 1, 3)]
     assert "unreadable" in answers[2].json()["detail"]
+    assert "xray_engine_batch_size_count 2.0" in metrics and "xray_engine_batch_size_sum 4.0" in metrics

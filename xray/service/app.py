@@ -56,7 +56,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # No batch can hold more scans than there are threads sending them.
     senders = settings.workers + (settings.watch_dir is not None)
     state.batcher = batcher = MicroBatcher(
-        engine, window_ms=settings.batch_window_ms, max_batch=min(settings.max_batch, senders), capacity=senders
+        engine,
+        window_ms=settings.batch_window_ms,
+        max_batch=min(settings.max_batch, senders),
+        capacity=senders,
+        on_batch=state.metrics.batch_size.observe,
     )
     state.inspector = inspector = Inspector(batcher)
     state.gate = AdmissionGate(settings.max_in_flight, settings.workers, state.metrics, settings.retry_after_s)

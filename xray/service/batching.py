@@ -2,11 +2,12 @@
 
 The inspection threads decode their own scans, then call `MicroBatcher.detect` and wait. One
 batch thread takes the first waiting scan, waits at most `window_ms` from that scan's arrival
-for more (up to `max_batch`), and runs them with the engine's `detect_batch` (per-scan `detect`
-when the engine has none, or for a batch of one). Each caller gets its own `Detections` or its
-own exception: when a batch fails, its scans are run again one by one, so one bad scan fails
-only its own request. The queue is bounded (a caller beyond it waits for room) and `close`
-runs what is queued before the thread ends.
+for more (up to `max_batch`), and runs them with the engine's `detect_batch` (its `detect` for a
+batch of one). Each caller gets its own `Detections` or its own exception: when a batch fails,
+its scans are run again one by one, so one bad scan fails only its own request. The queue is
+bounded (a caller beyond it waits for room) and `close` runs what is queued before the thread
+ends. An engine without `detect_batch` is not batched: each scan runs on its caller's thread,
+as without the batcher, since queueing would only serialise it.
 """
 
 from __future__ import annotations
@@ -42,18 +43,27 @@ class MicroBatcher:
     `model_version`, `warmed`, `warm_up`, `detect`), so it can stand wherever the engine does.
 
     Args:
-        engine: The engine (an `xray.engine.Engine`, or anything with `detect`; `detect_batch`
-            is used when present).
+        engine: The engine (an `xray.engine.Engine`, or anything with `detect`; batched only
+            when it has `detect_batch`).
         window_ms: Longest wait, from the first scan's arrival, for more scans to join its batch.
         max_batch: Most scans per batch. `window_ms` 0 or `max_batch` 1: no batching at all,
             each `detect` runs on its caller's thread.
         capacity: Most scans waiting; a caller beyond it waits for room (default 4 x max_batch).
+        on_batch: Told the size of each batch run (e.g. a Prometheus histogram's `observe`).
 
     Raises:
         ConfigError: a negative window, a batch size below 1 or a capacity below `max_batch`.
     """
 
-    def __init__(self, engine: Detector, *, window_ms: float, max_batch: int, capacity: int | None = None):
+    def __init__(
+        self,
+        engine: Detector,
+        *,
+        window_ms: float,
+        max_batch: int,
+        capacity: int | None = None,
+        on_batch: Callable[[int], Any] | None = None,
+    ):
         capacity = 4 * max_batch if capacity is None else capacity
         if window_ms < 0 or max_batch < 1 or capacity < max_batch:
             raise ConfigError(
@@ -65,8 +75,9 @@ class MicroBatcher:
         self.model_id = str(getattr(engine, "model_id", ""))
         self.model_version = str(getattr(engine, "model_version", ""))
         self.window_s, self.max_batch, self.capacity = window_ms / 1e3, max_batch, capacity
-        self.enabled = window_ms > 0 and max_batch > 1
+        self._on_batch = on_batch
         self._detect_batch: Callable[[Sequence[Scan]], list[Detections]] | None = getattr(engine, "detect_batch", None)
+        self.enabled = window_ms > 0 and max_batch > 1 and self._detect_batch is not None
         self._waiting: deque[_Call] = deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -154,7 +165,9 @@ class MicroBatcher:
                         call.result.set_exception(RuntimeError("the batch thread failed before this scan ran"))
 
     def _run(self, batch: list[_Call]) -> None:
-        if len(batch) > 1 and self._detect_batch is not None:
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
+        if len(batch) > 1 and self._detect_batch is not None:  # always there when enabled; for mypy
             try:
                 found = self._detect_batch([c.scan for c in batch])
                 if len(found) != len(batch):
