@@ -494,7 +494,6 @@ def _serve(args: argparse.Namespace) -> int:
     # Only what was given: the defaults live in Settings (or come from XRAY_* variables).
     given = (("batch_window_ms", args.batch_window_ms), ("max_batch", args.max_batch))
     batching = {k: v for k, v in given if v is not None}
-    os.umask(0o077)  # everything the service writes (database, images, overlays, key file) is this user's only
     try:
         settings = Settings(
             model_dir=model,
@@ -512,6 +511,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except ValidationError as e:  # an out-of-range option or XRAY_* variable, named
         raise _UsageError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
+    os.umask(0o077)  # everything the service writes (database, images, overlays, key file) is this user's only
     app = create_app(settings)  # ConfigError (an XrayError) for settings that cannot run
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = f"[{args.host}]" if ":" in args.host else args.host
