@@ -63,6 +63,13 @@ class BatchEngine:
         return [self._found(s) for s in scans]
 
 
+class ShuffledEngine(BatchEngine):
+    """A broken `detect_batch` that answers in the wrong order."""
+
+    def detect_batch(self, scans) -> list[Detections]:
+        return super().detect_batch(scans)[::-1]
+
+
 class SingleEngine(BatchEngine):
     """An engine without `detect_batch`."""
 
@@ -117,6 +124,35 @@ def test_a_bad_scan_fails_only_its_own_caller() -> None:
     assert isinstance(found[1], ScanError) and "bad1" in str(found[1])
     assert [f.scan_id for f in (found[0], found[2], found[3])] == ["s0", "s2", "s3"]
     assert engine.sizes == [4, 1, 1, 1, 1]  # the failed batch, then each of its scans alone
+
+
+def test_results_out_of_order_never_reach_the_wrong_caller() -> None:
+    engine = ShuffledEngine()
+    batcher = MicroBatcher(engine, window_ms=60_000, max_batch=3)
+    try:
+        found = detect_all(batcher, [scan(i) for i in range(3)])
+    finally:
+        batcher.close()
+    assert [f.scan_id for f in found] == ["s0", "s1", "s2"]
+    assert engine.sizes == [3, 1, 1, 1]  # the batch was not trusted: each scan again, alone
+
+
+def test_after_a_failure_outside_the_engine_the_batcher_still_serves() -> None:
+    seen: list[int] = []
+
+    def observe(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 1:
+            raise RuntimeError("metrics down")
+
+    batcher = MicroBatcher(BatchEngine(), window_ms=60_000, max_batch=2, on_batch=observe)
+    try:
+        first = detect_all(batcher, [scan(0), scan(1)])
+        second = detect_all(batcher, [scan(2), scan(3)])
+    finally:
+        batcher.close()
+    assert all(isinstance(f, RuntimeError) and "metrics down" in str(f) for f in first)  # answered, not hung
+    assert [f.scan_id for f in second] == ["s2", "s3"] and seen == [2, 2]
 
 
 def test_scans_that_queue_behind_a_running_batch_go_together() -> None:

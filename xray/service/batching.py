@@ -114,10 +114,8 @@ class MicroBatcher:
         with self._cond:
             while len(self._waiting) >= self.capacity and not self._closed:
                 self._cond.wait()
-            if self._closed:
-                closed = True
-            else:
-                closed = False
+            closed = self._closed
+            if not closed:
                 self._waiting.append(call)
                 self._cond.notify_all()
         if closed:  # after close(): still answered, unbatched, on the caller's thread
@@ -158,20 +156,21 @@ class MicroBatcher:
         while (batch := self._next_batch()) is not None:
             try:
                 self._run(batch)
-            finally:
-                # Never leave a caller waiting for ever, whatever escaped.
+            except BaseException as e:  # noqa: BLE001 -- the thread must live on for the callers to come
+                log.exception("a batch of %d failed outside the engine", len(batch))
                 for call in batch:
                     if not call.result.done():
-                        call.result.set_exception(RuntimeError("the batch thread failed before this scan ran"))
+                        call.result.set_exception(e)
 
     def _run(self, batch: list[_Call]) -> None:
         if self._on_batch is not None:
             self._on_batch(len(batch))
-        if len(batch) > 1 and self._detect_batch is not None:  # always there when enabled; for mypy
+        if len(batch) > 1 and self._detect_batch is not None:  # never None here: only then is there a thread
             try:
                 found = self._detect_batch([c.scan for c in batch])
-                if len(found) != len(batch):
-                    raise RuntimeError(f"detect_batch gave {len(found)} results for {len(batch)} scans")
+                # A result given to the wrong caller would be a verdict on the wrong container.
+                if len(found) != len(batch) or any(d.scan_id and d.scan_id != c.scan.id for c, d in zip(batch, found)):
+                    raise RuntimeError(f"detect_batch's results do not match its {len(batch)} scans")
             except Exception as e:  # noqa: BLE001 -- which scan failed is unknown: each runs alone below
                 log.debug("a batch of %d failed (%s); running its scans one by one", len(batch), e)
             else:
