@@ -62,7 +62,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         capacity=senders,
         on_batch=state.metrics.batch_size.observe,
     )
-    state.inspector = inspector = Inspector(batcher)
+    # Only a batcher that batches stands in the inspection's path.
+    state.inspector = inspector = Inspector(batcher if batcher.enabled else engine)
     state.gate = AdmissionGate(settings.max_in_flight, settings.workers, state.metrics, settings.retry_after_s)
     state.memory = MemoryBudget(
         settings.request_memory_bytes, settings.memory_limit_bytes, state.metrics, settings.retry_after_s
