@@ -24,6 +24,7 @@ import numpy as np
 
 from benchmarks.eager import find_checkpoint, load_eager, time_eager
 from benchmarks.inputs import CanonicalScan
+from benchmarks.report import YARDSTICK_INPUT
 from benchmarks.stats import summarize
 from xray.model.preprocess import InputSpec, preprocess
 from xray.runtime import session_options
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PEER_VENV = ROOT / "benchmarks" / ".venv-peer"
 PEER_PACKAGES = ["torch==2.14.1", "torchvision==0.29.1"]  # first, pinned: the local wheels
 PEER_EXTRA = ["ultralytics==8.4.*", "onnx", "onnxslim"]
-BIG = (512, 1536)
+BIG = (YARDSTICK_INPUT[0], YARDSTICK_INPUT[1])
 
 
 def engine_session(path: str | Path):

@@ -14,6 +14,10 @@ from typing import Any
 REFERENCE_MS = 5000.0  # Shanghai Yangshan's AI image reading: ~5 s per container image (DESIGN.md)
 STAGES = ("decode", "preprocess", "model", "postprocess", "verify")
 GPU_LABELS = {"cuda": "CUDA", "tensorrt": "TensorRT"}  # engine section keys of the GPU providers
+# Issue 17's HTTP goals, as ratios to one stream of YOLO11n's raw network at this input (same run):
+# inspections/s at concurrency 4 >= 1.5 x (1000 / its p50 ms); p99 at concurrency 4 <= 3 x p50 at concurrency 1.
+YARDSTICK_INPUT = [512, 1536]
+RATE_GOAL, TAIL_GOAL = 1.5, 3.0
 
 
 def section(results: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -58,6 +62,24 @@ def comparisons(results: dict[str, Any]) -> dict[str, Any]:
             "eager_over_onnx": _ratio(_get(row, "ours_eager_ms", "p50"), ours),
             "yolo11n_over_ours": _ratio(_get(row, "yolo11n_onnx_ms", "p50"), ours),
         })
+    out["http_goals"] = http_goals(http, models)
+    return out
+
+
+def http_goals(http: dict[str, Any] | None, models: dict[str, Any] | None) -> dict[str, Any]:
+    """Issue 17's HTTP throughput and tail goals, with micro-batching on (the service's defaults) and off."""
+    yolo = next((_get(r, "yolo11n_onnx_ms", "p50") for r in _get(models, "rows") or []
+                 if r.get("input") == YARDSTICK_INPUT), None)
+    stream = round(1e3 / yolo, 3) if yolo else None
+    out: dict[str, Any] = {"yolo11n_input": YARDSTICK_INPUT, "yolo11n_p50_ms": yolo, "yolo11n_stream_per_s": stream,
+                           "rate_goal": RATE_GOAL, "tail_goal": TAIL_GOAL, "batching": _get(http, "batching")}
+    for label, key in (("batching_on", "runs"), ("batching_off", "runs_batching_off")):
+        runs = {r.get("concurrency"): r for r in _get(http, key) or []}
+        rate = _get(runs.get(4), "inspections_per_second")
+        p50, p99 = _get(runs.get(1), "latency_ms", "p50"), _get(runs.get(4), "latency_ms", "p99")
+        out[label] = {"c4_per_s": rate, "c1_p50_ms": p50, "c4_p99_ms": p99,
+                      "c4_over_yolo11n_stream": _ratio(rate, stream), "c4_p99_over_c1_p50": _ratio(p99, p50),
+                      "c4_mean_batch_size": _get(runs.get(4), "mean_batch_size")}
     return out
 
 
@@ -69,6 +91,10 @@ def _ms(v: float | None) -> str:
 
 def _x(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f}×"
+
+
+def _x2(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}×"
 
 
 def _f3(v: float | None) -> str:
@@ -174,6 +200,7 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{loader.get('images_per_second_per_worker')} images/s |")
     lines += [x for x in (_status_line(results, "throughput"),) if x]
     lines.append("")
+    lines += _goal_rows(cmp_.get("http_goals") or http_goals(http, section(results, "models")))
 
     # model stage at equal input
     models = section(results, "models")
@@ -222,6 +249,30 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(_status_line(results, "holdout") or "")
     lines.append("")
     return "\n".join(lines)
+
+
+def _goal_rows(g: dict[str, Any]) -> list[str]:
+    """The table of issue 17's HTTP goals (empty when HTTP did not run)."""
+    on, off = g.get("batching_on") or {}, g.get("batching_off") or {}
+    if on.get("c4_per_s") is None and off.get("c4_per_s") is None:
+        return []
+    b = g.get("batching") or {}
+    yolo = (f"one YOLO11n {'×'.join(map(str, g['yolo11n_input']))} stream: 1000 / {_ms(g['yolo11n_p50_ms'])} ms = "
+            f"{g['yolo11n_stream_per_s']:.1f}/s" if g.get("yolo11n_stream_per_s") else "one YOLO11n stream (not measured)")
+
+    def row(label: str, key: str, fmt: Any, goal: str = "") -> str:
+        return f"| {label} | {fmt(on.get(key))} | {fmt(off.get(key))} | {goal} |"
+
+    return [f"| HTTP goals, 40-ft | batching on (window {b.get('batch_window_ms', '?')} ms, max {b.get('max_batch', '?')}) "
+            "| batching off | goal |", "|---|---|---|---|",
+            row("inspections/s at concurrency 4", "c4_per_s", lambda v: "–" if v is None else f"{v:.1f}"),
+            row(f"÷ {yolo}", "c4_over_yolo11n_stream", _x2, f"≥ {RATE_GOAL}×"),
+            row("p50 at concurrency 1, ms", "c1_p50_ms", _ms),
+            row("p99 at concurrency 4, ms", "c4_p99_ms", _ms),
+            row("p99 at concurrency 4 ÷ p50 at concurrency 1", "c4_p99_over_c1_p50", _x2, f"≤ {TAIL_GOAL}×"),
+            row("scans per engine batch at concurrency 4, mean", "c4_mean_batch_size",
+                lambda v: "– (not batched)" if v is None else f"{v:.2f}"),
+            ""]
 
 
 def histogram(results: dict[str, Any], path: str | Path) -> bool:

@@ -110,3 +110,27 @@ def test_histogram_skipped_without_samples(tmp_path):
 def test_load_generator_refuses_non_loopback_targets():
     with pytest.raises(ValueError, match="loopback"):
         drive("http://192.0.2.1:8000", b"", b"", "{}", api_key="k", concurrency=1, requests=1, timeout=1)
+
+
+def test_http_goals_are_ratios_to_one_yolo11n_stream_with_batching_on_and_off():
+    run = {"requests": 8, "ok": 8, "rejected_503": 0, "errors": 0}
+    http = {"status": "ok", "batching": {"batch_window_ms": 5.0, "max_batch": 8},
+            "runs": [{**run, "concurrency": 1, "inspections_per_second": 4.0, "latency_ms": stage(250.0)},
+                     {**run, "concurrency": 4, "inspections_per_second": 12.5, "latency_ms": stage(300.0),
+                      "mean_batch_size": 1.8}],
+            "runs_batching_off": [{**run, "concurrency": 1, "inspections_per_second": 4.0, "latency_ms": stage(200.0)},
+                                  {**run, "concurrency": 4, "inspections_per_second": 5.0, "latency_ms": stage(800.0)}]}
+    g = report.comparisons(fake_results(http=http))["http_goals"]
+    # YOLO11n at 512x1536: p50 120 ms -> 8.333 streams/s.
+    assert g["yolo11n_p50_ms"] == 120.0 and g["yolo11n_stream_per_s"] == 8.333
+    assert g["batching_on"] == {"c4_per_s": 12.5, "c1_p50_ms": 250.0, "c4_p99_ms": 600.0,
+                                "c4_over_yolo11n_stream": 1.5, "c4_p99_over_c1_p50": 2.4, "c4_mean_batch_size": 1.8}
+    assert g["batching_off"]["c4_over_yolo11n_stream"] == 0.6 and g["batching_off"]["c4_p99_over_c1_p50"] == 8.0
+    md = report.markdown(fake_results(http=http))
+    assert "| HTTP goals, 40-ft | batching on (window 5.0 ms, max 8) | batching off | goal |" in md
+    assert "| ÷ one YOLO11n 512×1536 stream: 1000 / 120 ms = 8.3/s | 1.50× | 0.60× | ≥ 1.5× |" in md
+    assert "| p99 at concurrency 4 ÷ p50 at concurrency 1 | 2.40× | 8.00× | ≤ 3.0× |" in md
+    assert "| scans per engine batch at concurrency 4, mean | 1.80 | – (not batched) |  |" in md
+    # Without the peer the rates are still shown, the ratio is not.
+    no_peer = report.comparisons(fake_results(http=http, models={"status": "error", "error": "x"}))["http_goals"]
+    assert no_peer["batching_on"]["c4_per_s"] == 12.5 and no_peer["batching_on"]["c4_over_yolo11n_stream"] is None

@@ -118,6 +118,12 @@ def test_dataset_check_names_the_missing_file(tmp_path: Path, capsys: pytest.Cap
     assert "not an xray dataset" in capsys.readouterr().err
 
 
+def test_serve_names_an_out_of_range_batching_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--batch-window-ms", "-1", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "batch_window_ms" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # refused before anything started
+
+
 def test_serve_refuses_a_folder_without_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--model", str(tmp_path), "--data-dir", str(tmp_path / "data")]) == 2
     assert "no model.onnx" in capsys.readouterr().err

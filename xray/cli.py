@@ -534,6 +534,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="threads running inspections")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (default: all cores)")
     p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
+    p.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=None,
+        help="longest wait for concurrent scans to join one engine batch; 0: no batching",
+    )
+    p.add_argument("--max-batch", type=int, default=None, help="most scans per engine batch; 1: no batching")
     p.add_argument("--log-level", default="info")
     _add_execution(p)
     p.set_defaults(func=_serve)
@@ -552,25 +559,33 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_in_flight < 1 or args.workers < 1:
         raise _UsageError("--max-in-flight and --workers must be at least 1")
     import uvicorn
+    from pydantic import ValidationError
 
     from xray.service import Settings, create_app
 
     keys = tuple(args.api_key) + ((os.environ["XRAY_API_KEY"],) if os.environ.get("XRAY_API_KEY") else ())
+    # Only what was given: the defaults live in Settings (or come from XRAY_* variables).
+    given = (("batch_window_ms", args.batch_window_ms), ("max_batch", args.max_batch))
+    batching = {k: v for k, v in given if v is not None}
+    try:
+        settings = Settings(
+            model_dir=model,
+            data_dir=args.data_dir,
+            db_url=args.db,
+            host=args.host,
+            auth=not args.no_auth,
+            api_keys=keys,
+            watch_dir=args.watch,
+            max_in_flight=args.max_in_flight,
+            workers=args.workers,
+            threads=args.threads,
+            tile=args.tile,
+            execution=_execution(args),
+            **batching,
+        )
+    except ValidationError as e:  # an out-of-range option or XRAY_* variable, named
+        raise _UsageError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
     os.umask(0o077)  # everything the service writes (database, images, overlays, key file) is this user's only
-    settings = Settings(
-        model_dir=model,
-        data_dir=args.data_dir,
-        db_url=args.db,
-        host=args.host,
-        auth=not args.no_auth,
-        api_keys=keys,
-        watch_dir=args.watch,
-        max_in_flight=args.max_in_flight,
-        workers=args.workers,
-        threads=args.threads,
-        tile=args.tile,
-        execution=_execution(args),
-    )
     app = create_app(settings)  # ConfigError (an XrayError) for settings that cannot run
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = f"[{args.host}]" if ":" in args.host else args.host

@@ -24,6 +24,7 @@ from xray.engine import Engine
 from xray.errors import XrayError
 from xray.service.admission import AdmissionGate, MemoryBudget
 from xray.service.auth import bootstrap_keys, check_auth_setting
+from xray.service.batching import MicroBatcher
 from xray.service.guarded import CrashGuard, SecurityHeaders, printable, validation_error
 from xray.service.intake import FolderIntake
 from xray.service.metrics import Metrics, MetricsMiddleware
@@ -54,7 +55,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     await run_in_threadpool(engine.warm_up)
     state.engine = engine
-    state.inspector = inspector = Inspector(engine)
+    # No batch can hold more scans than there are threads sending them.
+    senders = settings.workers + (settings.watch_dir is not None)
+    state.batcher = batcher = MicroBatcher(
+        engine,
+        window_ms=settings.batch_window_ms,
+        max_batch=min(settings.max_batch, senders),
+        capacity=senders,
+        on_batch=state.metrics.batch_size.observe,
+    )
+    # Only a batcher that batches stands in the inspection's path.
+    state.inspector = inspector = Inspector(batcher if batcher.enabled else engine)
     state.gate = AdmissionGate(settings.max_in_flight, settings.workers, state.metrics, settings.retry_after_s)
     state.memory = MemoryBudget(
         settings.request_memory_bytes, settings.memory_limit_bytes, state.metrics, settings.retry_after_s
@@ -85,6 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if intake is not None:
             await run_in_threadpool(intake.stop)
         await run_in_threadpool(state.gate.close)
+        await run_in_threadpool(batcher.close)
         store.close()
 
 

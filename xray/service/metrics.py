@@ -6,6 +6,7 @@
   engine's timings) and end_to_end (request received to verdict recorded).
 * ``xray_inspections_in_flight``, ``xray_inspections_rejected_total{reason}``,
   ``xray_verdicts_total{channel,source}``, ``xray_intake_failures_total{reason}``.
+* ``xray_engine_batch_size``: scans per engine call of the micro-batcher (`xray.service.batching`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class Metrics:
         self.rejected = Counter("xray_inspections_rejected", "Inspections refused", ["reason"], registry=r)
         self.verdicts = Counter("xray_verdicts", "Verdicts by channel", ["channel", "source"], registry=r)
         self.intake_failures = Counter("xray_intake_failures", "Folder-intake files rejected", ["reason"], registry=r)
+        self.batch_size = Histogram(
+            "xray_engine_batch_size", "Scans per micro-batch", buckets=(1, 2, 3, 4, 6, 8, 16, 32), registry=r
+        )
 
     def observe_verdict(
         self, channel: str, timings_ms: dict[str, float], source: str, end_to_end_s: float | None = None

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
             pairing timeout is also how long a scan waits for its manifest.
         max_in_flight: Inspections admitted at once; the next gets 503.
         workers: Threads running inspections (the rest of the admitted ones wait).
+        batch_window_ms: Longest wait for concurrent scans to join one engine batch
+            (`xray.service.batching`); 0 turns batching off.
+        max_batch: Most scans per engine batch (also capped by the threads that can send
+            scans: `workers`, plus the folder intake); 1 turns batching off.
         threads: onnxruntime threads per inference (default: all cores).
         execution: onnxruntime execution provider and its options (`xray.config.ExecutionConfig`;
             from the environment as `XRAY_EXECUTION__PROVIDER=cuda`, `XRAY_EXECUTION__TRT_CACHE=DIR`).
@@ -56,6 +60,8 @@ class Settings(BaseSettings):
     watch_poll_s: float = Field(default=0.5, gt=0)
     max_in_flight: int = Field(default=8, ge=1)
     workers: int = Field(default=2, ge=1)
+    batch_window_ms: float = Field(default=5.0, ge=0, le=1000)
+    max_batch: int = Field(default=8, ge=1)
     threads: int | None = None
     execution: ExecutionConfig = ExecutionConfig()
     tile: bool = False
