@@ -4,7 +4,9 @@ The engine only detects; `xray.verify` turns its detections and a manifest into 
 
 One onnxruntime session is shared by all threads (`InferenceSession.run` is
 thread-safe). Preprocessing is `xray.model.preprocess` — the very code training
-used. A scan is letterboxed whole into the model input, as in training; with
+used. `detect_batch` runs the inputs of several scans that share a shape as one batch
+when the graph's batch axis is dynamic, and one by one when it is fixed at 1 (the
+bundled model's, whose NMS is in the graph). A scan is letterboxed whole into the model input, as in training; with
 `tile=True`, a scan that would be shrunk more than `max_shrink` is also cut into
 overlapping tiles at the training scale (SAHI-style) and the tile and whole-image
 detections are merged with class-wise NMS.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from xray.detection import Detection, Detections, DomainCheck, box_iou
 from xray.domain import FEATURE_OUTPUT, DomainGuard
 from xray.errors import ConfigError
 from xray.model.preprocess import (
+    SCRATCH,
     InputSpec,
     Letterbox,
     base_channels,
@@ -125,6 +129,28 @@ class Pass:
     inner: tuple[bool, bool, bool, bool] = (False, False, False, False)
 
 
+def mirrored(p: Pass) -> np.ndarray:
+    """The pass's input with the scan mirrored left-right and the padding left in place."""
+    rw = p.lb.resized_hw[1]
+    x = p.x.copy()
+    x[:, :, :rw] = p.x[:, :, :rw][:, :, ::-1]
+    return x
+
+
+def unbatch(raw: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """Image `k`'s outputs of a batched run, in the single-image layout: every output's batch
+    axis dropped and the detections padded with score 0 removed."""
+    out = {name: np.asarray(v)[k] for name, v in raw.items()}
+    if "scores" in out:
+        keep = np.asarray(out["scores"]).reshape(-1) > 0
+        for name in ("boxes", "scores", "labels"):
+            if name in out:
+                out[name] = out[name][keep]
+    if "features" in out:
+        out["features"] = out["features"][None]  # the single-image graph's (1, F)
+    return out
+
+
 # A tile detection this close (model-input px) to an inner tile edge is cut by the
 # edge; the neighbouring tile or the whole-scan pass sees the object whole (SAHI).
 EDGE_PX = 2.0
@@ -175,6 +201,9 @@ class Engine:
         self.session = create_session(onnx_path, threads=threads, providers=providers)
         # The graph is the truth about its outputs (a guard-calibrated model has `features` too).
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # A symbolic first axis: the graph takes a batch and gives every output a batch axis
+        # (detections padded with score 0). The bundled graph's is fixed at 1.
+        self.batched = not isinstance(self.session.get_inputs()[0].shape[0], int)
         self.guard = DomainGuard.from_card(self.card)
         self.providers: list[str] = list(self.session.get_providers())
         self.tile, self.max_shrink, self.tile_overlap = tile, max_shrink, tile_overlap
@@ -192,18 +221,40 @@ class Engine:
         out = self.session.run(None, {"input": x[None]})
         return dict(zip(self.output_names, out))
 
+    def run_many(self, xs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Model outputs of several inputs (C, H, W): inputs of one shape go as one batch when
+        the graph takes a batch, else one session call each."""
+        outs: list[dict[str, np.ndarray] | None] = [None] * len(xs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(xs):
+            groups.setdefault(tuple(x.shape), []).append(i)
+        for idx in groups.values():
+            if not self.batched or len(idx) == 1:
+                for i in idx:
+                    outs[i] = self._run(xs[i])
+                continue
+            batch = np.stack([xs[i] for i in idx])
+            raw = dict(zip(self.output_names, self.session.run(None, {"input": batch})))
+            for k, i in enumerate(idx):
+                outs[i] = unbatch(raw, k)
+        return [o for o in outs if o is not None]
+
     def model_inputs(self, scan: Scan) -> list[Pass]:
         """The model inputs of a scan: first the whole scan letterboxed as in training, then
         (with tiling on, for scans much larger than the input) overlapping tiles at the
         training scale."""
-        base = base_channels(scan, self.spec)
+        with SCRATCH.arrays() as arrays:
+            return self._model_inputs(scan, arrays)
+
+    def _model_inputs(self, scan: Scan, arrays: dict[str, np.ndarray]) -> list[Pass]:
+        base = base_channels(scan, self.spec, arrays)
         lb = fit(base.shape[1:], self.spec.size)
-        passes = [Pass(finish(shrink(base, lb.resized_hw, self.spec), self.spec), lb)]
+        passes = [Pass(finish(shrink(base, lb.resized_hw, self.spec, arrays), self.spec), lb)]
         if not (self.tile and self.train_scale and lb.sy * self.max_shrink < float(self.train_scale)):
             return passes
         h, w = base.shape[1:]
         s = float(self.train_scale)
-        big = shrink(base, (max(1, round(h * s)), max(1, round(w * s))), self.spec)
+        big = shrink(base, (max(1, round(h * s)), max(1, round(w * s))), self.spec, arrays)
         H, W = self.spec.size
         bh, bw = big.shape[1:]
 
@@ -280,19 +331,51 @@ class Engine:
     def detect(self, scan: Scan) -> Detections:
         """Detections in scan pixels, the image-level presence score per category (empty when
         the model has no image head), and the time of each stage in ms."""
+        return self.detect_batch([scan])[0]
+
+    def detect_batch(self, scans: Sequence[Scan]) -> list[Detections]:
+        """`detect` of several scans, with their model inputs of one shape run as one batch
+        (`run_many`); the results equal those of `detect` one scan at a time.
+
+        Each scan's `timings_ms` has its own preprocess and postprocess time, and as `model`
+        the time of the batched model runs it waited for.
+        """
         if self.box_free:
-            return self.detect_scan_level(scan)
-        t0 = time.perf_counter()
-        passes = self.model_inputs(scan)
+            return [self.detect_scan_level(scan) for scan in scans]
+        prepared: list[tuple[list[Pass], float]] = []
+        for scan in scans:
+            t0 = time.perf_counter()
+            passes = self.model_inputs(scan)
+            prepared.append((passes, (time.perf_counter() - t0) * 1e3))
         t1 = time.perf_counter()
-        raw = [(p, self._run(p.x)) for p in passes]
-        if self.flip:
-            p = passes[0]
-            rw = p.lb.resized_hw[1]
-            x = p.x.copy()
-            x[:, :, :rw] = p.x[:, :, :rw][:, :, ::-1]  # the scan mirrored, the padding left in place
-            raw[0] = (p, fuse_mirror(raw[0][1], self._run(x), rw))
-        t2 = time.perf_counter()
+        xs: list[np.ndarray] = []
+        for passes, _ in prepared:
+            xs.extend(p.x for p in passes)
+            if self.flip:
+                xs.append(mirrored(passes[0]))
+        outs = self.run_many(xs)
+        model_ms = (time.perf_counter() - t1) * 1e3
+        results, k = [], 0
+        for scan, (passes, pre_ms) in zip(scans, prepared, strict=True):
+            t2 = time.perf_counter()
+            raw = list(zip(passes, outs[k : k + len(passes)], strict=True))
+            k += len(passes)
+            if self.flip:
+                p = passes[0]
+                raw[0] = (p, fuse_mirror(raw[0][1], outs[k], p.lb.resized_hw[1]))
+                k += 1
+            results.append(self._detections(scan, passes, raw, pre_ms, model_ms, t2))
+        return results
+
+    def _detections(
+        self,
+        scan: Scan,
+        passes: list[Pass],
+        raw: list[tuple[Pass, dict[str, np.ndarray]]],
+        pre_ms: float,
+        model_ms: float,
+        t2: float,
+    ) -> Detections:
         dets = self.merge(raw, (scan.height, scan.width))
         whole = raw[0][1]
         image_scores = (
@@ -307,7 +390,7 @@ class Engine:
             detections=dets,
             image_scores=image_scores,
             domain=domain,
-            timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
+            timings_ms={"preprocess": pre_ms, "model": model_ms, "postprocess": (t3 - t2) * 1e3},
             model_id=self.model_id,
             model_version=self.model_version,
         )
@@ -316,9 +399,10 @@ class Engine:
         """A box-free model's output: its scan-level scores, its embedding, and evidence boxes
         from its region maps (`region_evidence`). The whole scan is one pass (no tiles, no mirror)."""
         t0 = time.perf_counter()
-        base = base_channels(scan, self.spec)
-        lb = fit(base.shape[1:], self.spec.size)
-        x = finish(shrink(base, lb.resized_hw, self.spec), self.spec)
+        with SCRATCH.arrays() as arrays:
+            base = base_channels(scan, self.spec, arrays)
+            lb = fit(base.shape[1:], self.spec.size)
+            x = finish(shrink(base, lb.resized_hw, self.spec, arrays), self.spec)
         t1 = time.perf_counter()
         out = self._run(x)
         t2 = time.perf_counter()

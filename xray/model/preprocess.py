@@ -14,6 +14,9 @@ import it without importing the training stack.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import cv2
@@ -35,8 +38,10 @@ __all__ = [
     "DEFAULT_NORM",
     "DETAIL_CHANNELS",
     "MODES",
+    "SCRATCH",
     "SINGLE_ENERGY_RATIO",
     "InputSpec",
+    "Scratch",
     "Letterbox",
     "base_channels",
     "detail",
@@ -91,20 +96,71 @@ def fit(scan_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
 SINGLE_ENERGY_RATIO = 1.16
 
 
-def base_channels(scan: Scan, spec: InputSpec) -> np.ndarray:
+class Scratch:
+    """Full-resolution work arrays, reused from scan to scan.
+
+    A fresh 8-16 MB array costs its page faults on first touch: measured on a 40-ft scan, the
+    attenuation of both energies took 7.5 ms into new arrays and 2.9 ms into reused ones. At
+    most `keep` sets are kept (one per concurrent caller in use), so idle threads hold none.
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self._free: list[dict[str, np.ndarray]] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def arrays(self) -> Iterator[dict[str, np.ndarray]]:
+        """A set of work arrays for this caller alone; see `work`."""
+        with self._lock:
+            arrays = self._free.pop() if self._free else {}
+        try:
+            yield arrays
+        finally:
+            with self._lock:
+                if len(self._free) < self.keep:
+                    self._free.append(arrays)
+
+
+def work(arrays: dict[str, np.ndarray] | None, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The float32 work array `name` of `shape` from a scratch set (a new one without a set)."""
+    if arrays is None:
+        return np.empty(shape, np.float32)
+    a = arrays.get(name)
+    if a is None or a.shape != shape:
+        a = arrays[name] = np.empty(shape, np.float32)
+    return a
+
+
+SCRATCH = Scratch()
+
+
+def base_channels(scan: Scan, spec: InputSpec, arrays: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """The scan channels a mode is derived from: attenuation (E, H, W) or RGB in [0, 1].
 
     Every scan kind feeds every mode, so single-energy and pseudo-colour scans still
     get a verdict (DESIGN.md), with less information: a single-energy scan gets a
     synthetic low energy (`SINGLE_ENERGY_RATIO`); a pseudo-colour scan's luminance is
     read as transmission; a physical scan shown to an RGB model is its grey rendering.
+
+    Args:
+        arrays: A `Scratch` set to compute the attenuation in: the result is then valid only
+            while the caller holds the set. Default: a new array.
     """
     mode = spec.mode
     if mode == "rgb":
         if scan.kind is ScanKind.RGB:
             return scan.channels
         return np.repeat(scan.channels[:1], 3, axis=0)
-    if scan.is_physical:
+    if scan.is_physical and (mode != "single" or scan.channels.shape[0] == 1):
+        # Scan.attenuation's -ln(clip(T)), in place: numpy's SIMD log is faster here than a
+        # 65,536-entry lookup table from the 16-bit counts (2.9 ms vs 5.0 ms for a 40-ft pair;
+        # a gather is not vectorised), and it needs no integer copy of the scan.
+        att = work(arrays, "attenuation", scan.channels.shape)
+        np.clip(scan.channels, MIN_TRANSMISSION, 1.0, out=att)
+        np.log(att, out=att)
+        np.negative(att, out=att)
+    elif scan.is_physical:
         att = scan.attenuation()
     else:
         r, g, b = scan.channels
@@ -123,7 +179,9 @@ def resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if (h, w) == tuple(hw):
         return np.ascontiguousarray(img, dtype=np.float32)
     interp = cv2.INTER_AREA if hw[0] < h else cv2.INTER_LINEAR
-    out = cv2.resize(np.ascontiguousarray(img.transpose(1, 2, 0)), (hw[1], hw[0]), interpolation=interp)
+    # cv2.merge interleaves the planes in a quarter of the time of a numpy transposed copy.
+    planes = [np.ascontiguousarray(c, dtype=np.float32) for c in img]
+    out = cv2.resize(planes[0] if len(planes) == 1 else cv2.merge(planes), (hw[1], hw[0]), interpolation=interp)
     return np.ascontiguousarray(out.reshape(hw[0], hw[1], img.shape[0]).transpose(2, 0, 1), dtype=np.float32)
 
 
@@ -148,13 +206,35 @@ def detail(att: np.ndarray, hw: tuple[int, int], sigma: float) -> np.ndarray:
     return np.sqrt(resize(cv2.multiply(hp, hp)[None], hw)[0])
 
 
-def shrink(base: np.ndarray, hw: tuple[int, int], spec: InputSpec) -> np.ndarray:
+def shrink(
+    base: np.ndarray, hw: tuple[int, int], spec: InputSpec, arrays: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
     """Resize base channels to `hw`; modes with detail channels append them, measured
-    on the full-resolution base first."""
-    small = resize(base, hw)
+    on the full-resolution base first (`detail`).
+
+    The base channels and the detail energy go through one resize of an interleaved image:
+    the same numbers as resizing each (`resize`, `detail`), in 9 ms instead of 21 ms for a
+    40-ft scan (measured). `arrays`: a `Scratch` set for the full-resolution work.
+    """
     if not spec.detail_channels:
-        return small
-    return np.concatenate([small, detail(base[0], hw, spec.detail_sigma)[None]])
+        return resize(base, hw)
+    a = np.ascontiguousarray(base[0], dtype=np.float32)
+    k = 2 * math.ceil(2 * spec.detail_sigma) + 1  # as in `detail`
+    hp = work(arrays, "detail", a.shape)
+    cv2.GaussianBlur(a, (k, k), spec.detail_sigma, dst=hp)
+    cv2.subtract(a, hp, dst=hp)
+    cv2.multiply(hp, hp, dst=hp)
+    planes = [np.ascontiguousarray(c, dtype=np.float32) for c in base] + [hp]
+    if (a.shape[0], a.shape[1]) == tuple(hw):
+        small = np.stack(planes)
+    else:
+        interp = cv2.INTER_AREA if hw[0] < a.shape[0] else cv2.INTER_LINEAR
+        merged = work(arrays, "interleaved", (*a.shape, len(planes)))
+        cv2.merge(planes, dst=merged)
+        small = cv2.resize(merged, (hw[1], hw[0]), interpolation=interp).reshape(hw[0], hw[1], len(planes))
+        small = np.ascontiguousarray(small.transpose(2, 0, 1))
+    np.sqrt(small[-1], out=small[-1])
+    return small
 
 
 def finish(base: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -171,20 +251,30 @@ def finish(base: np.ndarray, spec: InputSpec) -> np.ndarray:
     e, h, w = base.shape
     if h > H or w > W:
         raise ValueError(f"image {h}x{w} is larger than the model input {H}x{W}")
+    ratio = spec.mode in ("dual_ratio", "dual_ratio_detail")
+    # The ratio channel sits after the two energies; the other channels keep their order.
+    slots = [i + 1 if ratio and i >= 2 else i for i in range(e)]
+    x = np.empty((e + ratio, H, W), np.float32)
     # Padding is air: A = 0 in attenuation, white (1.0) in a pseudo-colour rendering.
-    canvas = np.full((e, H, W), 1.0 if spec.mode == "rgb" else 0.0, dtype=np.float32)
-    canvas[:, :h, :w] = base
-    if spec.mode in ("dual_ratio", "dual_ratio_detail"):
-        ratio = (canvas[1] + spec.ratio_eps) / (canvas[0] + spec.ratio_eps)
-        ratio = np.clip(ratio, *spec.ratio_clip)
-        canvas = np.concatenate([canvas[:2], ratio[None], canvas[2:]], axis=0)
-    mean = np.asarray(spec.mean, np.float32)[:, None, None]
-    std = np.asarray(spec.std, np.float32)[:, None, None]
-    return (canvas - mean) / std
+    pad = 1.0 if spec.mode == "rgb" else 0.0
+    for i, j in enumerate(slots):
+        x[j, :h, :w] = base[i]
+        x[j, h:, :] = pad
+        x[j, :h, w:] = pad
+    if ratio:
+        np.add(x[1], spec.ratio_eps, out=x[2])
+        np.divide(x[2], x[0] + spec.ratio_eps, out=x[2])
+        np.clip(x[2], *spec.ratio_clip, out=x[2])
+    # Normalised channel by channel in place: the same arithmetic as (x - mean) / std.
+    for c, (m, s) in enumerate(zip(spec.mean, spec.std, strict=True)):
+        np.subtract(x[c], np.float32(m), out=x[c])
+        np.divide(x[c], np.float32(s), out=x[c])
+    return x
 
 
 def preprocess(scan: Scan, spec: InputSpec) -> tuple[np.ndarray, Letterbox]:
     """Scan -> float32 (C, H, W) model input and the letterbox that maps boxes back."""
-    base = base_channels(scan, spec)
-    lb = fit(base.shape[1:], spec.size)
-    return finish(shrink(base, lb.resized_hw, spec), spec), lb
+    with SCRATCH.arrays() as arrays:
+        base = base_channels(scan, spec, arrays)
+        lb = fit(base.shape[1:], spec.size)
+        return finish(shrink(base, lb.resized_hw, spec, arrays), spec), lb
