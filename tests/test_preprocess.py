@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 
 from xray.model.preprocess import (
-    SCRATCH,
     InputSpec,
-    Scratch,
-    base_channels,
     detail,
     finish,
     fit,
@@ -73,21 +70,7 @@ def test_growing_a_small_scan_stays_within_float_rounding() -> None:
     np.testing.assert_allclose(preprocess(scan, SPEC)[0], reference(scan, SPEC), rtol=0, atol=1e-4)
 
 
-def test_scratch_arrays_are_reused_only_by_one_caller_at_a_time() -> None:
-    scratch = Scratch(keep=1)
-    with scratch.arrays() as a, scratch.arrays() as b:
-        assert a is not b  # two callers at once: two sets
-        a["x"] = np.zeros(3, np.float32)
-    with scratch.arrays() as c:
-        assert c is b or c is a  # one set kept for the next caller
-    with SCRATCH.arrays() as arrays:
-        att = base_channels(dual(), SPEC, arrays)
-        again = base_channels(dual(), SPEC, arrays)
-        assert np.shares_memory(att, again)  # reused ...
-    assert not np.shares_memory(base_channels(dual(), SPEC), base_channels(dual(), SPEC))  # ... only when asked
-
-
-def test_shrink_without_scratch_returns_what_training_used() -> None:
+def test_the_detail_channel_is_the_rms_of_the_fine_texture() -> None:
     scan = dual()
     att = scan.attenuation()
     lb = fit(att.shape[1:], SPEC.size)

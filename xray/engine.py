@@ -28,7 +28,6 @@ from xray.detection import Detection, Detections, DomainCheck, box_iou
 from xray.domain import FEATURE_OUTPUT, DomainGuard
 from xray.errors import ConfigError
 from xray.model.preprocess import (
-    SCRATCH,
     InputSpec,
     Letterbox,
     base_channels,
@@ -243,18 +242,14 @@ class Engine:
         """The model inputs of a scan: first the whole scan letterboxed as in training, then
         (with tiling on, for scans much larger than the input) overlapping tiles at the
         training scale."""
-        with SCRATCH.arrays() as arrays:
-            return self._model_inputs(scan, arrays)
-
-    def _model_inputs(self, scan: Scan, arrays: dict[str, np.ndarray]) -> list[Pass]:
-        base = base_channels(scan, self.spec, arrays)
+        base = base_channels(scan, self.spec)
         lb = fit(base.shape[1:], self.spec.size)
-        passes = [Pass(finish(shrink(base, lb.resized_hw, self.spec, arrays), self.spec), lb)]
+        passes = [Pass(finish(shrink(base, lb.resized_hw, self.spec), self.spec), lb)]
         if not (self.tile and self.train_scale and lb.sy * self.max_shrink < float(self.train_scale)):
             return passes
         h, w = base.shape[1:]
         s = float(self.train_scale)
-        big = shrink(base, (max(1, round(h * s)), max(1, round(w * s))), self.spec, arrays)
+        big = shrink(base, (max(1, round(h * s)), max(1, round(w * s))), self.spec)
         H, W = self.spec.size
         bh, bw = big.shape[1:]
 
@@ -399,10 +394,9 @@ class Engine:
         """A box-free model's output: its scan-level scores, its embedding, and evidence boxes
         from its region maps (`region_evidence`). The whole scan is one pass (no tiles, no mirror)."""
         t0 = time.perf_counter()
-        with SCRATCH.arrays() as arrays:
-            base = base_channels(scan, self.spec, arrays)
-            lb = fit(base.shape[1:], self.spec.size)
-            x = finish(shrink(base, lb.resized_hw, self.spec, arrays), self.spec)
+        base = base_channels(scan, self.spec)
+        lb = fit(base.shape[1:], self.spec.size)
+        x = finish(shrink(base, lb.resized_hw, self.spec), self.spec)
         t1 = time.perf_counter()
         out = self._run(x)
         t2 = time.perf_counter()
