@@ -295,3 +295,7 @@ def test_detect_batch_runs_a_batch_graph_once_per_shape_and_splits_it(tiny_model
         assert len(want.detections) == 1
         _same(g, want)
     assert len({g.detections[0].score for g in got}) == len(batch)  # each scan kept its own outputs
+    calls.clear()
+    batched.flip = fixed.flip = False
+    _same(batched.detect(scans[1]), fixed.detect(scans[1]))  # a batch of one
+    assert [c[0] for c in calls] == [1]

@@ -4,12 +4,14 @@ The engine only detects; `xray.verify` turns its detections and a manifest into 
 
 One onnxruntime session is shared by all threads (`InferenceSession.run` is
 thread-safe). Preprocessing is `xray.model.preprocess` — the very code training
-used. `detect_batch` runs the inputs of several scans that share a shape as one batch
-when the graph's batch axis is dynamic, and one by one when it is fixed at 1 (the
-bundled model's, whose NMS is in the graph). A scan is letterboxed whole into the model input, as in training; with
+used. A scan is letterboxed whole into the model input, as in training; with
 `tile=True`, a scan that would be shrunk more than `max_shrink` is also cut into
 overlapping tiles at the training scale (SAHI-style) and the tile and whole-image
 detections are merged with class-wise NMS.
+
+`detect_batch` runs the inputs of several scans (and their mirrored passes) that share a
+shape as one batch when the graph's batch axis is dynamic, and one call each when it is
+fixed at 1, as in the bundled graph, whose NMS is in the graph.
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ class Engine:
         for i, x in enumerate(xs):
             groups.setdefault(tuple(x.shape), []).append(i)
         for idx in groups.values():
-            if not self.batched or len(idx) == 1:
+            if not self.batched:
                 for i in idx:
                     outs[i] = self._run(xs[i])
                 continue
@@ -333,7 +335,8 @@ class Engine:
         (`run_many`); the results equal those of `detect` one scan at a time.
 
         Each scan's `timings_ms` has its own preprocess and postprocess time, and as `model`
-        the time of the batched model runs it waited for.
+        the time of the batched model runs it waited for. A box-free model's scans run one
+        by one (`detect_scan_level`).
         """
         if self.box_free:
             return [self.detect_scan_level(scan) for scan in scans]
