@@ -3,7 +3,9 @@ throughput with N concurrent streams sharing one Engine; on the CPU and, where o
 them, on CUDA and TensorRT (benchmarks.providers; their rows say why not otherwise).
 
 Decode is `read_scan` of the two 16-bit PNG files (file read included); the other stages are
-the verdict's own `timings_ms` (whose `total` is the sum of the five stages).
+the verdict's own `timings_ms` (whose `total` is the sum of the five stages). `detect_batch`
+rows time `Engine.detect_batch` on batches of 1, 2 and 4 copies of the decoded 40-ft scan
+(decode not included; one session call per input when the graph's batch is fixed at 1).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from xray.sources.files import read_scan
 from xray.verify import Inspector
 
 STAGES = ("decode", "preprocess", "model", "postprocess", "verify")
+BATCH_SIZES = [1, 2, 4]
 
 
 def inspect_once(inspector: Inspector, scan: CanonicalScan, manifest: Manifest) -> dict[str, float]:
@@ -63,6 +66,24 @@ def concurrent(engine: Engine, scan: CanonicalScan, streams: int, per_stream: in
             "scans_per_second": per_second(len(totals), wall), "latency_ms": summarize(totals)}
 
 
+def batches(engine: Engine, scan: CanonicalScan, sizes: list[int], n: int, warmup: int = 2) -> list[dict[str, Any]]:
+    """`Engine.detect_batch` of `size` copies of the decoded scan: ms per batch and scans/s."""
+    decoded = read_scan(scan.high, scan.low, scan_id=scan.name)
+    rows = []
+    for size in sizes:
+        batch = [decoded] * size
+        times = []
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            engine.detect_batch(batch)
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1e3)
+        st = summarize(times)
+        rows.append({"batch": size, "batched_graph": engine.batched, "batch_ms": st,
+                     "per_scan_ms": round(st["p50"] / size, 3), "scans_per_second": per_second(size * n, sum(times) / 1e3)})
+    return rows
+
+
 def decode_formats(scan: CanonicalScan, n: int) -> dict[str, Any]:
     """`read_scan` of the pair as deflated PNGs (the canonical files) and as stored (uncompressed) PNGs."""
     out = {}
@@ -92,6 +113,7 @@ def run_provider(model_dir: Path, scans: dict[str, CanonicalScan], execution: Ex
         "model_input": list(engine.spec.size),
         "single_stream": {name: single_stream(engine, s, n) for name, s in scans.items()},
         "concurrent": [concurrent(engine, scans["40ft"], k, per_stream) for k in streams],
+        "detect_batch": batches(engine, scans["40ft"], BATCH_SIZES, n),
     }
 
 

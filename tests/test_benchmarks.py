@@ -23,7 +23,9 @@ def fake_results(**sections: dict) -> dict:
                                          "postprocess": stage(1.0), "verify": stage(0.5), "total": stage(200.0)},
                            "totals_ms": [190.0, 200.0, 210.0, 400.0]},
                   "20ft": {"stages_ms": {"total": stage(125.0)}, "totals_ms": [120.0, 125.0, 130.0]}},
-                  "concurrent": [{"streams": 2, "scans_per_second": 6.5, "latency_ms": stage(300.0)}]},
+                  "concurrent": [{"streams": 2, "scans_per_second": 6.5, "latency_ms": stage(300.0)}],
+                  "detect_batch": [{"batch": 4, "batched_graph": False, "batch_ms": stage(400.0),
+                                    "per_scan_ms": 100.0, "scans_per_second": 10.0}]},
               "cuda": {"skipped": "no CUDA here"}}
     http = {"status": "ok", "runs": [
         {"concurrency": 1, "requests": 4, "ok": 4, "rejected_503": 0, "errors": 0, "inspections_per_second": 4.0,
@@ -66,6 +68,7 @@ def test_comparisons_are_ratios_of_the_right_rows():
     assert c["engine_40ft_p50_ms"] == 200.0 and c["engine_40ft_p99_ms"] == 400.0
     assert c["reference_over_engine_p50"] == 25.0 and c["reference_over_engine_p99"] == 12.5
     assert c["http_40ft_p50_ms"] == 250.0 and c["reference_over_http_p50"] == 20.0
+    assert c["engine_over_yolo11n_512x1536"] == 1.67  # 200 ms engine total / 120 ms YOLO11n at 512 x 1536
     assert c["by_input"] == [{"input": [256, 768], "eager_over_onnx": None, "yolo11n_over_ours": 2.5},
                              {"input": [512, 1536], "eager_over_onnx": 2.0, "yolo11n_over_ours": 1.5}]
 
@@ -76,6 +79,9 @@ def test_markdown_table_rows():
     assert "| engine (CPU), model | 50 | 90.0 | 135 | 180 | |" in md
     assert "| **HTTP end to end, concurrency 1** | 4 | **250** | 375 | **500** | 20.0× |" in md
     assert "20 ok, 12 × 503, 0 errors of 32" in md
+    assert "| engine detect_batch, batch 4, 40-ft, decode excluded (graph batch fixed at 1: one call per input) | " \
+           "10.0 scans/s (100 ms per scan) |" in md
+    assert "YOLO11n raw at 512×1536** | **1.67×** (goal ≤ 1.0×)" in md
     assert "decode + engine inside the service, p50 | 180 ms of 250 ms end to end |" in md
     assert "| 512×1536 | 80.0 | 160 | 120 | 1.5× |" in md and "| 256×768 | 20.0 | – | 50.0 | 2.5× |" in md
     assert "| box mAP@0.5 (model card, test split) | 0.610 |" in md and "| box mAP@0.5:0.95 | 0.402 |" in md

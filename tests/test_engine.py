@@ -9,8 +9,9 @@ from xray.engine import Engine, Pass
 from xray.errors import ConfigError
 from xray.manifest import Manifest
 from xray.model.factory import model_from_checkpoint
-from xray.model.preprocess import Letterbox
+from xray.model.preprocess import InputSpec, Letterbox
 from xray.runtime import choose_providers
+from xray.scan import Scan
 from xray.sources.files import read_scan
 from xray.verdict import Channel
 from xray.verify import Inspector, VerifierConfig, verify
@@ -171,3 +172,130 @@ def test_flip_is_taken_from_the_card_and_keeps_the_boxes_in_place(tiny_model_dir
     boxes = {d.box for d in a}
     assert all(d.box in boxes for d in b)  # the mirrored pass moves no box, it only re-scores
     assert set(ia) == set(ib) and ia != ib
+
+
+def _toy_graph(path, channels: int, classes: int, *, batched: bool) -> None:
+    """A graph with the engine's outputs whose scores and boxes follow the input's mean: one
+    detection per image; the batched form takes (N, C, H, W) and pads each image's detections
+    with a score-0 row, as a batch-exported detector would."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def const(name, values, dtype=np.float32):
+        return helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.asarray(values, dtype), name))
+
+    n = "batch" if batched else 1
+    nodes = [
+        const("half", 0.5), const("base", 0.4), const("zero", 0.0), const("ax1", [1], np.int64),
+        const("ax2", [2], np.int64), const("corner", [[[10.0, 20.0, 200.0, 120.0]]]),
+        const("ones", np.ones((1, classes), np.float32)),
+        helper.make_node("ReduceMean", ["input"], ["mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Sigmoid", ["mean"], ["sig"]),
+        helper.make_node("Mul", ["sig", "half"], ["sig_half"]),
+        helper.make_node("Add", ["sig_half", "base"], ["s"]),
+        helper.make_node("Unsqueeze", ["s", "ax1"], ["s2"]),  # (N, 1)
+        helper.make_node("Unsqueeze", ["s2", "ax2"], ["s3"]),  # (N, 1, 1)
+        helper.make_node("Mul", ["s3", "corner"], ["b1"]),  # (N, 1, 4)
+        helper.make_node("Mul", ["s2", "zero"], ["z2"]),
+        helper.make_node("Mul", ["b1", "zero"], ["zb"]),
+        helper.make_node("Mul", ["s2", "ones"], ["image"]),  # (N, K)
+    ]
+    if batched:
+        nodes += [
+            helper.make_node("Concat", ["s2", "z2"], ["scores"], axis=1),
+            helper.make_node("Concat", ["b1", "zb"], ["boxes"], axis=1),
+            helper.make_node("Cast", ["scores"], ["labels"], to=TensorProto.INT64),
+            helper.make_node("Identity", ["image"], ["image_scores"]),
+        ]
+        shapes = {"boxes": [n, 2, 4], "scores": [n, 2], "labels": [n, 2], "image_scores": [n, classes]}
+    else:
+        nodes += [
+            const("flat4", [-1, 4], np.int64), const("flat", [-1], np.int64),
+            helper.make_node("Reshape", ["s2", "flat"], ["scores"]),
+            helper.make_node("Reshape", ["b1", "flat4"], ["boxes"]),
+            helper.make_node("Cast", ["z2"], ["z2i"], to=TensorProto.INT64),
+            helper.make_node("Reshape", ["z2i", "flat"], ["labels"]),
+            helper.make_node("Reshape", ["image", "flat"], ["image_scores"]),
+        ]
+        shapes = {"boxes": [1, 4], "scores": [1], "labels": [1], "image_scores": [classes]}
+    types = {"labels": TensorProto.INT64}
+    graph = helper.make_graph(
+        nodes, "toy", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, channels, "h", "w"])],
+        [helper.make_tensor_value_info(k, types.get(k, TensorProto.FLOAT), v) for k, v in shapes.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def _toy_model(tiny_model_dir, folder, *, batched: bool):
+    import json
+
+    folder.mkdir()
+    card = json.loads((tiny_model_dir / "model.json").read_text())
+    card["engine"] = {"flip": True}
+    card["outputs"]["names"] = ["boxes", "scores", "labels", "image_scores"]
+    card.pop("domain", None)
+    card.pop("guard", None)
+    (folder / "model.json").write_text(json.dumps(card))
+    channels = InputSpec.from_dict(card["input"]).channels
+    _toy_graph(folder / "model.onnx", channels, len(card["classes"]), batched=batched)
+    return folder
+
+
+def _same(a, b) -> None:
+    assert a.scan_id == b.scan_id and len(a.detections) == len(b.detections)
+    for da, db in zip(a.detections, b.detections):
+        assert da.category == db.category
+        assert da.score == pytest.approx(db.score, abs=1e-6) and da.box == pytest.approx(db.box, abs=1e-4)
+    assert a.image_scores == pytest.approx(b.image_scores, abs=1e-6)
+    assert a.domain == b.domain
+
+
+def test_detect_batch_equals_detect_one_scan_at_a_time(tiny_model_dir, tmp_path, scan_files):
+    """The bundled kind of graph (batch fixed at 1): detect_batch runs each input alone, same results."""
+    import json
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    card = json.loads((model / "model.json").read_text())
+    card["engine"] = {"flip": True}
+    (model / "model.json").write_text(json.dumps(card))
+    engine = Engine(model, threads=1)
+    assert not engine.batched
+    scans = [read_scan(f.high, f.low) for f in scan_files[:3]]
+    small = Scan(id="small", channels=scans[0].channels[:, :96, :200].copy(), kind=scans[0].kind)
+    batch = [scans[0], small, scans[1], scans[2], scans[0]]
+    got = engine.detect_batch(batch)
+    assert len(got) == len(batch)
+    for scan, g in zip(batch, got):
+        _same(g, engine.detect(scan))
+        assert set(g.timings_ms) == {"preprocess", "model", "postprocess"}
+    assert engine.detect_batch([]) == []
+
+
+def test_detect_batch_runs_a_batch_graph_once_per_shape_and_splits_it(tiny_model_dir, tmp_path, scan_files):
+    """A graph with a batch axis: inputs of one shape (scans of any size, letterboxed, and their
+    mirrors) go in one call, padded detections are dropped, and the results equal the
+    single-image graph's."""
+    fixed = Engine(_toy_model(tiny_model_dir, tmp_path / "fixed", batched=False), threads=1)
+    batched = Engine(_toy_model(tiny_model_dir, tmp_path / "batched", batched=True), threads=1)
+    assert batched.batched and not fixed.batched
+    scans = [read_scan(f.high, f.low) for f in scan_files[:3]]
+    small = Scan(id="small", channels=scans[0].channels[:, :96, :200].copy(), kind=scans[0].kind)
+    batch = [scans[0], small, scans[1], scans[2]]
+    calls = []
+    run = batched.session.run
+    batched.session.run = lambda names, feed: calls.append(feed["input"].shape) or run(names, feed)
+    got = batched.detect_batch(batch)
+    assert [c[0] for c in calls] == [8]  # every scan letterboxed to the input size, each with its mirror
+    for scan, g in zip(batch, got):
+        want = fixed.detect(scan)
+        assert len(want.detections) == 1
+        _same(g, want)
+    assert len({g.detections[0].score for g in got}) == len(batch)  # each scan kept its own outputs
+    calls.clear()
+    batched.flip = fixed.flip = False
+    _same(batched.detect(scans[1]), fixed.detect(scans[1]))  # a batch of one
+    assert [c[0] for c in calls] == [1]

@@ -181,6 +181,16 @@ def test_an_engine_without_detect_batch_is_not_batched() -> None:
     assert found[0].scan_id == "s1" and isinstance(found[1], ScanError) and found[2].scan_id == "s3"
 
 
+def test_an_engine_whose_graph_takes_one_scan_per_call_is_not_batched() -> None:
+    engine = BatchEngine()
+    engine.batched = False  # e.g. a graph exported with a fixed batch of 1: detect_batch would only loop
+    batcher = MicroBatcher(engine, window_ms=60_000, max_batch=4)
+    assert not batcher.enabled
+    found = detect_all(batcher, [scan(i) for i in range(3)])
+    batcher.close()
+    assert engine.sizes == [1, 1, 1] and [f.scan_id for f in found] == ["s0", "s1", "s2"]
+
+
 @pytest.mark.parametrize(("window_ms", "max_batch"), [(0, 8), (60_000, 1)])
 def test_batching_off_runs_each_scan_on_its_callers_thread(window_ms: float, max_batch: int) -> None:
     engine = BatchEngine()

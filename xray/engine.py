@@ -8,12 +8,17 @@ used. A scan is letterboxed whole into the model input, as in training; with
 `tile=True`, a scan that would be shrunk more than `max_shrink` is also cut into
 overlapping tiles at the training scale (SAHI-style) and the tile and whole-image
 detections are merged with class-wise NMS.
+
+`detect_batch` runs the inputs of several scans (and their mirrored passes) that share a
+shape as one batch when the graph's batch axis is dynamic, and one call each when it is
+fixed at 1, as in the bundled graph, whose NMS is in the graph.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +131,28 @@ class Pass:
     inner: tuple[bool, bool, bool, bool] = (False, False, False, False)
 
 
+def mirrored(p: Pass) -> np.ndarray:
+    """The pass's input with the scan mirrored left-right and the padding left in place."""
+    rw = p.lb.resized_hw[1]
+    x = p.x.copy()
+    x[:, :, :rw] = p.x[:, :, :rw][:, :, ::-1]
+    return x
+
+
+def unbatch(raw: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """Image `k`'s outputs of a batched run, in the single-image layout: every output's batch
+    axis dropped and the detections padded with score 0 removed."""
+    out = {name: np.asarray(v)[k] for name, v in raw.items()}
+    if "scores" in out:
+        keep = np.asarray(out["scores"]).reshape(-1) > 0
+        for name in ("boxes", "scores", "labels"):
+            if name in out:
+                out[name] = out[name][keep]
+    if "features" in out:
+        out["features"] = out["features"][None]  # the single-image graph's (1, F)
+    return out
+
+
 # A tile detection this close (model-input px) to an inner tile edge is cut by the
 # edge; the neighbouring tile or the whole-scan pass sees the object whole (SAHI).
 EDGE_PX = 2.0
@@ -178,6 +205,9 @@ class Engine:
         self.session = create_session(onnx_path, threads=threads, providers=providers, execution=execution)
         # The graph is the truth about its outputs (a guard-calibrated model has `features` too).
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # A symbolic first axis: the graph takes a batch and gives every output a batch axis
+        # (detections padded with score 0). The bundled graph's is fixed at 1.
+        self.batched = not isinstance(self.session.get_inputs()[0].shape[0], int)
         self.guard = DomainGuard.from_card(self.card)
         self.providers: list[str] = list(self.session.get_providers())
         self.tile, self.max_shrink, self.tile_overlap = tile, max_shrink, tile_overlap
@@ -194,6 +224,24 @@ class Engine:
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         out = self.session.run(None, {"input": x[None]})
         return dict(zip(self.output_names, out))
+
+    def run_many(self, xs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Model outputs of several inputs (C, H, W): inputs of one shape go as one batch when
+        the graph takes a batch, else one session call each."""
+        outs: list[dict[str, np.ndarray] | None] = [None] * len(xs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(xs):
+            groups.setdefault(tuple(x.shape), []).append(i)
+        for idx in groups.values():
+            if not self.batched:
+                for i in idx:
+                    outs[i] = self._run(xs[i])
+                continue
+            batch = np.stack([xs[i] for i in idx])
+            raw = dict(zip(self.output_names, self.session.run(None, {"input": batch})))
+            for k, i in enumerate(idx):
+                outs[i] = unbatch(raw, k)
+        return [o for o in outs if o is not None]
 
     def model_inputs(self, scan: Scan) -> list[Pass]:
         """The model inputs of a scan: first the whole scan letterboxed as in training, then
@@ -283,19 +331,52 @@ class Engine:
     def detect(self, scan: Scan) -> Detections:
         """Detections in scan pixels, the image-level presence score per category (empty when
         the model has no image head), and the time of each stage in ms."""
+        return self.detect_batch([scan])[0]
+
+    def detect_batch(self, scans: Sequence[Scan]) -> list[Detections]:
+        """`detect` of several scans, with their model inputs of one shape run as one batch
+        (`run_many`); the results equal those of `detect` one scan at a time.
+
+        Each scan's `timings_ms` has its own preprocess and postprocess time, and as `model`
+        the time of the batched model runs it waited for. A box-free model's scans run one
+        by one (`detect_scan_level`).
+        """
         if self.box_free:
-            return self.detect_scan_level(scan)
-        t0 = time.perf_counter()
-        passes = self.model_inputs(scan)
+            return [self.detect_scan_level(scan) for scan in scans]
+        prepared: list[tuple[list[Pass], float]] = []
+        for scan in scans:
+            t0 = time.perf_counter()
+            passes = self.model_inputs(scan)
+            prepared.append((passes, (time.perf_counter() - t0) * 1e3))
         t1 = time.perf_counter()
-        raw = [(p, self._run(p.x)) for p in passes]
-        if self.flip:
-            p = passes[0]
-            rw = p.lb.resized_hw[1]
-            x = p.x.copy()
-            x[:, :, :rw] = p.x[:, :, :rw][:, :, ::-1]  # the scan mirrored, the padding left in place
-            raw[0] = (p, fuse_mirror(raw[0][1], self._run(x), rw))
-        t2 = time.perf_counter()
+        xs: list[np.ndarray] = []
+        for passes, _ in prepared:
+            xs.extend(p.x for p in passes)
+            if self.flip:
+                xs.append(mirrored(passes[0]))
+        outs = self.run_many(xs)
+        model_ms = (time.perf_counter() - t1) * 1e3
+        results, k = [], 0
+        for scan, (passes, pre_ms) in zip(scans, prepared, strict=True):
+            t2 = time.perf_counter()
+            raw = list(zip(passes, outs[k : k + len(passes)], strict=True))
+            k += len(passes)
+            if self.flip:
+                p = passes[0]
+                raw[0] = (p, fuse_mirror(raw[0][1], outs[k], p.lb.resized_hw[1]))
+                k += 1
+            results.append(self._detections(scan, passes, raw, pre_ms, model_ms, t2))
+        return results
+
+    def _detections(
+        self,
+        scan: Scan,
+        passes: list[Pass],
+        raw: list[tuple[Pass, dict[str, np.ndarray]]],
+        pre_ms: float,
+        model_ms: float,
+        t2: float,
+    ) -> Detections:
         dets = self.merge(raw, (scan.height, scan.width))
         whole = raw[0][1]
         image_scores = (
@@ -310,7 +391,7 @@ class Engine:
             detections=dets,
             image_scores=image_scores,
             domain=domain,
-            timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
+            timings_ms={"preprocess": pre_ms, "model": model_ms, "postprocess": (t3 - t2) * 1e3},
             model_id=self.model_id,
             model_version=self.model_version,
         )

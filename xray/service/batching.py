@@ -77,7 +77,11 @@ class MicroBatcher:
         self.window_s, self.max_batch, self.capacity = window_ms / 1e3, max_batch, capacity
         self._on_batch = on_batch
         self._detect_batch: Callable[[Sequence[Scan]], list[Detections]] | None = getattr(engine, "detect_batch", None)
-        self.enabled = window_ms > 0 and max_batch > 1 and self._detect_batch is not None
+        # An engine whose graph takes one scan per call (`batched` False) would only loop over a
+        # batch: queueing its scans behind one thread serialises them, so they stay on their callers.
+        self.enabled = (
+            window_ms > 0 and max_batch > 1 and self._detect_batch is not None and getattr(engine, "batched", True)
+        )
         self._waiting: deque[_Call] = deque()
         self._cond = threading.Condition()
         self._closed = False
