@@ -54,10 +54,16 @@ def input_statistics(
     h, w = resized_hw
     img = np.asarray(x, np.float32)[:, :h, :w]
     parts: list[np.ndarray] = []
-    for ch in img:
-        parts.append(np.percentile(ch, STAT_QUANTILES).astype(np.float64))
-    if ratio_channel is not None:
-        parts.append(np.percentile(img[ratio_channel], RATIO_QUANTILES).astype(np.float64))
+    ratio_q: np.ndarray | None = None
+    for k, ch in enumerate(img):
+        # The ratio channel's own quantiles come from the same partition pass (same values, one pass less).
+        extra = list(RATIO_QUANTILES) if k == ratio_channel else []
+        q = np.percentile(ch, list(STAT_QUANTILES) + extra).astype(np.float64)
+        parts.append(q[: len(STAT_QUANTILES)])
+        if extra:
+            ratio_q = q[len(STAT_QUANTILES) :]
+    if ratio_q is not None:
+        parts.append(ratio_q)
     a = img[0]
     lo, hi = float(a.min()), float(a.max())
     clipped = [float(np.mean(a <= lo + CLIP_TOL)), float(np.mean(a >= hi - CLIP_TOL))]
