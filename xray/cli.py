@@ -14,8 +14,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xray.errors import XrayError
+
+if TYPE_CHECKING:
+    from xray.service import Settings
 
 MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "keys", "simulate", "dataset", "reference")
 
@@ -463,6 +467,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (default: all cores)")
     p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
     p.add_argument("--log-level", default="info")
+    ray = p.add_argument_group("Ray Serve (a network of scan centres: replicas, micro-batches)")
+    ray.add_argument("--ray", action="store_true", help="serve the same app as a Ray Serve deployment")
+    ray.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
+    ray.add_argument("--replicas", type=int, default=1, help="replicas of the deployment (default 1)")
+    ray.add_argument("--max-batch", type=int, default=None, help="scans per micro-batch of a replica (default 4)")
     p.set_defaults(func=_serve)
 
 
@@ -497,12 +506,38 @@ def _serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         tile=args.tile,
     )
+    if args.ray:
+        return _serve_ray(args, settings)
+    if args.ray_address or args.replicas != 1 or args.max_batch is not None:
+        raise _UsageError("--ray-address, --replicas and --max-batch are options of --ray")
     app = create_app(settings)  # ConfigError (an XrayError) for settings that cannot run
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"xray console: http://{host}:{args.port}/   API docs: http://{host}:{args.port}/docs", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
     return 0
+
+
+def _serve_ray(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    import ray
+    from ray import serve
+
+    from xray.service.ray_serve import MAX_BATCH, deploy
+
+    ray.init(address=args.ray_address, include_dashboard=False)
+    try:
+        deploy(settings, port=args.port, replicas=args.replicas, max_batch=args.max_batch or MAX_BATCH)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"xray on Ray Serve, {args.replicas} replica(s): http://{host}:{args.port}/  (Ctrl-C stops)", flush=True)
+        while True:  # the deployment runs in the cluster; this process holds it until Ctrl-C
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        serve.shutdown()
+        ray.shutdown()
 
 
 # -- keys ------------------------------------------------------------------------------------
