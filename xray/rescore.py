@@ -302,18 +302,15 @@ def _batches(items: Sequence[Item], size: int) -> Iterator[dict[str, list[str]]]
 
 
 def _score_local(items: Sequence[Item], scorer: Rescorer, batch_size: int, part_size: int) -> Iterator[pa.Table]:
-    """Scored parts, one process."""
-    pending: list[pa.Table] = []
-    count = 0
+    """Scored parts of `part_size` scans (the last may be smaller), one process."""
+    pending = SCORED.empty_table()
     for batch in _batches(items, batch_size):
-        table = scorer(batch)
-        pending.append(table)
-        count += table.num_rows
-        if count >= part_size:
-            yield pa.concat_tables(pending)
-            pending, count = [], 0
-    if pending:
-        yield pa.concat_tables(pending)
+        pending = pa.concat_tables([pending, scorer(batch)])
+        while pending.num_rows >= part_size:
+            yield pending.slice(0, part_size)
+            pending = pending.slice(part_size)
+    if pending.num_rows:
+        yield pending
 
 
 def _score_ray(items: Sequence[Item], rescorer_args: dict[str, Any], batch_size: int, part_size: int,
