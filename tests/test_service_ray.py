@@ -83,3 +83,4 @@ def test_the_folder_intake_is_refused_under_ray(tmp_path) -> None:
         deploy(Settings(data_dir=tmp_path, watch_dir=tmp_path), port=_free_port())
     with pytest.raises(ConfigError, match="loopback"):
         deploy(Settings(data_dir=tmp_path, auth=False, host="0.0.0.0"), port=_free_port())
+
