@@ -48,8 +48,21 @@ def subset_archive(data: Path, count: int, work: Path) -> Path:
 
 
 def _command(archive: Path, out: Path, store: Path, model: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "xray.cli", "rescore", str(archive), "--out", str(out), "--model", str(model),
-            "--data-dir", str(store), "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "xray.cli",
+        "rescore",
+        str(archive),
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        "--data-dir",
+        str(store),
+        "--quiet",
+        *extra,
+    ]
 
 
 def _run(cmd: list[str]) -> dict[str, Any]:
@@ -80,15 +93,33 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
     rows_a = {r["scan_id"]: r for r in ta.select(["scan_id", *COMPARED]).to_pylist()}
     rows_b = {r["scan_id"]: r for r in tb.select(["scan_id", *COMPARED]).to_pylist()}
     same = sum(rows_b.get(k) == v for k, v in rows_a.items())
-    close = sum(k in rows_b and rows_b[k]["channel"] == v["channel"] and rows_b[k]["verdict"] == v["verdict"]
-                and abs((rows_b[k]["risk"] or 0) - (v["risk"] or 0)) <= 1e-6 for k, v in rows_a.items())
-    return {"scans": len(rows_a), "identical": same, "same_channel_and_risk_1e-6": close,
-            "rows_b": len(ids_b), "written_twice_b": len(ids_b) - len(set(ids_b)),
-            "missing_b": len(set(rows_a) - set(rows_b))}
+    close = sum(
+        k in rows_b
+        and rows_b[k]["channel"] == v["channel"]
+        and rows_b[k]["verdict"] == v["verdict"]
+        and abs((rows_b[k]["risk"] or 0) - (v["risk"] or 0)) <= 1e-6
+        for k, v in rows_a.items()
+    )
+    return {
+        "scans": len(rows_a),
+        "identical": same,
+        "same_channel_and_risk_1e-6": close,
+        "rows_b": len(ids_b),
+        "written_twice_b": len(ids_b) - len(set(ids_b)),
+        "missing_b": len(set(rows_a) - set(rows_b)),
+    }
 
 
-def measure(data: Path, count: int, work: Path, *, model: Path | None = None, stop_after: int = 0,
-            part_size: int = 100, workers: int = 2) -> dict[str, Any]:
+def measure(
+    data: Path,
+    count: int,
+    work: Path,
+    *,
+    model: Path | None = None,
+    stop_after: int = 0,
+    part_size: int = 100,
+    workers: int = 2,
+) -> dict[str, Any]:
     """Re-score `count` scans of `data` in one process and on a local Ray cluster (2 CPUs); compare."""
     from xray.service.store import Store
 
@@ -132,8 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-after", type=int, default=0, help="kill the Ray run after this many parts, then resume")
     p.add_argument("--part-size", type=int, default=100)
     args = p.parse_args(argv)
-    print(json.dumps(measure(args.data, args.count, args.work, model=args.model, stop_after=args.stop_after,
-                             part_size=args.part_size), indent=2))
+    print(
+        json.dumps(
+            measure(
+                args.data, args.count, args.work, model=args.model, stop_after=args.stop_after, part_size=args.part_size
+            ),
+            indent=2,
+        )
+    )
     return 0
 
 

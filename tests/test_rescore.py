@@ -16,8 +16,18 @@ from xray.errors import ConfigError
 from xray.rescore import CLIENT, Output, Rescorer, rescore
 from xray.service.store import InspectionRow, Store
 
-VERDICT_COLUMNS = ["scan_id", "split", "container_id", "verdict", "channel", "risk", "findings", "model_id",
-                   "model_version", "error"]
+VERDICT_COLUMNS = [
+    "scan_id",
+    "split",
+    "container_id",
+    "verdict",
+    "channel",
+    "risk",
+    "findings",
+    "model_id",
+    "model_version",
+    "error",
+]
 BAD = {"s000002": "truncated", "s000005": "manifest"}  # scan id -> what is wrong with it
 
 
@@ -55,18 +65,33 @@ def assert_each_scan_once(out: Path, data: Path, archive: Path) -> None:
             assert str(archive.resolve()) in record.note
 
 
-def test_ray_and_one_process_give_the_same_verdicts_and_ray_resumes(archive, tiny_model_dir, tmp_path,
-                                                                    ray_cluster) -> None:
-    local = rescore(archive, tmp_path / "local", model_dir=tiny_model_dir, data_dir=tmp_path / "store-local",
-                    batch_size=2, part_size=4, progress=False)
+def test_ray_and_one_process_give_the_same_verdicts_and_ray_resumes(
+    archive, tiny_model_dir, tmp_path, ray_cluster
+) -> None:
+    local = rescore(
+        archive,
+        tmp_path / "local",
+        model_dir=tiny_model_dir,
+        data_dir=tmp_path / "store-local",
+        batch_size=2,
+        part_size=4,
+        progress=False,
+    )
     assert local.complete and local.scored == 7 and local.parts == 3
     assert {f["scan_id"]: f["error"] for f in local.failed}.keys() == BAD.keys()
     errors = {f["scan_id"]: f["error"] for f in local.failed}
     assert "s000002_high.png" in errors["s000002"] and "s000005.json" in errors["s000005"]
 
     # On Ray: stopped after 4 scans, then resumed.
-    kw = dict(model_dir=tiny_model_dir, data_dir=tmp_path / "store-ray", batch_size=2, part_size=3, progress=False,
-              use_ray=True, workers=2)
+    kw = dict(
+        model_dir=tiny_model_dir,
+        data_dir=tmp_path / "store-ray",
+        batch_size=2,
+        part_size=3,
+        progress=False,
+        use_ray=True,
+        workers=2,
+    )
     first = rescore(archive, tmp_path / "ray", limit=4, **kw)
     assert not first.complete and first.scored + len(first.failed) == 4
     second = rescore(archive, tmp_path / "ray", **kw)
@@ -78,8 +103,9 @@ def test_ray_and_one_process_give_the_same_verdicts_and_ray_resumes(archive, tin
     assert on_ray == by_id
 
 
-def test_a_stop_between_the_store_and_the_part_resumes_without_scoring_again(archive, tiny_model_dir, tmp_path,
-                                                                             monkeypatch) -> None:
+def test_a_stop_between_the_store_and_the_part_resumes_without_scoring_again(
+    archive, tiny_model_dir, tmp_path, monkeypatch
+) -> None:
     out, data = tmp_path / "out", tmp_path / "store"
     kw = dict(model_dir=tiny_model_dir, data_dir=data, batch_size=2, part_size=4, progress=False)
     commit = Output.commit
@@ -112,10 +138,20 @@ def test_a_stop_between_the_store_and_the_part_resumes_without_scoring_again(arc
     assert_each_scan_once(out, data, archive)
 
 
-def test_the_command_names_bad_scans_and_refuses_another_runs_folder(archive, tiny_model_dir, tmp_path,
-                                                                     capsys) -> None:
-    argv = ["rescore", str(archive), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir),
-            "--data-dir", str(tmp_path / "store"), "--split", "test", "--quiet"]
+def test_the_command_names_bad_scans_and_refuses_another_runs_folder(archive, tiny_model_dir, tmp_path, capsys) -> None:
+    argv = [
+        "rescore",
+        str(archive),
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        str(tiny_model_dir),
+        "--data-dir",
+        str(tmp_path / "store"),
+        "--split",
+        "test",
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)

@@ -54,8 +54,12 @@ def service(tmp_path_factory, tiny_model_dir, ray_cluster):
 
     data = tmp_path_factory.mktemp("ray-api-data")
     port = _free_port()
-    key = deploy(Settings(model_dir=tiny_model_dir, data_dir=data, max_upload_bytes=UPLOAD_LIMIT, threads=1),
-                 port=port, replicas=1, max_batch=4)
+    key = deploy(
+        Settings(model_dir=tiny_model_dir, data_dir=data, max_upload_bytes=UPLOAD_LIMIT, threads=1),
+        port=port,
+        replicas=1,
+        max_batch=4,
+    )
     store = Store(data)
     try:
         yield f"http://127.0.0.1:{port}", key, SimpleNamespace(state=SimpleNamespace(store=store)), data
@@ -72,7 +76,11 @@ def test_concurrent_inspections_share_batches_and_keep_their_verdicts(client, sc
         assert r.status_code == 201, r.text
         body, first = r.json(), alone[s.scan_id]
         assert (body["scan_id"], body["channel"], body["risk"], body["findings"]) == (
-            first["scan_id"], first["channel"], first["risk"], first["findings"])
+            first["scan_id"],
+            first["channel"],
+            first["risk"],
+            first["findings"],
+        )
         assert body["inspection_id"] != first["inspection_id"]
 
 
@@ -83,4 +91,3 @@ def test_the_folder_intake_is_refused_under_ray(tmp_path) -> None:
         deploy(Settings(data_dir=tmp_path, watch_dir=tmp_path), port=_free_port())
     with pytest.raises(ConfigError, match="loopback"):
         deploy(Settings(data_dir=tmp_path, auth=False, host="0.0.0.0"), port=_free_port())
-

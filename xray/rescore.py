@@ -95,7 +95,9 @@ def archive_items(root: str | Path, split: str | None = None) -> list[Item]:
         coco = load_coco(root, name)
         for record in split_records(root, name, coco=coco):
             if record.scan_id in seen:
-                raise DatasetError(f"{root}: scan {record.scan_id!r} is in splits {seen[record.scan_id]!r} and {name!r}")
+                raise DatasetError(
+                    f"{root}: scan {record.scan_id!r} is in splits {seen[record.scan_id]!r} and {name!r}"
+                )
             seen[record.scan_id] = name
             items.append(Item(record.scan_id, name, json.dumps(record.entry)))
     return items
@@ -140,8 +142,9 @@ class Rescorer:
         tile: Let the engine tile scans much larger than the model input.
     """
 
-    def __init__(self, root: str | Path, model_dir: str | Path | None = None, threads: int | None = None,
-                 tile: bool = False):
+    def __init__(
+        self, root: str | Path, model_dir: str | Path | None = None, threads: int | None = None, tile: bool = False
+    ):
         from xray.engine import Engine
         from xray.verify import Inspector
 
@@ -215,15 +218,21 @@ class Output:
         Raises:
             ConfigError: OUT holds a run of another archive, split or model.
         """
-        wanted = {"archive": str(archive.resolve()), "split": split, "model_id": model_id,
-                  "model_version": model_version}
+        wanted = {
+            "archive": str(archive.resolve()),
+            "split": split,
+            "model_id": model_id,
+            "model_version": model_version,
+        }
         path = self.dir / RUN_FILE
         if path.is_file():
             run = json.loads(path.read_text())
             differ = [k for k, v in wanted.items() if run.get(k) != v]
             if differ:
-                raise ConfigError(f"{self.dir} holds a re-scoring of another {', '.join(differ)} "
-                                  f"({', '.join(f'{k}={run.get(k)!r}' for k in differ)}); use another --out")
+                raise ConfigError(
+                    f"{self.dir} holds a re-scoring of another {', '.join(differ)} "
+                    f"({', '.join(f'{k}={run.get(k)!r}' for k in differ)}); use another --out"
+                )
             return str(run["run_id"])
         self.parts.mkdir(parents=True, exist_ok=True)
         run_id = uuid.uuid4().hex
@@ -249,18 +258,22 @@ class Output:
         return pa.concat_tables([pq.read_table(p) for p in paths]) if paths else SCHEMA.empty_table()
 
 
-def _recorded(store: Any, keys: dict[str, str]) -> dict[str, Any]:
-    """Store rows of this run by scan id (`keys`: source key -> scan id), looked up in chunks."""
+def recover(store: Any, run_id: str, pending: Sequence[Item]) -> pa.Table:
+    """Rows of pending scans the store already holds for this run (a stop between the store and the
+    part): taken from their records, not scored again. Looked up 500 keys at a time."""
     from xray.service.store import InspectionRow
 
-    found: dict[str, Any] = {}
+    keys = {source_key(run_id, i.scan_id): i for i in pending}
     names = list(keys)
+    rows = []
     with store.session() as s:
-        for i in range(0, len(names), 500):
-            q = select(InspectionRow).where(InspectionRow.source_key.in_(names[i : i + 500]))
-            for row in s.scalars(q):
-                found[keys[str(row.source_key)]] = row
-    return found
+        for at in range(0, len(names), 500):
+            for r in s.scalars(select(InspectionRow).where(InspectionRow.source_key.in_(names[at : at + 500]))):
+                item = keys[str(r.source_key)]
+                rows.append(
+                    verdict_row(Verdict.model_validate(r.verdict), item.split, r.container_id) | {"inspection_id": r.id}
+                )
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
 class Committer:
@@ -297,8 +310,11 @@ class Committer:
 def _batches(items: Sequence[Item], size: int) -> Iterator[dict[str, list[str]]]:
     for i in range(0, len(items), size):
         chunk = items[i : i + size]
-        yield {"scan_id": [c.scan_id for c in chunk], "split": [c.split for c in chunk],
-               "entry": [c.entry for c in chunk]}
+        yield {
+            "scan_id": [c.scan_id for c in chunk],
+            "split": [c.split for c in chunk],
+            "entry": [c.entry for c in chunk],
+        }
 
 
 def _score_local(items: Sequence[Item], scorer: Rescorer, batch_size: int, part_size: int) -> Iterator[pa.Table]:
@@ -313,8 +329,14 @@ def _score_local(items: Sequence[Item], scorer: Rescorer, batch_size: int, part_
         yield pending
 
 
-def _score_ray(items: Sequence[Item], rescorer_args: dict[str, Any], batch_size: int, part_size: int,
-               workers: int | None, threads: int) -> Iterator[pa.Table]:
+def _score_ray(
+    items: Sequence[Item],
+    rescorer_args: dict[str, Any],
+    batch_size: int,
+    part_size: int,
+    workers: int | None,
+    threads: int,
+) -> Iterator[pa.Table]:
     """Scored parts, from Ray Data actors (`map_batches`) on the cluster `ray.init` connected to."""
     import ray
 
@@ -335,6 +357,27 @@ def _score_ray(items: Sequence[Item], rescorer_args: dict[str, Any], batch_size:
         num_cpus=threads,
     )
     yield from scored.iter_batches(batch_size=part_size, batch_format="pyarrow")
+
+
+def _scored_parts(
+    pending: Sequence[Item],
+    scorer: dict[str, Any],
+    batch_size: int,
+    part_size: int,
+    *,
+    use_ray: bool,
+    workers: int | None,
+) -> Iterable[pa.Table]:
+    """The pending scans scored, a part at a time: on Ray Data actors or in this process, by the same `Rescorer`."""
+    if not pending:
+        return []
+    if not use_ray:
+        return _score_local(pending, Rescorer(**scorer), batch_size, part_size)
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False)
+    return _score_ray(pending, scorer, batch_size, part_size, workers, scorer["threads"] or 1)
 
 
 def rescore(
@@ -391,8 +434,14 @@ def rescore(
     pending = [i for i in items if i.scan_id not in done]
     summary.already_done = len(items) - len(pending)
     store = Store(data_dir, db_url)
-    committer = Committer(output, store, run_id, VerifierConfig.from_card(engine.card).present,
-                          f"rescore of archive {archive.resolve()} (run {run_id})", store_images)
+    committer = Committer(
+        output,
+        store,
+        run_id,
+        VerifierConfig.from_card(engine.card).present,
+        f"rescore of archive {archive.resolve()} (run {run_id})",
+        store_images,
+    )
     bar = tqdm(total=len(items), initial=summary.already_done, unit="scan", disable=not progress, desc="rescore")
 
     def account(table: pa.Table) -> None:
@@ -402,35 +451,23 @@ def rescore(
         bar.update(table.num_rows)
 
     try:
-        # Stopped between the store and the part: those rows come from the store, not from scoring again.
-        by_key = {source_key(run_id, i.scan_id): i.scan_id for i in pending}
-        recorded = _recorded(store, by_key)
-        if recorded:
-            split_of = {i.scan_id: i.split for i in pending}
-            table = pa.Table.from_pylist(
-                [verdict_row(Verdict.model_validate(r.verdict), split_of[sid], r.container_id)
-                 | {"inspection_id": r.id} for sid, r in recorded.items()],
-                schema=SCHEMA,
-            )
-            output.commit(table)
-            summary.recovered = table.num_rows
-            account(table)
-            pending = [i for i in pending if i.scan_id not in recorded]
+        recovered = recover(store, run_id, pending)
+        if recovered.num_rows:
+            output.commit(recovered)
+            summary.recovered = recovered.num_rows
+            account(recovered)
+            again = set(recovered.column("scan_id").to_pylist())
+            pending = [i for i in pending if i.scan_id not in again]
         if limit is not None:
             pending = pending[: max(0, limit - summary.recovered)]
-        scorer_threads = threads or (1 if use_ray else None)
-        args: dict[str, Any] = {"root": archive.resolve(), "model_dir": Path(engine.model_dir).resolve(), "threads": scorer_threads,
-                "tile": tile}
-        if not pending:
-            parts: Iterable[pa.Table] = []
-        elif use_ray:
-            import ray
-
-            if not ray.is_initialized():
-                ray.init(include_dashboard=False)
-            parts = _score_ray(pending, args, batch_size, part_size, workers, scorer_threads or 1)
-        else:
-            parts = _score_local(pending, Rescorer(**args), batch_size, part_size)
+        threads = threads or (1 if use_ray else None)
+        scorer = {
+            "root": archive.resolve(),
+            "model_dir": Path(engine.model_dir).resolve(),
+            "threads": threads,
+            "tile": tile,
+        }
+        parts = _scored_parts(pending, scorer, batch_size, part_size, use_ray=use_ray, workers=workers)
         for scored in parts:
             table = committer(scored)
             summary.scored += table.num_rows - sum(r is not None for r in table.column("error").to_pylist())

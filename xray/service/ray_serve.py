@@ -45,7 +45,9 @@ class BatchedEngine:
     batch handler on the replica's event loop.
     """
 
-    def __init__(self, engine: Any, batched: Callable[[Scan], Coroutine[Any, Any, Any]], loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self, engine: Any, batched: Callable[[Scan], Coroutine[Any, Any, Any]], loop: asyncio.AbstractEventLoop
+    ):
         self._engine, self._batched, self._loop = engine, batched, loop
 
     def detect(self, scan: Scan) -> Any:
