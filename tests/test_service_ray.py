@@ -91,3 +91,11 @@ def test_the_folder_intake_is_refused_under_ray(tmp_path) -> None:
         deploy(Settings(data_dir=tmp_path, watch_dir=tmp_path), port=_free_port())
     with pytest.raises(ConfigError, match="loopback"):
         deploy(Settings(data_dir=tmp_path, auth=False, host="0.0.0.0"), port=_free_port())
+
+
+def test_the_command_refuses_ray_options_without_ray_and_the_intake_under_ray(tiny_model_dir, tmp_path, capsys) -> None:
+    from xray import cli
+
+    base = ["serve", "--model", str(tiny_model_dir), "--data-dir", str(tmp_path)]
+    assert cli.main([*base, "--replicas", "2"]) == 2 and "options of --ray" in capsys.readouterr().err
+    assert cli.main([*base, "--ray", "--watch", str(tmp_path)]) == 2 and "--watch" in capsys.readouterr().err

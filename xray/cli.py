@@ -526,11 +526,13 @@ def _serve_ray(args: argparse.Namespace, settings: Settings) -> int:
     import ray
     from ray import serve
 
-    from xray.service.ray_serve import MAX_BATCH, deploy
+    from xray.service.ray_serve import MAX_BATCH, deploy, ray_settings
 
+    max_batch = args.max_batch or MAX_BATCH
+    ray_settings(settings, max_batch)  # settings Ray cannot run are refused before a cluster starts
     ray.init(address=args.ray_address, include_dashboard=False)
     try:
-        deploy(settings, port=args.port, replicas=args.replicas, max_batch=args.max_batch or MAX_BATCH)
+        deploy(settings, port=args.port, replicas=args.replicas, max_batch=max_batch)
         host = f"[{args.host}]" if ":" in args.host else args.host
         print(f"xray on Ray Serve, {args.replicas} replica(s): http://{host}:{args.port}/  (Ctrl-C stops)", flush=True)
         while True:  # the deployment runs in the cluster; this process holds it until Ctrl-C

@@ -85,9 +85,14 @@ class InspectionService:
 
 
 def ray_settings(settings: Settings, max_batch: int) -> Settings:
-    """The settings a replica runs with: absolute paths (a replica's working folder is Ray's),
-    no folder intake, enough inspection threads to fill a batch, and one onnxruntime thread
-    unless told (replicas share the machine's cores)."""
+    """The settings a replica runs with: absolute paths (a replica's working folder is Ray's), no
+    folder intake, enough inspection threads to fill a batch, and one onnxruntime thread unless
+    told (replicas share the machine's cores).
+
+    Raises:
+        ConfigError: auth off on an address that is not loopback, or the folder intake asked for.
+    """
+    check_auth_setting(settings.auth, settings.host)
     if settings.watch_dir is not None:
         raise ConfigError("the folder intake (--watch) does not run under Ray: one watcher per replica would race")
     update: dict[str, Any] = {
@@ -120,7 +125,6 @@ def deploy(
     """
     if replicas < 1 or max_batch < 1:
         raise ConfigError("replicas and the batch size must be at least 1")
-    check_auth_setting(settings.auth, settings.host)
     settings = ray_settings(settings, max_batch)
     store = Store(settings.data_dir, settings.db_url)
     try:
