@@ -22,7 +22,17 @@ if TYPE_CHECKING:
     from xray.service import Settings
 
 MODES = (
-    "train", "evaluate", "calibrate", "export", "inspect", "serve", "rescore", "keys", "simulate", "dataset", "reference"
+    "train",
+    "evaluate",
+    "calibrate",
+    "export",
+    "inspect",
+    "serve",
+    "rescore",
+    "keys",
+    "simulate",
+    "dataset",
+    "reference",
 )
 
 
