@@ -572,8 +572,8 @@ def _add_rescore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="the audit store's data folder")
     p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit database (default: SQLite in --data-dir)")
     p.add_argument("--store-images", action="store_true", help="also copy the scan files into the audit store")
-    p.add_argument("--batch-size", type=int, default=8, help="scans per batched engine call (default 8)")
-    p.add_argument("--part-size", type=int, default=256, help="scans per committed Parquet part (default 256)")
+    p.add_argument("--batch-size", type=int, default=None, help="scans per batched engine call (default 8)")
+    p.add_argument("--part-size", type=int, default=None, help="scans per committed Parquet part (default 256)")
     p.add_argument("--limit", type=int, default=None, help="score at most this many scans now (the rest on resume)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per scorer (default: all; 1 on Ray)")
     p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
@@ -604,12 +604,11 @@ def _rescore(args: argparse.Namespace) -> int:
         use_ray=args.ray,
         workers=args.workers,
         threads=args.threads,
-        batch_size=args.batch_size,
-        part_size=args.part_size,
         limit=args.limit,
         store_images=args.store_images,
         tile=args.tile,
         progress=not args.quiet,
+        **{k: v for k, v in (("batch_size", args.batch_size), ("part_size", args.part_size)) if v is not None},
     )
     for bad in summary.failed:
         print(f"xray rescore: scan {bad['scan_id']} not scored: {bad['error']}", file=sys.stderr)
