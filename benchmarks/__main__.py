@@ -5,7 +5,8 @@
 Sections: engine (latency per stage, concurrent streams; CPU, and CUDA and TensorRT where present), http (the real
 service under load from a separate process), models (ONNX vs eager PyTorch vs the YOLO11n
 peer at equal input), accuracy (mAP, verdict detection rate at the calibrated false-alarm
-rate), throughput (simulator scans/s, training images/s), holdout (a scanner profile never seen in
+rate), throughput (simulator scans/s, training images/s, archive re-scoring in one process and on a
+local Ray cluster), holdout (a scanner profile never seen in
 training: mismatch detection at 5 % false alarms and the out-of-domain flag rate). A section that cannot run records
 why; the exit status is 1 only when a section crashed — never because of a number.
 """
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         "http": lambda: http_latency.run(model_dir, scans, quick=args.quick),
         "models": lambda: peer.run(model_dir, scans, cache, quick=args.quick),
         "accuracy": lambda: accuracy.run(model_dir, cache, quick=args.quick),
-        "throughput": lambda: throughput.run(scans, accuracy.held_out_data(cache, quick=args.quick)[0], quick=args.quick),
+        "throughput": lambda: throughput.run(scans, accuracy.held_out_data(cache, quick=args.quick)[0], quick=args.quick,
+                                             model_dir=model_dir, cache=cache),
         "holdout": lambda: holdout.run(model_dir, cache, quick=args.quick,
                                        profile=args.holdout_profile or holdout.DEFAULT_HOLDOUT),
     }

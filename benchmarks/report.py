@@ -205,6 +205,14 @@ def markdown(results: dict[str, Any]) -> str:
         if loader:
             lines.append(f"| training data pipeline (read + augment), per loader worker | "
                          f"{loader.get('images_per_second_per_worker')} images/s |")
+        rescored = thr.get("rescore") or {}
+        if rescored.get("ray"):
+            same = rescored.get("comparison") or {}
+            lines.append(f"| archive re-scoring (`xray rescore`), {rescored['scans']} scans: one process / local Ray "
+                         f"(2 actors) | {_get(rescored, 'one_process', 'scans_per_s')} / "
+                         f"{_get(rescored, 'ray', 'scans_per_s')} scans/s; {same.get('identical')} verdicts identical |")
+        elif rescored.get("status"):
+            lines.append(f"| archive re-scoring (`xray rescore`) | {rescored['status']} |")
     lines += [x for x in (_status_line(results, "throughput"),) if x]
     lines.append("")
     lines += _goal_rows(cmp_.get("http_goals") or http_goals(http, section(results, "models")))

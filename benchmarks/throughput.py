@@ -88,8 +88,10 @@ def train_steps_per_second(scans: dict[str, CanonicalScan], *, steps: int, confi
             "device": "cpu", "torch_threads": torch.get_num_threads()}
 
 
-def run(scans: dict[str, CanonicalScan], data: Path, *, quick: bool) -> dict[str, Any]:
-    """The section."""
+def run(scans: dict[str, CanonicalScan], data: Path, *, quick: bool, model_dir: Path | None = None,
+        cache: Path | None = None) -> dict[str, Any]:
+    """The section (archive re-scoring too, given the model and the cache)."""
+    from benchmarks import rescore
     from xray.model import load_config
 
     workers = os.cpu_count() or 1
@@ -97,4 +99,6 @@ def run(scans: dict[str, CanonicalScan], data: Path, *, quick: bool) -> dict[str
                            "training_step": train_steps_per_second(scans, steps=1 if quick else 5),
                            "training_loader": loader_images_per_second(load_config(DEFAULT_CONFIG), data, "test",
                                                                        n=8 if quick else 64)}
+    if model_dir is not None and cache is not None:
+        out["rescore"] = rescore.run(model_dir, data, cache, quick=quick)
     return out

@@ -100,3 +100,14 @@ def serving(app) -> Iterator[str]:
 def live_server():
     """`with live_server(app) as url:` runs the app on a real socket (lifespan included)."""
     return serving
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """A local Ray cluster on loopback (2 CPUs, no dashboard), started once for all the Ray tests."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -90,6 +90,16 @@ def test_markdown_table_rows():
     assert "Note: eager PyTorch skipped: no checkpoint." in md
 
 
+def test_markdown_rescore_row_and_its_quick_skip():
+    rescored = {"scans": 200, "one_process": {"scans_per_s": 3.1}, "ray": {"scans_per_s": 2.9},
+                "comparison": {"identical": 200}}
+    md = report.markdown(fake_results(throughput={"status": "ok", "rescore": rescored}))
+    assert "| archive re-scoring (`xray rescore`), 200 scans: one process / local Ray (2 actors) | 3.1 / 2.9 scans/s; " \
+           "200 verdicts identical |" in md
+    md = report.markdown(fake_results(throughput={"status": "ok", "rescore": {"status": "skipped in --quick"}}))
+    assert "| archive re-scoring (`xray rescore`) | skipped in --quick |" in md
+
+
 def test_markdown_names_a_crashed_section_instead_of_numbers():
     crashed = {"status": "error", "error": "RuntimeError: serve.py exited with 2"}
     md = report.markdown(fake_results(http=crashed, accuracy={"status": "error", "error": "DatasetError: x"}))

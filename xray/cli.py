@@ -1,6 +1,6 @@
 """The `xray` command: one command with modes, as `yolo train|val|predict|export`.
 
-    xray train | evaluate | calibrate | export | inspect | serve | keys | simulate | dataset | reference
+    xray train | evaluate | calibrate | export | inspect | serve | rescore | keys | simulate | dataset | reference
 
 Every mode's parser is built here with argparse subparsers; each mode imports what it
 needs only when it runs (`xray inspect` and `xray --help` never load torch).
@@ -20,8 +20,21 @@ from xray.errors import XrayError
 
 if TYPE_CHECKING:
     from xray.config import ExecutionConfig
+    from xray.service import Settings
 
-MODES = ("train", "evaluate", "calibrate", "export", "inspect", "serve", "keys", "simulate", "dataset", "reference")
+MODES = (
+    "train",
+    "evaluate",
+    "calibrate",
+    "export",
+    "inspect",
+    "serve",
+    "rescore",
+    "keys",
+    "simulate",
+    "dataset",
+    "reference",
+)
 
 
 def _flags(values: dict[str, object]) -> list[str]:
@@ -540,9 +553,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="longest wait for concurrent scans to join one engine batch; 0: no batching",
     )
-    p.add_argument("--max-batch", type=int, default=None, help="most scans per engine batch; 1: no batching")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="most scans per engine batch (with --ray: per replica micro-batch, default 4); 1: no batching",
+    )
     p.add_argument("--log-level", default="info")
     _add_execution(p)
+    ray = p.add_argument_group("Ray Serve (a network of scan centres: replicas, micro-batches)")
+    ray.add_argument("--ray", action="store_true", help="serve the same app as a Ray Serve deployment")
+    ray.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
+    ray.add_argument("--replicas", type=int, default=1, help="replicas of the deployment (default 1)")
     p.set_defaults(func=_serve)
 
 
@@ -586,11 +608,101 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as e:  # an out-of-range option or XRAY_* variable, named
         raise _UsageError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
     os.umask(0o077)  # everything the service writes (database, images, overlays, key file) is this user's only
+    if args.ray:
+        return _serve_ray(args, settings)
+    if args.ray_address or args.replicas != 1:
+        raise _UsageError("--ray-address and --replicas are options of --ray")
     app = create_app(settings)  # ConfigError (an XrayError) for settings that cannot run
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"xray console: http://{host}:{args.port}/   API docs: http://{host}:{args.port}/docs", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+    return 0
+
+
+def _serve_ray(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    import ray
+    from ray import serve
+
+    from xray.service.ray_serve import MAX_BATCH, deploy, ray_settings
+
+    max_batch = args.max_batch or MAX_BATCH
+    ray_settings(settings, max_batch)  # settings Ray cannot run are refused before a cluster starts
+    ray.init(address=args.ray_address, include_dashboard=False)
+    try:
+        deploy(settings, port=args.port, replicas=args.replicas, max_batch=max_batch)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"xray on Ray Serve, {args.replicas} replica(s): http://{host}:{args.port}/  (Ctrl-C stops)", flush=True)
+        while True:  # the deployment runs in the cluster; this process holds it until Ctrl-C
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+# -- rescore ---------------------------------------------------------------------------------
+
+
+def _add_rescore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rescore",
+        help="re-score a whole archive with a model: Parquet rows and audit-store records; resumes after a stop",
+        description="Re-score every scan of an archive (a dataset folder, e.g. from `xray dataset import archive`) "
+        "with a model. One Parquet row per scan in OUT/parts, one record per scan in the audit store. "
+        "Run it again with the same --out to resume: nothing is lost or scored twice.",
+    )
+    p.add_argument("archive", help="dataset folder in the xray format (datasets/FORMAT.md)")
+    p.add_argument("--out", required=True, help="output folder (Parquet parts and run.json)")
+    p.add_argument("--model", default=None, help="exported model folder (default: the bundled model)")
+    p.add_argument("--split", default=None, help="only this split (default: all)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="the audit store's data folder")
+    p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit database (default: SQLite in --data-dir)")
+    p.add_argument("--store-images", action="store_true", help="also copy the scan files into the audit store")
+    p.add_argument("--batch-size", type=int, default=None, help="scans per batched engine call (default 8)")
+    p.add_argument("--part-size", type=int, default=None, help="scans per committed Parquet part (default 256)")
+    p.add_argument("--limit", type=int, default=None, help="score at most this many scans now (the rest on resume)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per scorer (default: all; 1 on Ray)")
+    p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("Ray Data")
+    ray.add_argument("--ray", action="store_true", help="score with Ray Data actors (map_batches)")
+    ray.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
+    ray.add_argument("--workers", type=int, default=None, help="scoring actors (default: the cluster's CPUs)")
+    p.set_defaults(func=_rescore)
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    from xray.rescore import rescore
+
+    if not args.ray and (args.ray_address or args.workers is not None):
+        raise _UsageError("--ray-address and --workers are options of --ray")
+    if args.ray:
+        import ray
+
+        ray.init(address=args.ray_address, include_dashboard=False)
+    summary = rescore(
+        args.archive,
+        args.out,
+        model_dir=args.model,
+        data_dir=args.data_dir,
+        db_url=args.db,
+        split=args.split,
+        use_ray=args.ray,
+        workers=args.workers,
+        threads=args.threads,
+        limit=args.limit,
+        store_images=args.store_images,
+        tile=args.tile,
+        progress=not args.quiet,
+        **{k: v for k, v in (("batch_size", args.batch_size), ("part_size", args.part_size)) if v is not None},
+    )
+    for bad in summary.failed:
+        print(f"xray rescore: scan {bad['scan_id']} not scored: {bad['error']}", file=sys.stderr)
+    print(json.dumps(summary.as_dict() | {"failed": len(summary.failed)}, indent=2))
     return 0
 
 
@@ -846,6 +958,7 @@ _BUILDERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_export,
     _add_inspect,
     _add_serve,
+    _add_rescore,
     _add_keys,
     _add_simulate,
     _add_dataset,

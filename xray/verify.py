@@ -421,6 +421,22 @@ class Inspector:
             self.engine.detect(scan), manifest, config=self.config, decode_ms=decode_ms, reference=self.reference
         )
 
+    def inspect_batch(
+        self, scans: Sequence[Scan], manifests: Sequence[Manifest | None], *, decode_ms: Sequence[float | None]
+    ) -> list[Verdict]:
+        """`inspect` for several scans, their detections from one `detect_batch` (`xray.rescore`)."""
+        return [
+            verify(found, manifest, config=self.config, decode_ms=ms, reference=self.reference)
+            for found, manifest, ms in zip(detect_batch(self.engine, scans), manifests, decode_ms, strict=True)
+        ]
+
+
+def detect_batch(engine: Detector, scans: Sequence[Scan]) -> list[Detections]:
+    """The engine's `detect_batch` (batched model runs, equal to `detect` scan by scan) when it has
+    one, else `detect` on each scan: fakes and older engines batch too."""
+    batched = getattr(engine, "detect_batch", None)
+    return list(batched(scans)) if callable(batched) else [engine.detect(scan) for scan in scans]
+
 
 def _threshold_for_rate(clean_risks: list[float], rate: float) -> float:
     """Lowest threshold t with at most `rate` of the clean scans at risk >= t."""
