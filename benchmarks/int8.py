@@ -23,6 +23,7 @@ from typing import Any
 from benchmarks.accuracy import DEFAULT_DATA, held_out_data
 from benchmarks.engine_latency import inspect_once
 from benchmarks.inputs import CanonicalScan
+from benchmarks.report import _get
 from benchmarks.stats import summarize
 from xray.data.format import has_split
 from xray.engine import Engine
@@ -80,7 +81,8 @@ def run(
     q = card.get("quantization") or {}
     out: dict[str, Any] = {
         "int8_model": str(folder), "source": source, "seconds_to_build": built_s,
-        "calibration": {k: (q.get("calibration") or {}).get(k) for k in ("scans", "inputs", "method", "split")},
+        "calibration": {**{k: (q.get("calibration") or {}).get(k) for k in ("scans", "inputs", "method")},
+                        "split": _get(q, "calibration", "data", "split")},
         "nodes_quantised": q.get("nodes_quantised"), "fidelity": q.get("fidelity"),
         "model_only": {
             "engine_threads": compare_latency(model_dir / "model.onnx", folder / "model.onnx", x, runs=n,

@@ -70,6 +70,10 @@ def _x(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f}×"
 
 
+def _x2(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
 def _f3(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
@@ -223,10 +227,10 @@ def int8_table(results: dict[str, Any]) -> list[str]:
                           ("model only, 1 thread, p50 ms", one, "median_ms"),
                           ("model only, 1 thread, CPU ms", one, "cpu_median_ms")):
         a, b = _get(d, "fp32", key), _get(d, "int8", key)
-        lines.append(f"| {label} | {_ms(a)} | {_ms(b)} | {_f3(_ratio(a, b))} |")
+        lines.append(f"| {label} | {_ms(a)} | {_ms(b)} | {_x2(_ratio(a, b))} |")
     for label, key in (("engine, model stage (both passes), p50 ms", "model_stage_ms"), ("engine total, p50 ms", "total_ms")):
         a, b = _get(e, "fp32", key, "p50"), _get(e, "int8", key, "p50")
-        lines.append(f"| {label} | {_ms(a)} | {_ms(b)} | {_f3(_ratio(a, b))} |")
+        lines.append(f"| {label} | {_ms(a)} | {_ms(b)} | {_x2(_ratio(a, b))} |")
     acc = s.get("accuracy") or {}
     fp32 = acc.get("fp32") or _get(section(results, "accuracy"), "verdicts") or {}
     int8 = acc.get("int8") or {}

@@ -118,8 +118,8 @@ def test_markdown_int8_rows():
         return {"fp32": {"median_ms": fp32, "threads": threads, **extra},
                 "int8": {"median_ms": int8, "threads": threads, **({"cpu_median_ms": int8 * 0.9} if extra else {})}}
 
-    int8 = {"status": "ok", "source": "cached", "calibration": {"scans": 150, "split": "val", "inputs": 300,
-                                                                "method": "minmax"},
+    int8 = {"status": "ok", "source": "cached",
+            "calibration": {"scans": 150, "split": "val", "inputs": 300, "method": "minmax"},
             "model_only": {"engine_threads": lat(10.0, 8.0, 2), "one_thread": lat(12.0, 10.0, 1)},
             "engine_40ft": {k: {"total_ms": stage(v), "model_stage_ms": stage(v / 4)}
                             for k, v in (("fp32", 60.0), ("int8", 50.0))},
@@ -127,9 +127,9 @@ def test_markdown_int8_rows():
                                                       "roc_auc": 0.998},
                          "int8": {"detection_rate": 0.96, "false_alarm_rate": 0.013, "roc_auc": 0.9977}}}
     md = report.markdown(fake_results(int8=int8))
-    assert "| model only, 2 threads, p50 ms | 10.0 | 8.0 | 1.250 |" in md
-    assert "| model only, 1 thread, CPU ms | 10.8 | 9.0 | 1.200 |" in md
-    assert "| engine total, p50 ms | 60.0 | 50.0 | 1.200 |" in md
+    assert "| model only, 2 threads, p50 ms | 10.0 | 8.0 | 1.25× |" in md
+    assert "| model only, 1 thread, CPU ms | 10.8 | 9.0 | 1.20× |" in md
+    assert "| engine total, p50 ms | 60.0 | 50.0 | 1.20× |" in md
     assert "| false alarms at the red threshold | 1.0% | 1.3% | |" in md
     assert "calibrated on 150 val scans (300 inputs, minmax)" in md
     assert "*int8: not run*" in report.markdown(fake_results())
