@@ -7,7 +7,8 @@ service under load from a separate process), models (ONNX vs eager PyTorch vs th
 peer at equal input), accuracy (mAP, verdict detection rate at the calibrated false-alarm
 rate), throughput (simulator scans/s, training images/s, archive re-scoring in one process and on a
 local Ray cluster), holdout (a scanner profile never seen in
-training: mismatch detection at 5 % false alarms and the out-of-domain flag rate). A section that cannot run records
+training: mismatch detection at 5 % false alarms and the out-of-domain flag rate), int8 (the model
+statically quantised, timed against FP32, with its verdict figures). A section that cannot run records
 why; the exit status is 1 only when a section crashed — never because of a number.
 """
 
@@ -30,7 +31,7 @@ from xray.bundled import default_model_dir
 from xray.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("engine", "http", "models", "accuracy", "throughput", "holdout")
+SECTIONS = ("engine", "http", "models", "accuracy", "throughput", "holdout", "int8")
 
 
 def model_summary(model_dir: Path) -> dict[str, Any]:
@@ -63,6 +64,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="canonical scans, peer ONNX files, simulated test data")
     p.add_argument("--holdout-profile", default=None,
                    help="scanner profile held out of training, for the holdout section (default: mobile-gantry)")
+    p.add_argument("--int8", type=Path, default=None,
+                   help="INT8 model folder for the int8 section (default: quantise the model, cached)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
     return p
 
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import onnxruntime as ort
 
-    from benchmarks import accuracy, engine_latency, holdout, http_latency, peer, throughput
+    from benchmarks import accuracy, engine_latency, holdout, http_latency, int8, peer, throughput
     from benchmarks.inputs import canonical_scans
 
     t0 = time.perf_counter()
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                                              model_dir=model_dir, cache=cache),
         "holdout": lambda: holdout.run(model_dir, cache, quick=args.quick,
                                        profile=args.holdout_profile or holdout.DEFAULT_HOLDOUT),
+        "int8": lambda: int8.run(model_dir, scans, cache, quick=args.quick, int8_dir=args.int8),
     }
     for name in SECTIONS:
         if name in args.only:

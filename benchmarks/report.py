@@ -266,6 +266,7 @@ def markdown(results: dict[str, Any]) -> str:
     else:
         lines.append(_status_line(results, "holdout") or "")
     lines.append("")
+    lines += int8_table(results)
     return "\n".join(lines)
 
 
@@ -291,6 +292,35 @@ def _goal_rows(g: dict[str, Any]) -> list[str]:
             row("scans per engine batch at concurrency 4, mean", "c4_mean_batch_size",
                 lambda v: "– (not batched)" if v is None else f"{v:.2f}"),
             ""]
+
+def int8_table(results: dict[str, Any]) -> list[str]:
+    """INT8 beside FP32: model-only and engine latency, and the verdict figures."""
+    s = section(results, "int8")
+    if not s or s.get("skipped"):
+        return [_status_line(results, "int8") or f"*int8: skipped — {_get(s, 'skipped')}*", ""]
+    one, many = _get(s, "model_only", "one_thread") or {}, _get(s, "model_only", "engine_threads") or {}
+    e = s.get("engine_40ft") or {}
+    lines = ["| INT8 vs FP32, 40-ft scan | FP32 | INT8 | FP32 ÷ INT8 |", "|---|---|---|---|"]
+    for label, d, key in ((f"model only, {_get(many, 'fp32', 'threads')} threads, p50 ms", many, "median_ms"),
+                          ("model only, 1 thread, p50 ms", one, "median_ms"),
+                          ("model only, 1 thread, CPU ms", one, "cpu_median_ms")):
+        a, b = _get(d, "fp32", key), _get(d, "int8", key)
+        lines.append(f"| {label} | {_ms(a)} | {_ms(b)} | {_x2(_ratio(a, b))} |")
+    for label, key in (("engine, model stage (both passes), p50 ms", "model_stage_ms"), ("engine total, p50 ms", "total_ms")):
+        a, b = _get(e, "fp32", key, "p50"), _get(e, "int8", key, "p50")
+        lines.append(f"| {label} | {_ms(a)} | {_ms(b)} | {_x2(_ratio(a, b))} |")
+    acc = s.get("accuracy") or {}
+    fp32 = acc.get("fp32") or _get(section(results, "accuracy"), "verdicts") or {}
+    int8 = acc.get("int8") or {}
+    for label, key in (("mismatch detection at the red threshold", "detection_rate"),
+                       ("false alarms at the red threshold", "false_alarm_rate")):
+        lines.append(f"| {label} | {_pct(fp32.get(key))} | {_pct(int8.get(key))} | |")
+    lines.append(f"| ROC AUC of the scan risk | {_f3(fp32.get('roc_auc'))} | {_f3(int8.get('roc_auc'))} | |")
+    cal = s.get("calibration") or {}
+    lines += ["", f"INT8: {s.get('source')}; calibrated on {cal.get('scans')} {cal.get('split')} scans "
+              f"({cal.get('inputs')} inputs, {cal.get('method')}); verdicts: "
+              f"{acc.get('data') or 'not measured in a quick run'}.", ""]
+    return lines
 
 
 def histogram(results: dict[str, Any], path: str | Path) -> bool:

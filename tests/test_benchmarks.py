@@ -150,3 +150,28 @@ def test_http_goals_are_ratios_to_one_yolo11n_stream_with_batching_on_and_off():
     # Without the peer the rates are still shown, the ratio is not.
     no_peer = report.comparisons(fake_results(http=http, models={"status": "error", "error": "x"}))["http_goals"]
     assert no_peer["batching_on"]["c4_per_s"] == 12.5 and no_peer["batching_on"]["c4_over_yolo11n_stream"] is None
+
+
+def test_markdown_int8_rows():
+    def lat(fp32: float, int8: float, threads: int) -> dict:
+        extra = {"cpu_median_ms": fp32 * 0.9} if threads == 1 else {}
+        return {"fp32": {"median_ms": fp32, "threads": threads, **extra},
+                "int8": {"median_ms": int8, "threads": threads, **({"cpu_median_ms": int8 * 0.9} if extra else {})}}
+
+    int8 = {"status": "ok", "source": "cached",
+            "calibration": {"scans": 150, "split": "val", "inputs": 300, "method": "minmax"},
+            "model_only": {"engine_threads": lat(10.0, 8.0, 2), "one_thread": lat(12.0, 10.0, 1)},
+            "engine_40ft": {k: {"total_ms": stage(v), "model_stage_ms": stage(v / 4)}
+                            for k, v in (("fp32", 60.0), ("int8", 50.0))},
+            "accuracy": {"data": "data/sim", "fp32": {"detection_rate": 0.955, "false_alarm_rate": 0.0097,
+                                                      "roc_auc": 0.998},
+                         "int8": {"detection_rate": 0.96, "false_alarm_rate": 0.013, "roc_auc": 0.9977}}}
+    md = report.markdown(fake_results(int8=int8))
+    assert "| model only, 2 threads, p50 ms | 10.0 | 8.0 | 1.25× |" in md
+    assert "| model only, 1 thread, CPU ms | 10.8 | 9.0 | 1.20× |" in md
+    assert "| engine total, p50 ms | 60.0 | 50.0 | 1.20× |" in md
+    assert "| false alarms at the red threshold | 1.0% | 1.3% | |" in md
+    assert "calibrated on 150 val scans (300 inputs, minmax)" in md
+    assert "*int8: not run*" in report.markdown(fake_results())
+    assert "*int8: skipped — no val split*" in report.markdown(fake_results(int8={"status": "ok",
+                                                                                   "skipped": "no val split"}))

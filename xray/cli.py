@@ -1,6 +1,6 @@
 """The `xray` command: one command with modes, as `yolo train|val|predict|export`.
 
-    xray train | evaluate | calibrate | export | inspect | serve | rescore | keys | simulate | dataset | reference
+    xray train | evaluate | calibrate | export | quantize | inspect | serve | rescore | keys | simulate | dataset | reference
 
 Every mode's parser is built here with argparse subparsers; each mode imports what it
 needs only when it runs (`xray inspect` and `xray --help` never load torch).
@@ -27,6 +27,7 @@ MODES = (
     "evaluate",
     "calibrate",
     "export",
+    "quantize",
     "inspect",
     "serve",
     "rescore",
@@ -469,6 +470,42 @@ def _export(args: argparse.Namespace) -> int:
             ),
         ]
     )
+
+
+# -- quantize --------------------------------------------------------------------------------
+
+
+def _add_quantize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "quantize",
+        help="INT8 copy of an exported model, calibrated on scans",
+        description="Static INT8 quantisation (onnxruntime, QDQ) of an exported model, calibrated on a dataset "
+        "split; the card records the calibration set and both precisions' latency and accuracy.",
+    )
+    p.add_argument("model", help="exported FP32 model folder (model.onnx + model.json)")
+    p.add_argument("--out", required=True, help="folder for the INT8 model, e.g. models/NAME-int8")
+    p.add_argument("--data", required=True, help="dataset whose scans calibrate the activation ranges")
+    p.add_argument("--split", default=None, help="calibration split of --data (default: val)")
+    p.add_argument("--scans", type=int, default=None, help="calibration scans (default 150)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
+    p.add_argument("--reduce-range", action="store_true", help="7-bit weights (CPUs without VNNI)")
+    p.add_argument("--ops", default=None, help="network (default): every int8-capable op of the network; conv")
+    p.add_argument("--exclude", nargs="*", default=None, help="nodes left in float (default: the stem blocks)")
+    p.add_argument("--quantise-hardswish", action="store_true", help="also quantise convs feeding a hard-swish")
+    p.add_argument("--method", default=None, help="calibration: minmax (default), entropy, percentile")
+    p.add_argument("--latency-runs", type=int, default=None, help="model-only latency runs per precision (default 30)")
+    p.add_argument("--evaluate", default=None, help="labelled split of --data to compare both models' verdicts on")
+    p.add_argument("--evaluate-limit", type=int, default=None, help="use at most this many scans of --evaluate")
+    p.set_defaults(func=_quantize)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from xray.quantize import quantize_main
+
+    passed = {k: v for k, v in vars(args).items() if k not in ("model", "exclude", "func", "command")}
+    flags = {f"--{k.replace('_', '-')}": v for k, v in passed.items()}
+    exclude = [] if args.exclude is None else ["--exclude", *args.exclude]
+    return quantize_main([args.model, *_flags(flags), *exclude])
 
 
 # -- inspect ---------------------------------------------------------------------------------
@@ -956,6 +993,7 @@ _BUILDERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_evaluate,
     _add_calibrate,
     _add_export,
+    _add_quantize,
     _add_inspect,
     _add_serve,
     _add_rescore,
