@@ -99,16 +99,16 @@ def decode_formats(scan: CanonicalScan, n: int) -> dict[str, Any]:
 
 
 def run_provider(model_dir: Path, scans: dict[str, CanonicalScan], execution: ExecutionConfig, *, n: int,
-                 streams: list[int], per_stream: int, batches: bool = False, quick: bool = False) -> dict[str, Any]:
+                 streams: list[int], per_stream: int, model_batches: bool = False, quick: bool = False) -> dict[str, Any]:
     """Single-stream latency of every canonical scan and concurrent throughput on the 40-ft one
-    (`batches`: also the model stage at several batch sizes)."""
+    (`model_batches`: also the model stage at several batch sizes)."""
     engine = Engine(model_dir, execution=execution)
     engine.warm_up()
     opts = engine.session.get_session_options()
     return {
         "provider": engine.providers[0],  # the one actually running the graph
         "providers": engine.providers,
-        **({"model_batches": gpu.batch_rows(engine, quick=quick)} if batches else {}),
+        **({"model_batches": gpu.batch_rows(engine, quick=quick)} if model_batches else {}),
         "intra_op_threads": opts.intra_op_num_threads,
         "model_input": list(engine.spec.size),
         "single_stream": {name: single_stream(engine, s, n) for name, s in scans.items()},
@@ -120,9 +120,9 @@ def run_provider(model_dir: Path, scans: dict[str, CanonicalScan], execution: Ex
 def run(model_dir: Path, scans: dict[str, CanonicalScan], *, quick: bool, cache: Path) -> dict[str, Any]:
     """The section: CPU always; CUDA and TensorRT where onnxruntime offers them (otherwise a note says why not)."""
     n, per_stream, streams = (5, 2, [1, 2, 4]) if quick else (50, 10, [1, 2, 4])
-    out: dict[str, Any] = {"n": n, "decode_formats": decode_formats(scans["40ft"], n), "cpu": run_provider(model_dir, scans, ExecutionConfig(provider="cpu"), n=n,
-                                                      streams=streams, per_stream=per_stream)}
+    cpu = run_provider(model_dir, scans, ExecutionConfig(provider="cpu"), n=n, streams=streams, per_stream=per_stream)
+    out: dict[str, Any] = {"n": n, "decode_formats": decode_formats(scans["40ft"], n), "cpu": cpu}
     out.update(gpu.run(lambda execution: run_provider(model_dir, scans, execution, n=n, streams=streams,
-                                                      per_stream=per_stream, batches=True, quick=quick),
+                                                      per_stream=per_stream, model_batches=True, quick=quick),
                        cache=cache, quick=quick))
     return out

@@ -37,13 +37,13 @@ class Service:
     """`serve.py` in a subprocess; a context manager that waits for /readyz and stops it after."""
 
     def __init__(self, model_dir: Path, data_dir: Path, log_path: Path, *, max_in_flight: int = 8,
-                 workers: int = 2, extra: Sequence[str] = (), ready_timeout: float = 120.0):
+                 extra: Sequence[str] = (), ready_timeout: float = 120.0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = secrets.token_urlsafe(24)
         self.args = [sys.executable, str(ROOT / "serve.py"), "--model", str(model_dir), "--host", "127.0.0.1",
                      "--port", str(self.port), "--data-dir", str(data_dir), "--max-in-flight", str(max_in_flight),
-                     "--workers", str(workers), "--log-level", "warning", *extra]
+                     "--log-level", "warning", *extra]
         self.log_path = log_path
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen | None = None
@@ -115,12 +115,12 @@ def measured(service: Service, scan: CanonicalScan, concurrency: int, requests: 
     return {**result, "mean_batch_size": round((scans1 - scans0) / ran, 2) if ran else None}
 
 
-def batching_defaults() -> dict[str, Any]:
-    """The service's micro-batching settings when none are given (their one home: `Settings`)."""
+def service_defaults() -> dict[str, Any]:
+    """The service's threads and micro-batching when none are given (their one home: `Settings`)."""
     from xray.service.settings import Settings
 
-    fields = Settings.model_fields
-    return {k: fields[k].default for k in ("batch_window_ms", "max_batch")}
+    defaults = Settings()
+    return {k: getattr(defaults, k) for k in ("workers", "threads", "batch_window_ms", "max_batch")}
 
 
 def run(model_dir: Path, scans: dict[str, CanonicalScan], *, quick: bool) -> dict[str, Any]:
@@ -137,6 +137,7 @@ def run(model_dir: Path, scans: dict[str, CanonicalScan], *, quick: bool) -> dic
             warm = load(service, scan, 1, 3, timeout)
             out[key] = [measured(service, scan, c, plan[c], timeout) for c in concurrencies]
             out[f"warmup_ok{'' if key == 'runs' else '_batching_off'}"] = warm["ok"]
-    return {"scan": scan.name, "upload_bytes": scan.upload_bytes, "max_in_flight": 8, "workers": 2,
-            "batching": batching_defaults(), **out,
+    defaults = service_defaults()
+    return {"scan": scan.name, "upload_bytes": scan.upload_bytes, "max_in_flight": 8,
+            "workers": defaults.pop("workers"), "threads": defaults.pop("threads"), "batching": defaults, **out,
             "note": "service and load generator share the machine's cores"}

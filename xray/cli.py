@@ -580,9 +580,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="accept this API key (stored hashed; also from $XRAY_API_KEY); repeatable",
     )
-    p.add_argument("--max-in-flight", type=int, default=8, help="inspections admitted at once; more get 503")
-    p.add_argument("--workers", type=int, default=2, help="threads running inspections")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (default: all cores)")
+    # Defaults of these live in Settings (xray.service.settings); only what is given is passed on.
+    p.add_argument("--max-in-flight", type=int, default=None, help="inspections admitted at once; more get 503 (8)")
+    p.add_argument("--workers", type=int, default=None, help="threads running inspections (2 per core)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (1)")
     p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
     p.add_argument(
         "--batch-window-ms",
@@ -615,8 +616,6 @@ def _serve(args: argparse.Namespace) -> int:
         raise XrayError(
             f"{model} is not an exported model folder (no model.onnx); train and export one, or pass --model DIR"
         )
-    if args.max_in_flight < 1 or args.workers < 1:
-        raise _UsageError("--max-in-flight and --workers must be at least 1")
     import uvicorn
     from pydantic import ValidationError
 
@@ -624,8 +623,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     keys = tuple(args.api_key) + ((os.environ["XRAY_API_KEY"],) if os.environ.get("XRAY_API_KEY") else ())
     # Only what was given: the defaults live in Settings (or come from XRAY_* variables).
-    given = (("batch_window_ms", args.batch_window_ms), ("max_batch", args.max_batch))
-    batching = {k: v for k, v in given if v is not None}
+    given = {
+        "max_in_flight": args.max_in_flight,
+        "workers": args.workers,
+        "threads": args.threads,
+        "batch_window_ms": args.batch_window_ms,
+        "max_batch": args.max_batch,
+    }
+    tuning = {k: v for k, v in given.items() if v is not None}
     try:
         settings = Settings(
             model_dir=model,
@@ -635,12 +640,9 @@ def _serve(args: argparse.Namespace) -> int:
             auth=not args.no_auth,
             api_keys=keys,
             watch_dir=args.watch,
-            max_in_flight=args.max_in_flight,
-            workers=args.workers,
-            threads=args.threads,
             tile=args.tile,
             execution=_execution(args),
-            **batching,
+            **tuning,
         )
     except ValidationError as e:  # an out-of-range option or XRAY_* variable, named
         raise _UsageError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
