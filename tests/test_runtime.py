@@ -83,3 +83,13 @@ def test_service_settings_take_the_provider_from_the_environment(monkeypatch: py
     monkeypatch.setenv("XRAY_EXECUTION__TRT_CACHE", "/tmp/trt")
     s = Settings()
     assert s.execution.provider == "cuda" and s.execution.trt_cache == Path("/tmp/trt")
+
+
+def test_sessions_share_one_set_of_options_with_idle_threads_asleep(tiny_model_dir: Path) -> None:
+    so = runtime.session_options(threads=2)
+    assert so.intra_op_num_threads == 2 and so.inter_op_num_threads == 1
+    assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # A spinning intra-op pool would hold a core after each run, against the next scan's decoding.
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    engine = Engine(tiny_model_dir, threads=1)
+    assert engine.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
