@@ -582,8 +582,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     # Defaults of these live in Settings (xray.service.settings); only what is given is passed on.
     p.add_argument("--max-in-flight", type=int, default=None, help="inspections admitted at once; more get 503 (8)")
-    p.add_argument("--workers", type=int, default=None, help="threads running inspections (2 per core)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (1)")
+    p.add_argument("--workers", type=int, default=None, help="threads running inspections (2)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per inference (all cores)")
     p.add_argument("--tile", action="store_true", help="tile scans much larger than the model input")
     p.add_argument(
         "--batch-window-ms",
