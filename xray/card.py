@@ -27,6 +27,19 @@ from xray.train.metrics import dataset_info, public_metrics
 CARD_FORMAT = 1
 
 
+def latency_summary(times_ms: list[float], x: np.ndarray, threads: int) -> dict[str, Any]:
+    """A card's latency entry: median, p90 and min of model-only runs on one input."""
+    return {
+        "input_shape": list(x.shape),
+        "threads": threads,
+        "runs": len(times_ms),
+        "median_ms": float(np.median(times_ms)),
+        "p90_ms": float(np.percentile(times_ms, 90)),
+        "min_ms": float(np.min(times_ms)),
+        "note": "onnxruntime CPUExecutionProvider, whole graph (network, decoding, NMS)",
+    }
+
+
 def measure_latency(onnx_path: str | Path, x: np.ndarray, *, runs: int = 30, threads: int = 2) -> dict[str, Any]:
     """onnxruntime CPU latency of one (1, C, H, W) input: median, p90 and min over `runs`."""
     session = create_session(onnx_path, threads=threads, providers=["CPUExecutionProvider"])
@@ -37,15 +50,7 @@ def measure_latency(onnx_path: str | Path, x: np.ndarray, *, runs: int = 30, thr
         t0 = time.perf_counter()
         session.run(None, {"input": x})
         times.append((time.perf_counter() - t0) * 1000)
-    return {
-        "input_shape": list(x.shape),
-        "threads": threads,
-        "runs": runs,
-        "median_ms": float(np.median(times)),
-        "p90_ms": float(np.percentile(times, 90)),
-        "min_ms": float(np.min(times)),
-        "note": "onnxruntime CPUExecutionProvider, whole graph (network, decoding, NMS)",
-    }
+    return latency_summary(times, x, threads)
 
 
 def card_metrics(

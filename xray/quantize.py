@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from xray.card import write_card
+from xray.card import latency_summary, write_card
 from xray.data.dataset import XrayDataset
 from xray.detection import box_iou
 from xray.engine import Engine
@@ -211,15 +211,7 @@ def compare_latency(fp32: Path, int8: Path, x: np.ndarray, *, runs: int, threads
                 cpu[k].append((time.thread_time() - c0) * 1e3)
     out: dict[str, Any] = {}
     for k, t in wall.items():
-        out[k] = {
-            "input_shape": list(x.shape),
-            "threads": threads,
-            "runs": runs,
-            "median_ms": float(np.median(t)),
-            "p90_ms": float(np.percentile(t, 90)),
-            "min_ms": float(np.min(t)),
-            "note": "onnxruntime CPUExecutionProvider, whole graph (network, decoding, NMS)",
-        }
+        out[k] = latency_summary(t, x, threads)
         if threads == 1:  # the run is on this thread: its CPU time is the run's
             out[k]["cpu_median_ms"] = float(np.median(cpu[k]))
     out["speedup_median"] = out["fp32"]["median_ms"] / out["int8"]["median_ms"]
