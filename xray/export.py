@@ -43,6 +43,9 @@ from xray.runtime import create_session
 OPSET = 17
 BOX_TOL_PX = 0.5
 SCORE_TOL = 1e-4
+# Region-map cells are thresholded into evidence boxes, never summed into a score; measured on a
+# 6-epoch archive_s at 640x2048, onnxruntime's fused convs put cells 3.2e-4 from eager torch.
+MAP_TOL = 1e-3
 
 
 class ParityError(XrayError):
@@ -290,7 +293,7 @@ def export_scan_level_onnx(
 
 
 def scan_level_parity_check(model: ScanClassifier, onnx_path: str | Path, inputs: list[np.ndarray]) -> dict[str, Any]:
-    """Every output of onnxruntime within SCORE_TOL of eager torch, on each input.
+    """Every output of onnxruntime within SCORE_TOL of eager torch (region maps: MAP_TOL), on each input.
 
     Raises:
         ParityError: naming the output and the difference.
@@ -308,15 +311,18 @@ def scan_level_parity_check(model: ScanClassifier, onnx_path: str | Path, inputs
                 raise ParityError(f"{onnx_path}: {name} has shape {g.shape} in ONNX, {r.shape} in torch (input {i})")
             diff = float(np.abs(r - g).max(initial=0.0))
             worst[name] = max(worst[name], diff)
-            if diff > SCORE_TOL:
+            tol = MAP_TOL if name == "region_maps" else SCORE_TOL
+            if diff > tol:
                 raise ParityError(
-                    f"{onnx_path}: ONNX {name} differs from torch by {diff:.2e} on input {i} {tuple(x.shape)}"
+                    f"{onnx_path}: ONNX {name} differs from torch by {diff:.2e} (tolerance {tol:.0e}) "
+                    f"on input {i} {tuple(x.shape)}"
                 )
     return {
         "inputs": len(inputs),
         "shapes": sorted({tuple(x.shape) for x in inputs}),
         "max_diff": worst,
         "score_tol": SCORE_TOL,
+        "map_tol": MAP_TOL,
         "passed": True,
     }
 
