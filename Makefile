@@ -144,6 +144,8 @@ clean:
 # through the path a scan centre takes with its own archive: a stand-in archive (simulated
 # single-energy 8-bit JPEG exports, ARCHIVE_WRONG of the declarations naming other goods,
 # no boxes) -> xray dataset import -> train -> export -> calibrate -> evaluate --swap.
+# Training: simulator pretraining at 320x1024 on exact labels (ARCHIVE_PRETRAIN=sim; empty:
+# from scratch), stage 1 on the archive at 320x1024, stage 2 at full size (models/archive_s.yaml).
 # Each step is skipped when its output is there; training resumes after a stop.
 ARCHIVE_SRC ?= data/archive-src
 ARCHIVE_DATA ?= data/archive
@@ -152,14 +154,25 @@ ARCHIVE_MODEL ?= models/archive
 ARCHIVE_WRONG ?= 0.1
 ARCHIVE_DEVICE ?= auto
 ARCHIVE_WORKERS ?= 2
-.PHONY: archive-model
-archive-model: setup
+ARCHIVE_PRETRAIN ?= sim
+ARCHIVE_SIM ?= data/archive-sim
+ARCHIVE_SIM_RUN ?= runs/archive-sim
+ARCHIVE_TRAIN = $(BIN)/xray train --threads 2 --workers $(ARCHIVE_WORKERS) --device $(ARCHIVE_DEVICE) --no-progress
+.PHONY: archive-model archive-pretrain
+archive-pretrain: setup
+	test -f $(ARCHIVE_SIM)/dataset.json || $(BIN)/xray simulate --out $(ARCHIVE_SIM) --count 1500 --seed 2031 \
+		--profile export-8bit-jpeg --mismatch-rate 0 --workers $(ARCHIVE_WORKERS) --quiet
+	$(ARCHIVE_TRAIN) --data $(ARCHIVE_SIM) --model models/archive_s-sim.yaml --out $(ARCHIVE_SIM_RUN) \
+		$$(test -f $(ARCHIVE_SIM_RUN)/last.pt && echo --resume)
+archive-model: setup $(if $(ARCHIVE_PRETRAIN),archive-pretrain)
 	test -f $(ARCHIVE_SRC)/declarations.csv || $(BIN)/xray simulate --archive --out $(ARCHIVE_SRC) --count 3000 \
 		--seed 2030 --wrong-declarations $(ARCHIVE_WRONG) --workers $(ARCHIVE_WORKERS) --quiet
 	test -f $(ARCHIVE_DATA)/dataset.json || $(BIN)/xray dataset import archive --scans $(ARCHIVE_SRC)/scans \
 		--table $(ARCHIVE_SRC)/declarations.csv --out $(ARCHIVE_DATA) --splits 0.75 0.1 0.15 --seed 0 --quiet
-	$(BIN)/xray train --data $(ARCHIVE_DATA) --model models/archive_s.yaml --out $(ARCHIVE_RUN) --threads 2 \
-		--workers $(ARCHIVE_WORKERS) --device $(ARCHIVE_DEVICE) $$(test -f $(ARCHIVE_RUN)/last.pt && echo --resume)
+	$(ARCHIVE_TRAIN) --data $(ARCHIVE_DATA) --model models/archive_s-lowres.yaml --out $(ARCHIVE_RUN)-lowres \
+		$$(test -f $(ARCHIVE_RUN)-lowres/last.pt && echo --resume || echo $(if $(ARCHIVE_PRETRAIN),--init $(ARCHIVE_SIM_RUN)/best.pt))
+	$(ARCHIVE_TRAIN) --data $(ARCHIVE_DATA) --model models/archive_s.yaml --out $(ARCHIVE_RUN) \
+		$$(test -f $(ARCHIVE_RUN)/last.pt && echo --resume || echo --init $(ARCHIVE_RUN)-lowres/best.pt)
 	$(BIN)/xray export $(ARCHIVE_RUN)/best.pt --out $(ARCHIVE_MODEL) --data $(ARCHIVE_DATA) --split val --latency-runs 20
 	$(BIN)/xray calibrate --swap --model $(ARCHIVE_MODEL) --data $(ARCHIVE_DATA) --split val --false-alarm 0.05
 	$(BIN)/xray evaluate --swap --model $(ARCHIVE_MODEL) --data $(ARCHIVE_DATA) --split test \

@@ -15,7 +15,7 @@ from xray.engine import Engine, region_evidence
 from xray.errors import ConfigError
 from xray.model.factory import create_model
 from xray.model.preprocess import fit as letterbox_fit
-from xray.model.scan_classifier import gce_loss
+from xray.model.scan_classifier import bootstrap_loss, gce_loss
 
 ARCHIVE_CONFIG = Path(__file__).resolve().parents[1] / "models" / "archive_s.yaml"
 TINY = {
@@ -34,6 +34,18 @@ def test_gce_approaches_bce_and_damps_confidently_contradicted_labels() -> None:
     (g_gce,) = torch.autograd.grad(gce_loss(z, y, 0.7)[0], z)
     (g_bce,) = torch.autograd.grad(F.binary_cross_entropy_with_logits(z[0], y[0]), z)
     assert 0 < abs(g_gce[0]) < 0.2 * abs(g_bce[0])
+
+
+def test_bootstrap_is_bce_at_beta_1_and_pulls_less_on_a_contradicted_label() -> None:
+    z = torch.tensor([-3.0, 0.5, 4.0], requires_grad=True)
+    y = torch.tensor([1.0, 0.0, 1.0])
+    bce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    assert torch.allclose(bootstrap_loss(z, y, 1.0), bce)
+    (g_boot,) = torch.autograd.grad(bootstrap_loss(z, y, 0.8)[0], z)
+    (g_bce,) = torch.autograd.grad(bce[0], z)
+    # Gradient (sigmoid(z) - target): the target of the contradicted positive moves 20 % towards belief.
+    assert torch.isclose(g_boot[0], torch.sigmoid(z[0]) - (0.8 + 0.2 * torch.sigmoid(z[0])))
+    assert 0 < abs(g_boot[0]) < abs(g_bce[0])
 
 
 def test_mil_pooling_lets_one_cell_drive_the_scan_score() -> None:

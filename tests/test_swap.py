@@ -145,3 +145,42 @@ def test_the_swap_uses_the_datasets_goods_table(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text("{not json")
     with pytest.raises(DatasetError, match="dataset.json"):
         goods_table_name(tmp_path)
+
+
+class Inspector(Oracle):
+    """Knows what was loaded: flags the swaps, and the declarations known to be wrong."""
+
+    name = "inspector"
+
+    def __init__(self, data: Path, wrong: set[str]):
+        super().__init__(data)
+        self.wrong = wrong
+
+    def risk(self, observed: Any, manifest: Manifest) -> float:
+        return 1.0 if observed in self.wrong else super().risk(observed, manifest)
+
+
+def test_known_wrong_declarations_are_left_out_of_the_verified_figures(archive_dataset: Path) -> None:
+    """Flagging a declaration the archive's truth says is wrong counts as a false alarm as written,
+    and that scan leaves the verified figures (the view a site gets from inspection outcomes)."""
+    ids = [r.scan_id for r in split_records(archive_dataset, "test")]
+    pairs, _ = swap_pairs(split_records(archive_dataset, "test"), seed=0)
+    wrong_id = pairs[0][1].scan_id
+    truth = {sid: sid == wrong_id for sid in ids}
+    report = swap_test([Inspector(archive_dataset, {wrong_id})], archive_dataset, archive_truth=truth,
+                       progress=False)
+    m = report["scorers"]["inspector"]
+    assert m["roc_auc"] < 1.0  # its true declaration got risk 1, tied with the swaps
+    verified = m["verified"]
+    assert verified["excluded_wrong_declarations"] == 1
+    assert verified["pairs"] == report["pairs"] - 1
+    assert verified["roc_auc"] == 1.0 and verified["at_false_alarm"]["0.01"]["detection_rate"] == 1.0
+    assert m["clerical_errors"]["roc_auc"] == 1.0
+
+
+def test_the_conclusion_judges_each_view() -> None:
+    report = {"scorers": {"model": {"roc_auc": 0.9, "verified": {"roc_auc": 0.95}},
+                          "baseline": {"roc_auc": 0.8, "verified": {"roc_auc": 0.99}}}}
+    text = conclusion(report)
+    assert "model (swap AUC 0.900) beats" in text
+    assert "model on verified declarations (swap AUC 0.950) does NOT beat" in text

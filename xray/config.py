@@ -221,9 +221,13 @@ class ScanMilConfig(Section):
     # small r: mean), so that one small concealed region can drive a score while all cells learn.
     pool: Literal["lse", "max", "mean"] = "lse"
     lse_r: float = Field(5.0, gt=0)
-    # Objective on the declared categories: "bce", or "gce" (generalized cross-entropy per label,
-    # robust to flipped labels: the gradient of a confidently contradicted label is damped by p^q).
-    loss: Literal["bce", "gce"] = "gce"
+    # Objective on the declared categories, which are noisy labels: "bootstrap" (soft bootstrapping,
+    # Reed et al. 2015: the target is beta * label + (1 - beta) * the model's own belief, so a
+    # label the model confidently contradicts pulls less), "bce", or "gce" (generalized
+    # cross-entropy, gradient damped by p^q). Measured at 160x512 on the 10 %-noise stand-in:
+    # GCE q=0.7 learned about twice as slowly as BCE and bootstrapping (val mAP 0.47 vs 0.74 at epoch 5).
+    loss: Literal["bootstrap", "bce", "gce"] = "bootstrap"
+    bootstrap_beta: float = Field(0.8, gt=0, le=1)
     gce_q: float = Field(0.7, gt=0, le=1)
     # Evidence boxes: connected regions of a category's map at or above this probability (xray.engine).
     region_thresh: float = Field(0.5, gt=0, lt=1)

@@ -9,8 +9,10 @@ every cell still gets gradient). A generalized-mean pool of the same cell featur
 to unit length, is the scan embedding for verification by reference.
 
 Declarations are noisy labels (clerical errors, and the misdeclarations we hunt): the
-default objective is generalized cross-entropy per label (Zhang & Sabuncu 2018), which
-damps the gradient of a label the model confidently contradicts; plain BCE is a choice.
+default objective is soft bootstrapping per label (Reed et al. 2015), a BCE whose target
+leans a share 1 - beta towards the model's own belief, so a label the model confidently
+contradicts pulls less; generalized cross-entropy (Zhang & Sabuncu 2018) and plain BCE
+are choices.
 """
 
 from __future__ import annotations
@@ -67,6 +69,14 @@ def gce_loss(logits: Tensor, targets: Tensor, q: float) -> Tensor:
     return (1.0 - torch.exp(q * log_p)) / q
 
 
+def bootstrap_loss(logits: Tensor, targets: Tensor, beta: float) -> Tensor:
+    """Soft bootstrapping of independent binary labels, per element: BCE against
+    beta * label + (1 - beta) * sigmoid(logit), the belief held fixed (no gradient through it).
+    beta = 1 is BCE."""
+    belief = torch.sigmoid(logits).detach()
+    return F.binary_cross_entropy_with_logits(logits, beta * targets + (1.0 - beta) * belief, reduction="none")
+
+
 class ScanClassifier(nn.Module):
     """Scan -> per-category region maps, scan-level scores and an embedding.
 
@@ -82,7 +92,7 @@ class ScanClassifier(nn.Module):
         self.num_classes = num_classes
         self.stride = cfg.stride
         self.pool, self.lse_r = cfg.pool, cfg.lse_r
-        self.loss, self.gce_q = cfg.loss, cfg.gce_q
+        self.loss, self.gce_q, self.bootstrap_beta = cfg.loss, cfg.gce_q, cfg.bootstrap_beta
         self.region_thresh = cfg.region_thresh
         self.trunk, trunk_channels = build_trunk(
             cfg.backbone, in_channels=in_channels, width=cfg.width, stride=cfg.stride
@@ -120,6 +130,8 @@ class ScanClassifier(nn.Module):
         z, y = logits[known].float(), labels[known].float()
         if self.loss == "gce":
             per = gce_loss(z, y, self.gce_q)
+        elif self.loss == "bootstrap":
+            per = bootstrap_loss(z, y, self.bootstrap_beta)
         else:
             per = F.binary_cross_entropy_with_logits(z, y, reduction="none")
         return per.sum() / known.sum().clamp(min=1)
