@@ -175,3 +175,15 @@ def test_markdown_int8_rows():
     assert "*int8: not run*" in report.markdown(fake_results())
     assert "*int8: skipped — no val split*" in report.markdown(fake_results(int8={"status": "ok",
                                                                                    "skipped": "no val split"}))
+
+
+def test_archive_import_bench_damages_files_and_the_import_names_each(tmp_path) -> None:
+    from benchmarks.archive_import import DAMAGE, run
+    from xray.simulate.archive import generate_archive
+
+    generate_archive(tmp_path / "src", count=12, seed=2, progress=False)
+    r = run(tmp_path / "src", count=10, bad=0.5, work=tmp_path / "work", seed=0)
+    assert r["damaged"] == 5 and sorted(v["damage"] for v in r["reasons"].values()) == sorted(DAMAGE)
+    assert r["exit_code"] == 0 and not r["traceback"]
+    assert r["imported"] == 5 and r["damaged_in_report"] == 5 and r["damaged_named_in_summary"] == 5
+    assert all(v["reason"] for v in r["reasons"].values())
