@@ -60,8 +60,17 @@ def test_stage_two_starts_from_stage_one_at_full_size(archive_run: dict[str, Pat
 
 
 def test_the_exported_model_is_calibrated_and_its_swap_report_has_both_views(archive_run: dict[str, Path]) -> None:
+    from xray.calibration import SWAP_RULES
+
     card = json.loads((archive_run["model"] / "model.json").read_text())
     assert card["input"]["mode"] == "single" and card["input"]["size"] == [160, 512]
+    # calibrate --swap chose the risk rule with the most swaps detected on val (then AUC), and stored it.
+    cal = card["calibration"]
+    assert len(cal["risk_rules"]) == len(SWAP_RULES) and cal["risk_rule"] in cal["risk_rules"]
+    best = max(cal["risk_rules"].values(), key=lambda r: (r["detection_rate"], r["roc_auc"] or 0.0))
+    assert cal["risk_rules"][cal["risk_rule"]] == best
+    combine, declared_rule = cal["risk_rule"].split("+")
+    assert card["verifier"]["combine"] == combine and card["verifier"]["declared_rule"] == declared_rule
     report = json.loads((archive_run["swap"] / "swap.json").read_text())
     assert set(report["scorers"]) == {"model", "baseline"}
     for m in report["scorers"].values():

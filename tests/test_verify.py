@@ -300,3 +300,17 @@ def test_timings_hold_every_stage_and_their_one_total():
     assert list(t) == ["decode", "preprocess", "model", "postprocess", "verify", "total"]
     assert t["verify"] > 0 and t["total"] == pytest.approx(sum(t[k] for k in list(t)[:-1]), abs=2e-3)
     assert t["total"] >= 15.0
+
+
+def test_declared_rule_any_explains_a_declaration_by_its_best_seen_line():
+    """"each": an unseen second line drives the risk; "any": the declaration is explained by the
+    line that is seen, and the unseen one is still named as a finding."""
+    dets, m = [det("textiles", 0.9), det("tyres", 0.2)], manifest("textiles", "tyres")
+    each = verdict_of(dets, m, config=VerifierConfig(declared_rule="each"))
+    anyone = verdict_of(dets, m, config=VerifierConfig(declared_rule="any"))
+    assert each.risk == pytest.approx(0.7 * 0.8)  # missing_weight * (1 - 0.2)
+    assert anyone.risk == pytest.approx(0.7 * 0.1)  # the seen textiles' 1 - 0.9
+    assert kinds(anyone) == kinds(each) == [(FindingKind.NOT_SEEN, "tyres")]
+    # Nothing declared seen: both rules flag it.
+    none = verdict_of([det("machinery", 0.9)], m, config=VerifierConfig(declared_rule="any"))
+    assert none.channel is Channel.RED

@@ -70,6 +70,10 @@ class VerifierConfig(BaseModel):
         image_weight: Weight of the model's image-level presence score as evidence
             beside its boxes (0: boxes only); chosen on validation data.
         combine: How the terms become one risk: the largest, or their noisy-OR.
+        declared_rule: When a declaration of several categories has no evidence: "each" (every
+            declared category not seen is a risk term), or "any" (one term, its best-seen
+            category's: the declaration is explained when any of its goods is seen). Findings
+            name each category not seen either way.
         presence: Calibrated evidence per category (replaces the box/image rule for
             the categories it names).
         false_alarm_rate: The rate `red` was calibrated to (None if not calibrated).
@@ -85,6 +89,7 @@ class VerifierConfig(BaseModel):
     missing_weight: float = Field(default=0.7, ge=0.0, le=1.0)
     image_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     combine: Literal["max", "noisy_or"] = "max"
+    declared_rule: Literal["each", "any"] = "each"
     presence: dict[str, PresenceMap] = Field(default_factory=dict)
     false_alarm_rate: float | None = None
     reference_weight: float = Field(default=0.7, ge=0.0, le=1.0)
@@ -323,7 +328,11 @@ def verify(
     not_seen = {d: 1.0 - max(ev[c] for c in table.keys if table.compatible(c, d)) for d in declared}
     # The risk terms, keyed by what drives them (undeclared ones first: they win ties).
     terms = {(FindingKind.UNDECLARED, c): category_weight(table, c) * e for c, e in unexplained.items()}
-    terms |= {(FindingKind.NOT_SEEN, d): config.missing_weight * m for d, m in not_seen.items()}
+    missing_terms = not_seen
+    if config.declared_rule == "any" and not_seen:
+        best_seen = min(not_seen, key=lambda d: not_seen[d])
+        missing_terms = {best_seen: not_seen[best_seen]}
+    terms |= {(FindingKind.NOT_SEEN, d): config.missing_weight * m for d, m in missing_terms.items()}
     by_reference = reference_terms(found, manifest, reference, config.reference_weight)
     values = [*terms.values(), *by_reference.values()]
     if config.combine == "max":
