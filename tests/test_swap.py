@@ -176,6 +176,7 @@ def test_known_wrong_declarations_are_left_out_of_the_verified_figures(archive_d
     assert verified["pairs"] == report["pairs"] - 1
     assert verified["roc_auc"] == 1.0 and verified["at_false_alarm"]["0.01"]["detection_rate"] == 1.0
     assert m["clerical_errors"]["roc_auc"] == 1.0
+    assert [r["scan_id"] for r in report["records"] if r["known_wrong"]] == [wrong_id]  # what the plot leaves out
 
 
 def test_the_conclusion_judges_each_view() -> None:

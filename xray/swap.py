@@ -350,6 +350,7 @@ def swap_test(
             **{f"{n}_true": results[n].true_risk[i] for n in results},
             **{f"{n}_swap": results[n].swap_risk[i] for n in results},
             **{f"{n}_recognised": results[n].recognised[i] for n in results},
+            **({"known_wrong": archive_truth.get(p.scan_id)} if archive_truth else {}),
         }
         for i, p in enumerate(pairs)
     ]
@@ -414,7 +415,20 @@ def plot_swap(report: dict[str, Any], out: str | Path) -> list[Path]:
         t = [r[f"{name}_true"] for r in rows]
         s = [r[f"{name}_swap"] for r in rows]
         fpr, tpr, _ = roc_curve([0] * len(t) + [1] * len(s), t + s)
-        ax.plot(fpr, tpr, lw=2, label=f"{name} (AUC {report['scorers'][name]['roc_auc']:.3f})")
+        line = ax.plot(fpr, tpr, lw=2, label=f"{name} (AUC {report['scorers'][name]['roc_auc']:.3f})")[0]
+        verified = report["scorers"][name].get("verified")
+        if verified:  # the same scorer without the archive's known clerical errors among the true declarations
+            keep = [i for i, r in enumerate(rows) if r.get("known_wrong") is False]
+            tv, sv = [t[i] for i in keep], [s[i] for i in keep]
+            fpr, tpr, _ = roc_curve([0] * len(tv) + [1] * len(sv), tv + sv)
+            ax.plot(
+                fpr,
+                tpr,
+                "--",
+                lw=1.5,
+                color=line.get_color(),
+                label=f"{name}, verified (AUC {verified['roc_auc']:.3f})",
+            )
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("false alarms (true declarations flagged)")
     ax.set_ylabel("swapped declarations detected")
