@@ -24,10 +24,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rank(rank: int, world: int, port: int, data: Path, out: Path, spy: Path) -> None:
+def _rank(rank: int, world: int, ports: tuple[int, int], data: Path, out: Path, spy: Path) -> None:
     """One process of the run, with the variables torchrun would set; records its weights
     after each epoch and which ranks saved checkpoints."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[0]), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     train_one_epoch, save_checkpoint = loop.train_one_epoch, loop.save_checkpoint
@@ -45,6 +45,10 @@ def _rank(rank: int, world: int, port: int, data: Path, out: Path, spy: Path) ->
     # 8 scans over 2 processes at batch 2: two steps per process per epoch.
     summary = loop.fit(data=data, config=TINY, out=out, epochs=1, device="cpu", progress=False, plots=False)
     assert summary["world_size"] == world and summary["rank"] == rank
+    # The resumed run is a new job: its own rendezvous port, as torchrun would give it. On the same
+    # port, rank 1 could reach rank 0's first store while it was being torn down (a broken pipe, seen
+    # once under load).
+    os.environ["MASTER_PORT"] = str(ports[1])
     loop.fit(data=data, config=TINY, out=out, epochs=2, device="cpu", progress=False, plots=False, resume=True)
 
 
@@ -52,7 +56,9 @@ def test_two_processes_train_the_same_weights_and_rank_0_writes(tmp_path: Path) 
     data = write_dataset(tmp_path / "ds", splits={"train": 8}, seed=5)
     out, spy = tmp_path / "run", tmp_path / "spy"
     spy.mkdir()
-    mp.spawn(_rank, args=(2, _free_port(), data, out, spy), nprocs=2, join=True)
+    first = _free_port()
+    second = next(p for p in iter(_free_port, None) if p != first)
+    mp.spawn(_rank, args=(2, (first, second), data, out, spy), nprocs=2, join=True)
 
     assert sorted(p.name for p in spy.glob("saved-by-*")) == ["saved-by-rank0"]
     for epoch in (0, 1):  # epoch 1 came from the resumed run
