@@ -329,32 +329,6 @@ def _rule_name(rule: dict[str, Any]) -> str:
     return "+".join(str(v) for v in rule.values())
 
 
-def m_detection(metrics: dict[str, Any], false_alarm: float) -> float:
-    """The swap-detection rate of `xray.swap.swap_metrics` output at a false-alarm rate it was run with."""
-    return float(metrics["at_false_alarm"][f"{false_alarm:g}"]["detection_rate"])
-
-
-class SharedScorer:
-    """The swap test's model scorer under one verifier rule; the engine runs once per scan for all rules."""
-
-    def __init__(self, engine: Any, config: VerifierConfig, reference: Any, name: str, seen: dict[str, Any]):
-        from xray.swap import ModelScorer
-
-        self.inner = ModelScorer(engine, config=config, reference=reference, name=name)
-        self.name, self.config, self.seen = name, config, seen
-
-    def observe(self, scan: Scan) -> Any:
-        if scan.id not in self.seen:
-            self.seen[scan.id] = self.inner.observe(scan)
-        return self.seen[scan.id]
-
-    def risk(self, observed: Any, manifest: Manifest) -> float:
-        return self.inner.risk(observed, manifest)
-
-    def recognised(self, observed: Any) -> str:
-        return self.inner.recognised(observed)
-
-
 def calibrate_swap(
     model_dir: str | Path,
     data: str | Path,
@@ -374,7 +348,7 @@ def calibrate_swap(
     swapped ones (`xray.swap`): an archive of cleared scans has no other labels.
     """
     from xray.reference import ReferenceIndex, embedding_engine
-    from xray.swap import swap_metrics, swap_test
+    from xray.swap import ModelScorer, detection_at, swap_metrics, swap_test
 
     index = ReferenceIndex.load(reference) if reference else None
     engine = Engine(model_dir)
@@ -382,7 +356,8 @@ def calibrate_swap(
     detector = embedding_engine(engine, index.embedding) if index else engine
     seen: dict[str, Any] = {}
     scorers = [
-        SharedScorer(detector, card_cfg.model_copy(update=rule), index, _rule_name(rule), seen) for rule in SWAP_RULES
+        ModelScorer(detector, card_cfg.model_copy(update=rule), index, name=_rule_name(rule), seen=seen)
+        for rule in SWAP_RULES
     ]
     report = swap_test(
         scorers, data, split=split, seed=seed, limit=limit, false_alarms=(false_alarm,), progress=progress
@@ -392,7 +367,7 @@ def calibrate_swap(
 
     def merit(name: str) -> tuple[float, float]:
         m = by_rule[name]
-        return m_detection(m, false_alarm), m["roc_auc"] or 0.0
+        return detection_at(m, false_alarm), m["roc_auc"] or 0.0
 
     chosen = max((s.name for s in scorers), key=merit)
     base = next(s.config for s in scorers if s.name == chosen)
@@ -411,7 +386,7 @@ def calibrate_swap(
         "rule": "swap",
         "risk_rule": chosen,
         "risk_rules": {
-            name: {"roc_auc": m["roc_auc"], "detection_rate": m_detection(m, false_alarm)}
+            name: {"roc_auc": m["roc_auc"], "detection_rate": detection_at(m, false_alarm)}
             for name, m in by_rule.items()
         },
         "pairs": len(rows),

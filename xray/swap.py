@@ -59,13 +59,20 @@ class ModelScorer:
         config: VerifierConfig | None = None,
         reference: ReferenceScorer | None = None,
         name: str = "model",
+        seen: dict[str, Any] | None = None,
     ):
-        self.engine, self.reference, self.name = engine, reference, name
+        """`seen`: observations by scan id, shared by scorers of one engine under different
+        verifier configs, so that the engine runs once per scan for all of them."""
+        self.engine, self.reference, self.name, self.seen = engine, reference, name, seen
         self.config = config if config is not None else VerifierConfig.from_card(engine.card)
         self.table = goods_table(self.config.goods_table)  # the model card's: cargo or parcel categories
 
     def observe(self, scan: Scan) -> Any:
-        return self.engine.detect(scan)
+        if self.seen is None:
+            return self.engine.detect(scan)
+        if scan.id not in self.seen:
+            self.seen[scan.id] = self.engine.detect(scan)
+        return self.seen[scan.id]
 
     def risk(self, observed: Any, manifest: Manifest) -> float:
         return verify(observed, manifest, config=self.config, table=self.table, reference=self.reference).risk
@@ -158,6 +165,11 @@ def _auc(negatives: Sequence[float], positives: Sequence[float]) -> float | None
     if not negatives or not positives:
         return None
     return float(roc_auc_score([0] * len(negatives) + [1] * len(positives), [*negatives, *positives]))
+
+
+def detection_at(metrics: dict[str, Any], false_alarm: float) -> float:
+    """The swap-detection rate in `swap_metrics` output at a false-alarm rate it was run with."""
+    return float(metrics["at_false_alarm"][f"{false_alarm:g}"]["detection_rate"])
 
 
 def red_threshold(true_risk: Sequence[float], false_alarm: float) -> float:
@@ -460,9 +472,11 @@ def summary_table(report: dict[str, Any]) -> str:
     fas = report["false_alarms"]
     head = f"{'scorer':<12}{'AUC':>7}" + "".join(f"{'det@' + format(fa, 'g') + ' FA':>14}" for fa in fas)
     lines = [f"swap test: {report['pairs']} scans of {report['data']} ({report['split']})", head]
-    for name, m in report["scorers"].items():
-        dets = "".join(f"{m['at_false_alarm'][format(fa, 'g')]['detection_rate']:>14.3f}" for fa in fas)
-        lines.append(f"{name:<12}{m['roc_auc']:>7.3f}{dets}")
+
+    def row(name: str, m: dict[str, Any]) -> str:
+        return f"{name:<12}{m['roc_auc']:>7.3f}" + "".join(f"{detection_at(m, fa):>14.3f}" for fa in fas)
+
+    lines += [row(name, m) for name, m in report["scorers"].items()]
     verified = {n: m["verified"] for n, m in report["scorers"].items() if "verified" in m}
     if verified:
         first = next(iter(verified.values()))
@@ -470,8 +484,6 @@ def summary_table(report: dict[str, Any]) -> str:
             f"on the {first['pairs']} verified declarations "
             f"({first['excluded_wrong_declarations']} known wrong declarations left out):"
         )
-        for name, v in verified.items():
-            dets = "".join(f"{v['at_false_alarm'][format(fa, 'g')]['detection_rate']:>14.3f}" for fa in fas)
-            lines.append(f"{name:<12}{v['roc_auc']:>7.3f}{dets}")
+        lines += [row(name, v) for name, v in verified.items()]
     lines.append(report["conclusion"])
     return "\n".join(lines)
