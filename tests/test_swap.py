@@ -179,9 +179,14 @@ def test_known_wrong_declarations_are_left_out_of_the_verified_figures(archive_d
     assert [r["scan_id"] for r in report["records"] if r["known_wrong"]] == [wrong_id]  # what the plot leaves out
 
 
-def test_the_conclusion_judges_each_view() -> None:
-    report = {"scorers": {"model": {"roc_auc": 0.9, "verified": {"roc_auc": 0.95}},
+def test_the_conclusion_judges_the_verified_view_and_states_the_written_one() -> None:
+    report = {"scorers": {"model": {"roc_auc": 0.9, "verified": {"roc_auc": 0.95, "excluded_wrong_declarations": 3}},
                           "baseline": {"roc_auc": 0.8, "verified": {"roc_auc": 0.99}}}}
     text = conclusion(report)
-    assert "model (swap AUC 0.900) beats" in text
-    assert "model on verified declarations (swap AUC 0.950) does NOT beat" in text
+    assert "model on verified declarations (swap AUC 0.950) does NOT beat" in text  # truth decides, as written wins
+    assert "learned nothing worth shipping" in text
+    assert "3 known clerical errors" in text and "0.900 against 0.800" in text
+    report["scorers"]["model"] = {"roc_auc": 0.7, "verified": {"roc_auc": 0.995, "excluded_wrong_declarations": 3}}
+    text = conclusion(report)
+    assert "model on verified declarations (swap AUC 0.995) beats" in text and "nothing worth" not in text
+    assert "0.700 against 0.800" in text  # the capped view is still reported

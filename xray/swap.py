@@ -370,24 +370,35 @@ def swap_test(
 
 
 def conclusion(report: dict[str, Any]) -> str:
-    """One sentence: does the model beat the baseline by swap AUC?"""
+    """One sentence per scorer: does it beat the baseline by swap AUC?
+
+    Where the archive's truth is known (`verified`), that view decides: the test scores each
+    scan with its true declaration, and a clerical error is not one. The comparison on the
+    declarations as written is still stated, with what caps it: flagging a clerical error
+    there counts as a false alarm, so the better a scorer finds them, the lower its AUC.
+    """
     scorers = report["scorers"]
     if "baseline" not in scorers or len(scorers) < 2:
         return "no baseline in this run: nothing to compare with"
+    base = scorers["baseline"]
     lines = []
     for name, m in scorers.items():
         if name == "baseline":
             continue
-        views = [("", m, scorers["baseline"])]
-        if "verified" in m and "verified" in scorers["baseline"]:
-            views.append((" on verified declarations", m["verified"], scorers["baseline"]["verified"]))
-        for view, mine, base in views:
-            auc, floor = mine["roc_auc"], base["roc_auc"]
-            verdict = "beats" if auc > floor else "does NOT beat"
-            tail = "" if auc > floor else ": it has learned nothing worth shipping on this data"
-            lines.append(
-                f"{name}{view} (swap AUC {auc:.3f}) {verdict} the simple baseline (swap AUC {floor:.3f}){tail}"
+        judged, view = (m, "")
+        if "verified" in m and "verified" in base:
+            judged, view = m["verified"], " on verified declarations"
+        auc, floor = judged["roc_auc"], (base["verified"] if view else base)["roc_auc"]
+        verdict = "beats" if auc > floor else "does NOT beat"
+        tail = "" if auc > floor else ": it has learned nothing worth shipping on this data"
+        line = f"{name}{view} (swap AUC {auc:.3f}) {verdict} the simple baseline (swap AUC {floor:.3f}){tail}"
+        if view:
+            wrong = m["verified"].get("excluded_wrong_declarations", 0)
+            line += (
+                f" (as written, where flagging one of the {wrong} known clerical errors counts as a false alarm:"
+                f" {m['roc_auc']:.3f} against {base['roc_auc']:.3f})"
             )
+        lines.append(line)
     return "; ".join(lines) + "."
 
 
