@@ -438,8 +438,9 @@ def plot_swap(report: dict[str, Any], out: str | Path) -> list[Path]:
         t = [r[f"{name}_true"] for r in rows]
         s = [r[f"{name}_swap"] for r in rows]
         fpr, tpr, _ = roc_curve([0] * len(t) + [1] * len(s), t + s)
-        line = ax.plot(fpr, tpr, lw=2, label=f"{name} (AUC {report['scorers'][name]['roc_auc']:.3f})")[0]
         verified = report["scorers"][name].get("verified")
+        view = ", as written" if verified else ""
+        line = ax.plot(fpr, tpr, lw=2, label=f"{name}{view} (AUC {report['scorers'][name]['roc_auc']:.3f})")[0]
         if verified:  # the same scorer without the archive's known clerical errors among the true declarations
             keep = [i for i, r in enumerate(rows) if r.get("known_wrong") is False]
             tv, sv = [t[i] for i in keep], [s[i] for i in keep]
