@@ -183,7 +183,7 @@ def test_the_conclusion_judges_the_verified_view_and_states_the_written_one() ->
     report = {"scorers": {"model": {"roc_auc": 0.9, "verified": {"roc_auc": 0.95, "excluded_wrong_declarations": 3}},
                           "baseline": {"roc_auc": 0.8, "verified": {"roc_auc": 0.99}}}}
     text = conclusion(report)
-    assert "model on verified declarations (swap AUC 0.950) does NOT beat" in text  # truth decides, as written wins
+    assert "model on verified declarations (swap AUC 0.950) does NOT beat" in text  # the verified view decides, though as written the model wins
     assert "learned nothing worth shipping" in text
     assert "3 known clerical errors" in text and "0.900 against 0.800" in text
     report["scorers"]["model"] = {"roc_auc": 0.7, "verified": {"roc_auc": 0.995, "excluded_wrong_declarations": 3}}

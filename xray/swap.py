@@ -385,14 +385,15 @@ def conclusion(report: dict[str, Any]) -> str:
     for name, m in scorers.items():
         if name == "baseline":
             continue
-        judged, view = (m, "")
-        if "verified" in m and "verified" in base:
-            judged, view = m["verified"], " on verified declarations"
-        auc, floor = judged["roc_auc"], (base["verified"] if view else base)["roc_auc"]
+        verified = "verified" in m and "verified" in base
+        auc, floor = (
+            (m["verified"]["roc_auc"], base["verified"]["roc_auc"]) if verified else (m["roc_auc"], base["roc_auc"])
+        )
+        view = " on verified declarations" if verified else ""
         verdict = "beats" if auc > floor else "does NOT beat"
         tail = "" if auc > floor else ": it has learned nothing worth shipping on this data"
         line = f"{name}{view} (swap AUC {auc:.3f}) {verdict} the simple baseline (swap AUC {floor:.3f}){tail}"
-        if view:
+        if verified:
             wrong = m["verified"].get("excluded_wrong_declarations", 0)
             line += (
                 f" (as written, where flagging one of the {wrong} known clerical errors counts as a false alarm:"
