@@ -89,6 +89,78 @@ def test_guard_calibration_refuses_too_few_or_uneven_scans() -> None:
         calibrate_guard(uneven)
 
 
+def _formats(rng: np.random.Generator, n: int) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """Two scan formats whose statistics sit far apart: pooled, the reference spans both."""
+    vectors, groups = [], []
+    for i in range(n):
+        g = "single-8bit" if i % 2 else "rgb-8bit"
+        centre = np.array([4.0, -4.0, 0.0]) if g == "single-8bit" else np.array([-4.0, 4.0, 0.0])
+        vectors.append({"stats": centre + rng.normal(size=3), "features": rng.normal(size=8)})
+        groups.append(g)
+    return vectors, groups
+
+
+def test_the_look_is_compared_within_the_scans_own_format() -> None:
+    rng = np.random.default_rng(6)
+    vectors, groups = _formats(rng, 400)
+    guard, summary = calibrate_guard(vectors, groups=groups, target=0.01)
+    assert summary["formats"] == {"rgb-8bit": 200, "single-8bit": 200}
+    assert summary["grouped_measures"] == ["stats"]  # features stay pooled
+    assert set(guard.groups["stats"]) == {"rgb-8bit", "single-8bit"}
+    # an 8-bit grey scan that looks like a pseudo-colour one: inside the pooled reference,
+    # far outside the grey scans' own
+    odd = np.array([-4.0, 4.0, 0.0])
+    pooled = guard.references["stats"]
+    assert pooled.distance(odd) <= pooled.threshold
+    own, is_own = guard.reference("stats", "single-8bit")
+    assert is_own and own.distance(odd) > 3 * own.threshold
+    # a format the calibration never saw is judged by the pooled reference
+    ref, is_own = guard.reference("stats", "dual-16bit")
+    assert ref is pooled and not is_own
+    # the per-format references survive the card
+    restored = DomainGuard.from_card({"domain": json.loads(json.dumps(guard_section(guard, summary)))})
+    assert restored is not None
+    back, is_own = restored.reference("stats", "single-8bit")
+    assert is_own and back.distance(odd) == pytest.approx(own.distance(odd))
+    assert back.threshold == own.threshold
+
+
+def test_a_format_with_too_few_scans_gets_no_reference_of_its_own() -> None:
+    from xray.domain import MIN_GROUP_SCANS
+
+    rng = np.random.default_rng(7)
+    vectors, groups = _formats(rng, 300)
+    groups = ["rare" if i < MIN_GROUP_SCANS - 1 else g for i, g in enumerate(groups)]
+    guard, summary = calibrate_guard(vectors, groups=groups)
+    assert "rare" not in guard.groups["stats"] and summary["formats"]["rare"] == MIN_GROUP_SCANS - 1
+    with pytest.raises(ValueError, match="scan formats"):
+        calibrate_guard(vectors, groups=groups[:-1])
+
+
+def test_the_grey_level_profile_turns_over_with_an_inverted_display() -> None:
+    from xray.domain import PROFILE_BANDS, input_statistics
+    from xray.scan import Scan, ScanKind
+
+    # a container: air on top, a load, a heavy floor band at the bottom (attenuation, channel 0)
+    h, w = 80, 240
+    att = np.zeros((h, w), np.float32)
+    att[30:64] = 1.5
+    att[64:] = 3.0
+    x = np.stack([att, att * 1.16, np.ones_like(att)])
+    scan = Scan(id="c", channels=np.exp(-att)[None], kind=ScanKind.SINGLE, bit_depth=8)
+    upright = input_statistics(x, (h, w), scan)["profile"]
+    inverted = input_statistics(x[:, ::-1], (h, w), scan)["profile"]
+    bands = upright[:PROFILE_BANDS]
+    assert bands[0] < 0 < bands[-1]  # light roof, heavy floor
+    assert inverted[0] > 0 > inverted[PROFILE_BANDS - 1]
+    # the same grey levels, so the same display-curve quantiles
+    np.testing.assert_allclose(upright[PROFILE_BANDS:], inverted[PROFILE_BANDS:])
+    # a brighter display curve moves the quantiles
+    assert np.all(
+        input_statistics(x * 0.5, (h, w), scan)["profile"][PROFILE_BANDS + 1 :] < upright[PROFILE_BANDS + 1 :]
+    )
+
+
 def test_card_without_a_domain_section_has_no_guard_and_a_broken_one_is_refused() -> None:
     assert DomainGuard.from_card({}) is None
     with pytest.raises(ConfigError, match="domain"):

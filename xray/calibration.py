@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from xray.atomic import write_atomic
-from xray.domain import FEATURE_OUTPUT, DomainGuard, calibrate_guard, guard_section
+from xray.domain import FEATURE_OUTPUT, DomainGuard, calibrate_guard, guard_section, scan_group
 from xray.engine import Engine
 from xray.errors import ConfigError
 from xray.goods import GoodsTable, goods_table
@@ -422,15 +422,17 @@ def split_scans(root: str | Path, split: str, *, limit: int | None = None) -> It
 
 def guard_measures(
     engine: Engine, scans: Iterable[Scan], *, progress: bool = False, desc: str = "measure"
-) -> list[dict[str, np.ndarray]]:
-    """The guard's measures (input statistics, pooled features) of each scan's whole-scan pass."""
+) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """The guard's measures (input statistics, grey-level profile, pooled features) of each
+    scan's whole-scan pass, and each scan's format (`scan_group`)."""
     guard = engine.guard or DomainGuard({}, mode=engine.spec.mode)
-    out = []
+    out, groups = [], []
     for scan in tqdm(scans, desc=desc, unit="scan", disable=not progress):
         whole = engine.model_inputs(scan)[0]
         run = engine._run(whole.x)
         out.append(guard.measures(whole.x, whole.lb.resized_hw, scan, run.get(FEATURE_OUTPUT)))
-    return out
+        groups.append(scan_group(scan))
+    return out, groups
 
 
 def flag_rate(engine: Engine, scans: Iterable[Scan], *, progress: bool = False, desc: str = "guard") -> dict[str, Any]:
@@ -501,8 +503,10 @@ def calibrate_domain(
     """
     install_feature_output(model_dir, list(split_scans(data, split, limit=8)))
     engine = Engine(model_dir)
-    vectors = guard_measures(engine, split_scans(data, split, limit=limit), progress=progress, desc=f"guard {split}")
-    guard, summary = calibrate_guard(vectors, target=target, mode=engine.spec.mode)
+    vectors, groups = guard_measures(
+        engine, split_scans(data, split, limit=limit), progress=progress, desc=f"guard {split}"
+    )
+    guard, summary = calibrate_guard(vectors, groups=groups, target=target, mode=engine.spec.mode)
     from xray.train.metrics import dataset_info
 
     summary = {**summary, "data": dataset_info(Path(data)), "split": split}

@@ -1,10 +1,10 @@
 """The out-of-domain guard: how unlike the model's training scans a scan is.
 
-Two cheap measures of the whole-scan model input, each a Mahalanobis distance to the
+Three cheap measures of the whole-scan model input, each a Mahalanobis distance to an
 in-domain reference (mean and shrunk covariance, fitted on validation scans of the
 training domain):
 
-- **input statistics** — the scanner's look, not the load: the bright end of every
+- **input statistics** (`stats`) — the scanner's look, not the load: the bright end of every
   input channel (1st and 10th percentile: air and the empty hold, the scanner's white
   level and noise), the spread of the material-ratio channel, the share of pixels
   clipped at the image's own extremes, row and column structure (stripes, bands), the
@@ -12,18 +12,31 @@ training domain):
   is) is left out: it varies far more among in-domain scans than between scanners, and
   with it the guard flagged 2.4 % of in-domain test scans (0 % without, every
   out-of-domain set still flagged, measured on 510 test scans);
+- **grey-level profile** (`profile`) — where along the height attenuation sits and how the
+  grey levels spread: the mean of each of four horizontal bands against the whole
+  scan's (air or roof on top, load, floor and chassis below: an inverted display turns
+  it over) and the 25th-99th percentiles of the first channel (the display curve);
 - **features**: the pooled feature vector the image-level head reads (an extra ONNX
   output, `features`, added by `add_feature_output` without touching the others).
 
-Each distance is divided by its own threshold; a scan is out of domain when either
-ratio exceeds 1, and the reason names which measure was off. Thresholds are set on a
-half of the validation scans not used to fit the reference (`calibrate_guard`), so
-that the share of in-domain scans flagged is an honest estimate. The calibration is
-stored in the model card's `domain` section; a card without one has no guard.
+A scanner's look depends on what it exports, so the statistics and the profile are
+compared with the training scans of the same format (kind and bit depth: dual-energy
+16-bit, single-energy 8-bit, pseudo-colour) when the calibration set held enough of
+them, and with all training scans otherwise. Pooled over formats, the reference
+stretches to cover 8-bit JPEG and pseudo-colour at once, and an inverted 8-bit export
+or a photo falls inside it (session 10, 3-profile candidate: broken profile 20 % and
+photos 25 % flagged pooled, against 95-100 % by format).
+
+Each distance is divided by its own threshold; a scan is out of domain when any ratio
+exceeds 1, and the reason names which measure was off. Thresholds are set on a half of
+the validation scans not used to fit the reference (`calibrate_guard`), so that the
+share of in-domain scans flagged is an honest estimate. The calibration is stored in
+the model card's `domain` section; a card without one has no guard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,30 +51,45 @@ FEATURE_OUTPUT = "features"
 STAT_QUANTILES = (1, 10)  # the bright end of each channel
 RATIO_QUANTILES = (50, 90, 99)  # the material-ratio channel's spread
 RATIO_MODES = ("dual_ratio", "dual_ratio_detail")  # input modes whose channel 2 is A_low / A_high
+PROFILE_BANDS = 4  # horizontal bands of the grey-level profile
+PROFILE_QUANTILES = (25, 50, 75, 90, 99)  # the first channel's display curve
 # Tolerance (in normalised input units) for a pixel to count as sitting at the image's extreme.
 CLIP_TOL = 1e-3
+# Measures compared with the training scans of the scan's own format (`scan_group`) when the
+# calibration set held at least MIN_GROUP_SCANS of them: half fit the reference, half set its threshold.
+GROUPED = ("stats", "profile")
+MIN_GROUP_SCANS = 60
 
 REASONS = {
     "stats": "grey levels unlike the training scans",
+    "profile": "grey-level profile unlike the training scans (inverted or re-mapped display?)",
     "features": "features far from the training scans",
 }
 
 
+def scan_group(scan: Scan) -> str:
+    """The format a scan's look is compared within: kind and bit depth, e.g. `single-8bit`."""
+    return f"{scan.kind.value}-{scan.bit_depth}bit"
+
+
 def input_statistics(
     x: np.ndarray, resized_hw: tuple[int, int], scan: Scan, *, ratio_channel: int | None = None
-) -> np.ndarray:
-    """The statistics vector of one whole-scan model input (C, H, W), padding excluded."""
+) -> dict[str, np.ndarray]:
+    """The `stats` and `profile` vectors of one whole-scan model input (C, H, W), padding excluded."""
     h, w = resized_hw
     img = np.asarray(x, np.float32)[:, :h, :w]
     parts: list[np.ndarray] = []
     ratio_q: np.ndarray | None = None
+    profile_q = np.zeros(0)
     for k, ch in enumerate(img):
-        # The ratio channel's own quantiles come from the same partition pass (same values, one pass less).
-        extra = list(RATIO_QUANTILES) if k == ratio_channel else []
+        # Other quantiles of a channel come from the same partition pass (same values, one pass less).
+        extra = list(RATIO_QUANTILES) if k == ratio_channel else list(PROFILE_QUANTILES) if k == 0 else []
         q = np.percentile(ch, list(STAT_QUANTILES) + extra).astype(np.float64)
         parts.append(q[: len(STAT_QUANTILES)])
-        if extra:
+        if k == ratio_channel:
             ratio_q = q[len(STAT_QUANTILES) :]
+        elif k == 0:
+            profile_q = q[len(STAT_QUANTILES) :]
     if ratio_q is not None:
         parts.append(ratio_q)
     a = img[0]
@@ -78,7 +106,11 @@ def input_statistics(
     else:
         saturation = 0.0
     parts.append(np.array(clipped + structure + shape + [saturation], np.float64))
-    return np.concatenate(parts)
+    bands = (
+        [float(b.mean()) for b in np.array_split(rows, PROFILE_BANDS)] if h >= PROFILE_BANDS else [0.0] * PROFILE_BANDS
+    )
+    profile = np.concatenate([np.asarray(bands, np.float64) - float(rows.mean()), profile_q])
+    return {"stats": np.concatenate(parts), "profile": profile}
 
 
 @dataclass(frozen=True)
@@ -127,11 +159,21 @@ class DomainGuard:
     """Measures a scan against the in-domain references stored in a model card.
 
     Args:
-        references: Measure name ("stats", "features") -> its reference.
+        references: Measure name ("stats", "profile", "features") -> its reference over all
+            training scans.
+        groups: Measure name -> scan format (`scan_group`) -> the reference fitted on that
+            format's training scans alone; a format without one is judged by `references`.
     """
 
-    def __init__(self, references: dict[str, Reference], *, mode: str | None = None):
+    def __init__(
+        self,
+        references: dict[str, Reference],
+        *,
+        groups: dict[str, dict[str, Reference]] | None = None,
+        mode: str | None = None,
+    ):
         self.references = references
+        self.groups = groups or {}
         self.ratio_channel = 2 if mode in RATIO_MODES else None
 
     @classmethod
@@ -145,19 +187,31 @@ class DomainGuard:
         if not section:
             return None
         try:
-            refs = {name: Reference.from_dict(section["references"][name]) for name in section["references"]}
-        except (KeyError, TypeError, ValueError) as e:
+            raw = section["references"]
+            refs = {name: Reference.from_dict(raw[name]) for name in raw}
+            groups = {
+                name: {g: Reference.from_dict(d) for g, d in raw[name]["groups"].items()}
+                for name in raw
+                if raw[name].get("groups")
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ConfigError(f"model card: malformed domain section: {e}") from e
         unknown = set(refs) - set(REASONS)
         if unknown:
             raise ConfigError(f"model card: unknown domain measures {sorted(unknown)}")
-        return cls(refs, mode=(card.get("input") or {}).get("mode"))
+        return cls(refs, groups=groups, mode=(card.get("input") or {}).get("mode"))
+
+    def reference(self, name: str, group: str) -> tuple[Reference, bool]:
+        """The reference a scan of `group` is measured against, and whether it is the group's own."""
+        own = self.groups.get(name, {}).get(group)
+        return (own, True) if own is not None else (self.references[name], False)
 
     def measures(
         self, x: np.ndarray, resized_hw: tuple[int, int], scan: Scan, features: np.ndarray | None
     ) -> dict[str, np.ndarray]:
-        """The vectors the guard compares: input statistics and (when given) pooled features."""
-        out = {"stats": input_statistics(x, resized_hw, scan, ratio_channel=self.ratio_channel)}
+        """The vectors the guard compares: input statistics, grey-level profile and (when
+        given) pooled features."""
+        out = input_statistics(x, resized_hw, scan, ratio_channel=self.ratio_channel)
         if features is not None:
             out["features"] = np.asarray(features, np.float64).reshape(-1)
         return out
@@ -166,16 +220,21 @@ class DomainGuard:
         """Out of domain when any measure's distance exceeds its threshold; the reported
         distance and threshold are those of the measure furthest beyond (as a ratio)."""
         vectors = self.measures(x, resized_hw, scan, features)
+        group = scan_group(scan)
         ratios: dict[str, tuple[float, float]] = {}
-        for name, ref in self.references.items():
-            if name in vectors:
-                d = ref.distance(vectors[name])
-                ratios[name] = (d, ref.threshold)
+        off: list[str] = []
+        for name in self.references:
+            if name not in vectors:
+                continue
+            ref, own = self.reference(name, group)
+            d = ref.distance(vectors[name])
+            ratios[name] = (d, ref.threshold)
+            if not d <= ref.threshold:  # NaN counts as off
+                off.append(f"{REASONS[name]}, {group} scans" if own else REASONS[name])
         if not ratios:
             return DomainCheck()
         worst = max(ratios, key=lambda k: ratios[k][0] / ratios[k][1])
         d, t = ratios[worst]
-        off = [REASONS[k] for k, (dk, tk) in ratios.items() if not dk <= tk]  # NaN counts as off
         return DomainCheck(
             in_domain=not off,
             distance=round(d, 4) if np.isfinite(d) else 1e9,
@@ -193,44 +252,75 @@ FEATURE_TARGET_SHARE = 0.2  # the feature measure's target, as a share of the st
 
 
 def calibrate_guard(
-    vectors: list[dict[str, np.ndarray]], *, target: float = 0.005, seed: int = 0, mode: str | None = None
+    vectors: list[dict[str, np.ndarray]],
+    *,
+    groups: Sequence[str] | None = None,
+    target: float = 0.005,
+    seed: int = 0,
+    mode: str | None = None,
 ) -> tuple[DomainGuard, dict[str, Any]]:
     """Fit each measure's reference on one half of in-domain validation vectors and set its
     threshold on the other half, so that at most about `target` of those scans exceed it
     (the feature measure: `FEATURE_TARGET_SHARE` of that).
 
+    With `groups` (each scan's `scan_group`, in order), the `GROUPED` measures also get a
+    reference per format that has at least `MIN_GROUP_SCANS` scans, fitted and thresholded on
+    the same halves restricted to that format.
+
     Returns:
         The guard, and a summary of how it was calibrated (for the card).
 
     Raises:
-        ValueError: fewer than 20 scans, or measures missing from some scans.
+        ValueError: fewer than 20 scans, measures missing from some scans, or `groups` not
+            one per scan.
     """
     if len(vectors) < 20:
         raise ValueError(f"guard calibration needs at least 20 in-domain scans, got {len(vectors)}")
     names = sorted(vectors[0])
     if any(sorted(v) != names for v in vectors):
         raise ValueError("every scan must carry the same measures")
+    if groups is not None and len(groups) != len(vectors):
+        raise ValueError(f"{len(groups)} scan formats for {len(vectors)} scans")
     order = np.random.default_rng(seed).permutation(len(vectors))
     fit_idx, set_idx = order[: len(order) // 2], order[len(order) // 2 :]
-    refs: dict[str, Reference] = {}
-    for name in names:
-        ref = Reference.fit(np.stack([vectors[i][name] for i in fit_idx]))
-        held = np.array([ref.distance(vectors[i][name]) for i in set_idx])
+
+    def fitted(name: str, fit: np.ndarray, held: np.ndarray) -> Reference:
+        ref = Reference.fit(np.stack([vectors[i][name] for i in fit]))
+        dist = np.array([ref.distance(vectors[i][name]) for i in held])
         share = target * (FEATURE_TARGET_SHARE if name == "features" else 1.0)
-        refs[name] = Reference(ref.mean, ref.precision, float(np.quantile(held, 1.0 - share, method="higher")))
-    guard = DomainGuard(refs, mode=mode)
-    flagged_held = float(
-        np.mean([any(refs[n].distance(vectors[i][n]) > refs[n].threshold for n in names) for i in set_idx])
-    )
+        return Reference(ref.mean, ref.precision, float(np.quantile(dist, 1.0 - share, method="higher")))
+
+    refs = {name: fitted(name, fit_idx, set_idx) for name in names}
+    by_group: dict[str, dict[str, Reference]] = {}
+    group_of = np.asarray(groups if groups is not None else [""] * len(vectors))
+    counts = {g: int(n) for g, n in zip(*np.unique(group_of, return_counts=True), strict=True)} if groups else {}
+    for g, n in counts.items():
+        if n < MIN_GROUP_SCANS:
+            continue
+        fit_g, set_g = fit_idx[group_of[fit_idx] == g], set_idx[group_of[set_idx] == g]
+        for name in names:
+            if name in GROUPED:
+                by_group.setdefault(name, {})[g] = fitted(name, fit_g, set_g)
+    guard = DomainGuard(refs, groups=by_group, mode=mode)
+
+    def flagged(i: int) -> bool:
+        return any(
+            not (r := guard.reference(n, str(group_of[i]))[0]).distance(vectors[i][n]) <= r.threshold for n in names
+        )
+
     summary = {
         "measures": names,
         "scans": len(vectors),
         "fit_scans": len(fit_idx),
         "threshold_scans": len(set_idx),
+        "formats": counts,
+        "grouped_measures": sorted(by_group),
+        "min_group_scans": MIN_GROUP_SCANS,
         "target_per_measure": {n: target * (FEATURE_TARGET_SHARE if n == "features" else 1.0) for n in names},
-        "flagged_threshold_half": flagged_held,
+        "flagged_threshold_half": float(np.mean([flagged(int(i)) for i in set_idx])),
         "method": "Mahalanobis distance (Ledoit-Wolf covariance) fitted on one half of the in-domain "
-        "validation scans; each threshold at the (1 - target) quantile of the other half",
+        "validation scans; each threshold at the (1 - target) quantile of the other half; the look "
+        "measures also per scan format (kind and bit depth) with enough scans",
     }
     return guard, summary
 
@@ -238,7 +328,13 @@ def calibrate_guard(
 def guard_section(guard: DomainGuard, summary: dict[str, Any]) -> dict[str, Any]:
     """The card's `domain` section."""
     return {
-        "references": {k: r.to_dict() for k, r in guard.references.items()},
+        "references": {
+            k: {
+                **r.to_dict(),
+                **({"groups": {g: gr.to_dict() for g, gr in guard.groups[k].items()}} if k in guard.groups else {}),
+            }
+            for k, r in guard.references.items()
+        },
         "calibration": summary,
         "statistics": {
             "quantiles": list(STAT_QUANTILES),
@@ -251,6 +347,7 @@ def guard_section(guard: DomainGuard, summary: dict[str, Any]) -> dict[str, Any]
                 "log_aspect",
                 "colour_saturation",
             ],
+            "profile": {"bands": PROFILE_BANDS, "quantiles": list(PROFILE_QUANTILES)},
         },
         "feature_output": FEATURE_OUTPUT,
     }

@@ -24,8 +24,8 @@ SETS = {
 
 def main() -> None:
     engine = Engine("models/default-realistic")
-    vectors = {k: guard_measures(engine, split_scans(d, s, limit=n)) for k, (d, s, n) in SETS.items()}
-    vectors["foreign"] = guard_measures(engine, [s for kind in foreign_images().values() for s in kind])
+    vectors = {k: guard_measures(engine, split_scans(d, s, limit=n))[0] for k, (d, s, n) in SETS.items()}
+    vectors["foreign"] = guard_measures(engine, [s for kind in foreign_images().values() for s in kind])[0]
     order = np.random.default_rng(0).permutation(len(vectors["calib"]))
     fit, held = order[: len(order) // 2], order[len(order) // 2 :]
     for measure in ("stats", "features", "both"):
