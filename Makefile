@@ -23,7 +23,8 @@ HOLDOUT ?= mobile-gantry
 REAL_PROFILES ?= portal-dual-16bit,export-8bit-jpeg,pseudo-colour
 REAL_COUNT ?= 3000
 REAL_DATA ?= data/sim-realistic
-REAL_CALIB ?= data/calib-realistic
+REAL_CALIB ?= data/calib-realistic-$(REAL_COUNT)
+REAL_BROKEN ?= data/ood-broken-300
 REAL_RUN ?= runs/default-realistic
 REAL_MODEL ?= models/default-realistic
 REAL_EPOCHS ?=
@@ -117,14 +118,16 @@ parcel-model: setup
 model-realistic: setup
 	test -f $(REAL_DATA)/dataset.json || $(BIN)/xray simulate --out $(REAL_DATA) --count $(REAL_COUNT) --seed 2026 \
 		--workers 2 --mismatch-rate 0.4 --splits 0.75,0.08,0.17 --profile $(REAL_PROFILES) --quiet
-	test -f $(REAL_CALIB)/dataset.json || $(BIN)/xray simulate --out $(REAL_CALIB) --count $$(( $(REAL_COUNT) / 3 + 20 )) \
+	test -f $(REAL_CALIB)/dataset.json || $(BIN)/xray simulate --out $(REAL_CALIB) --count $(REAL_COUNT) \
 		--seed 2027 --workers 2 --mismatch-rate 0.4 --splits 0,1,0 --profile $(REAL_PROFILES) --quiet
+	test -f $(REAL_BROKEN)/dataset.json || $(BIN)/xray simulate --out $(REAL_BROKEN) --count 300 \
+		--seed 2029 --workers 2 --mismatch-rate 0.4 --splits 0,0,1 --profile broken --quiet
 	$(BIN)/xray train --data $(REAL_DATA) --model models/default-realistic.yaml --out $(REAL_RUN) --threads 2 \
 		$$(test -f $(REAL_RUN)/last.pt && echo --resume) $(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS))
 	$(BIN)/xray export $(REAL_RUN)/best.pt --out $(REAL_MODEL) --data $(REAL_DATA) --split test
 	$(BIN)/xray calibrate --model $(REAL_MODEL) --data $(REAL_CALIB) --split val --false-alarm 0.02 --flip
 	$(BIN)/xray calibrate --domain --model $(REAL_MODEL) --data $(REAL_CALIB) --split val \
-		--measure in_domain_test=$(REAL_DATA):test
+		--measure in_domain_test=$(REAL_DATA):test --measure broken=$(REAL_BROKEN):test
 	$(BIN)/xray evaluate --level scan --model $(REAL_MODEL) --data $(REAL_DATA) --split test --out $(REAL_RUN)/verdicts
 	$(BIN)/python -m benchmarks --model $(REAL_MODEL) --only holdout --holdout-profile $(HOLDOUT) --out $(REAL_RUN)/bench \
 		--cache $(REAL_RUN)/bench-cache $(REAL_BENCH_FLAGS)

@@ -21,6 +21,7 @@ from xray.domain import (
     calibrate_guard,
     feature_parity,
     guard_section,
+    scan_group,
 )
 from xray.engine import Engine
 from xray.errors import ConfigError
@@ -161,6 +162,37 @@ def test_the_grey_level_profile_turns_over_with_an_inverted_display() -> None:
     )
 
 
+def test_jpeg_blocking_is_seen_on_or_off_the_block_grid() -> None:
+    import cv2
+
+    from xray.domain import blocking
+    from xray.scan import Scan, ScanKind
+
+    rng = np.random.default_rng(8)
+    # a smooth load with some grain, the way an 8-bit export holds it
+    yy, xx = np.mgrid[0:320, 0:960]
+    img = np.clip(120 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + rng.normal(0, 6, yy.shape), 0, 255).astype(
+        np.uint8
+    )
+
+    def scan(u8: np.ndarray) -> Scan:
+        return Scan(id="s", channels=(u8.astype(np.float32) / 255)[None], kind=ScanKind.SINGLE, bit_depth=8)
+
+    def jpeg(u8: np.ndarray, q: int) -> np.ndarray:
+        ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, q])
+        assert ok
+        return np.asarray(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE))
+
+    clean = blocking(scan(img))
+    crushed = jpeg(img, 10)
+    assert np.all(blocking(scan(crushed)) > clean + 0.3)
+    assert np.all(blocking(scan(crushed)) > blocking(scan(jpeg(img, 90))))
+    # cropped off the grid (3 rows, 5 columns): the blocks are still found
+    np.testing.assert_allclose(blocking(scan(crushed[3:, 5:])), blocking(scan(crushed)), atol=0.15)
+    # too small to hold two blocks: nothing measured
+    assert np.all(blocking(scan(img[:10, :10])) == 0.0)
+
+
 def test_card_without_a_domain_section_has_no_guard_and_a_broken_one_is_refused() -> None:
     assert DomainGuard.from_card({}) is None
     with pytest.raises(ConfigError, match="domain"):
@@ -228,6 +260,20 @@ def test_bundled_card_records_the_guard_and_its_measured_figures(bundled: Engine
     assert measured["in_domain_test"]["flagged"] <= 0.02
     assert measured["non_cargo"]["flagged"] >= 0.95
     assert measured["broken"]["flagged"] >= 0.95
+
+
+def test_calibration_measures_everything_whatever_guard_the_card_already_holds(
+    bundled: Engine, simulated: dict[str, Path]
+) -> None:
+    from xray.calibration import guard_measures
+
+    scans = list(split_scans(simulated["default"], "test"))[:2]
+    vectors, groups = guard_measures(bundled, scans)
+    assert set(vectors[0]) == {"stats", "profile", "blocking", "features"}
+    assert groups == [scan_group(s) for s in scans] and groups[0] == f"dual-{scans[0].bit_depth}bit"
+    # the bundled card's guard compares no blocking, so inspection does not measure it
+    whole = bundled.model_inputs(scans[0])[0]
+    assert "blocking" not in bundled.guard.measures(whole.x, whole.lb.resized_hw, scans[0], None)
 
 
 def test_in_domain_scans_are_read_and_broken_ones_are_flagged(bundled: Engine, simulated: dict[str, Path]) -> None:

@@ -425,7 +425,7 @@ def guard_measures(
 ) -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """The guard's measures (input statistics, grey-level profile, pooled features) of each
     scan's whole-scan pass, and each scan's format (`scan_group`)."""
-    guard = engine.guard or DomainGuard({}, mode=engine.spec.mode)
+    guard = DomainGuard({}, mode=engine.spec.mode)  # no references: every measure, whatever the card holds
     out, groups = [], []
     for scan in tqdm(scans, desc=desc, unit="scan", disable=not progress):
         whole = engine.model_inputs(scan)[0]

@@ -1,6 +1,6 @@
 """The out-of-domain guard: how unlike the model's training scans a scan is.
 
-Three cheap measures of the whole-scan model input, each a Mahalanobis distance to an
+Four cheap measures of a scan and its whole-scan model input, each a Mahalanobis distance to an
 in-domain reference (mean and shrunk covariance, fitted on validation scans of the
 training domain):
 
@@ -16,16 +16,21 @@ training domain):
   grey levels spread: the mean of each of four horizontal bands against the whole
   scan's (air or roof on top, load, floor and chassis below: an inverted display turns
   it over) and the 25th-99th percentiles of the first channel (the display curve);
+- **JPEG blocking** (`blocking`) — how much more the grey level jumps across one of the
+  8 pixel phases than across the others, along columns and along rows, at the scan's own
+  resolution: an over-compressed export's 8x8 blocks. The strongest phase counts, so an
+  export cropped off the block grid is measured the same;
 - **features**: the pooled feature vector the image-level head reads (an extra ONNX
   output, `features`, added by `add_feature_output` without touching the others).
 
-A scanner's look depends on what it exports, so the statistics and the profile are
-compared with the training scans of the same format (kind and bit depth: dual-energy
+A scanner's look depends on what it exports, so the statistics, the profile and the
+blocking are compared with the training scans of the same format (kind and bit depth: dual-energy
 16-bit, single-energy 8-bit, pseudo-colour) when the calibration set held enough of
 them, and with all training scans otherwise. Pooled over formats, the reference
 stretches to cover 8-bit JPEG and pseudo-colour at once, and an inverted 8-bit export
 or a photo falls inside it (session 10, 3-profile candidate: broken profile 20 % and
-photos 25 % flagged pooled, against 95-100 % by format).
+photos 25 % flagged pooled, against 90-100 % by format; the blocking measure then took
+the broken profile from 90 % to 98 %).
 
 Each distance is divided by its own threshold; a scan is out of domain when any ratio
 exceeds 1, and the reason names which measure was off. Thresholds are set on a half of
@@ -57,12 +62,15 @@ PROFILE_QUANTILES = (25, 50, 75, 90, 99)  # the first channel's display curve
 CLIP_TOL = 1e-3
 # Measures compared with the training scans of the scan's own format (`scan_group`) when the
 # calibration set held at least MIN_GROUP_SCANS of them: half fit the reference, half set its threshold.
-GROUPED = ("stats", "profile")
+GROUPED = ("stats", "profile", "blocking")
+BLOCK = 8  # JPEG's block size
+BLOCK_STRIDE = 4  # every 4th row (column) is enough to see the blocks, at a sixteenth of the cost
 MIN_GROUP_SCANS = 60
 
 REASONS = {
     "stats": "grey levels unlike the training scans",
     "profile": "grey-level profile unlike the training scans (inverted or re-mapped display?)",
+    "blocking": "JPEG blocking unlike the training scans (over-compressed export?)",
     "features": "features far from the training scans",
 }
 
@@ -72,10 +80,34 @@ def scan_group(scan: Scan) -> str:
     return f"{scan.kind.value}-{scan.bit_depth}bit"
 
 
+def _blocking(img: np.ndarray, axis: int) -> float:
+    """log(strongest / median) of the mean |neighbour difference| over the 8 phases along `axis`."""
+    d = np.abs(np.diff(img, axis=axis))
+    n = d.shape[axis] // BLOCK * BLOCK
+    if n < 2 * BLOCK:
+        return 0.0
+    d = d[:, :n] if axis == 1 else d[:n].T
+    phases = d.reshape(d.shape[0], n // BLOCK, BLOCK).mean(axis=(0, 1))
+    return float(np.log((phases.max() + 1e-6) / (np.median(phases) + 1e-6)))
+
+
+def blocking(scan: Scan) -> np.ndarray:
+    """JPEG blocking of a scan at its own resolution: (along columns, along rows)."""
+    c = scan.channels
+    grey = np.asarray(c.mean(axis=0) if scan.kind is ScanKind.RGB else c[0], np.float32)
+    return np.array([_blocking(grey[::BLOCK_STRIDE], 1), _blocking(grey[:, ::BLOCK_STRIDE], 0)], np.float64)
+
+
 def input_statistics(
-    x: np.ndarray, resized_hw: tuple[int, int], scan: Scan, *, ratio_channel: int | None = None
+    x: np.ndarray,
+    resized_hw: tuple[int, int],
+    scan: Scan,
+    *,
+    ratio_channel: int | None = None,
+    with_blocking: bool = True,
 ) -> dict[str, np.ndarray]:
-    """The `stats` and `profile` vectors of one whole-scan model input (C, H, W), padding excluded."""
+    """The `stats`, `profile` and `blocking` vectors of one whole-scan model input (C, H, W),
+    padding excluded (blocking: of the scan itself, before resizing)."""
     h, w = resized_hw
     img = np.asarray(x, np.float32)[:, :h, :w]
     parts: list[np.ndarray] = []
@@ -110,7 +142,10 @@ def input_statistics(
         [float(b.mean()) for b in np.array_split(rows, PROFILE_BANDS)] if h >= PROFILE_BANDS else [0.0] * PROFILE_BANDS
     )
     profile = np.concatenate([np.asarray(bands, np.float64) - float(rows.mean()), profile_q])
-    return {"stats": np.concatenate(parts), "profile": profile}
+    out = {"stats": np.concatenate(parts), "profile": profile}
+    if with_blocking:  # the one measure read at the scan's full resolution: skipped when no reference needs it
+        out["blocking"] = blocking(scan)
+    return out
 
 
 @dataclass(frozen=True)
@@ -159,7 +194,7 @@ class DomainGuard:
     """Measures a scan against the in-domain references stored in a model card.
 
     Args:
-        references: Measure name ("stats", "profile", "features") -> its reference over all
+        references: Measure name ("stats", "profile", "blocking", "features") -> its reference over all
             training scans.
         groups: Measure name -> scan format (`scan_group`) -> the reference fitted on that
             format's training scans alone; a format without one is judged by `references`.
@@ -209,9 +244,11 @@ class DomainGuard:
     def measures(
         self, x: np.ndarray, resized_hw: tuple[int, int], scan: Scan, features: np.ndarray | None
     ) -> dict[str, np.ndarray]:
-        """The vectors the guard compares: input statistics, grey-level profile and (when
-        given) pooled features."""
-        out = input_statistics(x, resized_hw, scan, ratio_channel=self.ratio_channel)
+        """The vectors the guard compares: input statistics, grey-level profile, JPEG blocking
+        and (when given) pooled features."""
+        # A guard without references (calibration) measures everything; a calibrated one what it compares.
+        wanted = not self.references or "blocking" in self.references
+        out = input_statistics(x, resized_hw, scan, ratio_channel=self.ratio_channel, with_blocking=wanted)
         if features is not None:
             out["features"] = np.asarray(features, np.float64).reshape(-1)
         return out
@@ -348,6 +385,7 @@ def guard_section(guard: DomainGuard, summary: dict[str, Any]) -> dict[str, Any]
                 "colour_saturation",
             ],
             "profile": {"bands": PROFILE_BANDS, "quantiles": list(PROFILE_QUANTILES)},
+            "blocking": {"block": BLOCK, "stride": BLOCK_STRIDE, "of": ["columns", "rows"]},
         },
         "feature_output": FEATURE_OUTPUT,
     }
