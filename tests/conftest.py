@@ -106,6 +106,9 @@ def live_server():
 def ray_cluster() -> Iterator[None]:
     """A local Ray cluster on loopback (2 CPUs, no dashboard), started once for all the Ray tests."""
     ray = pytest.importorskip("ray")
+    from xray.service.ray_serve import proxy_environment
+
+    proxy_environment()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     try:
         yield

@@ -665,10 +665,11 @@ def _serve_ray(args: argparse.Namespace, settings: Settings) -> int:
     import ray
     from ray import serve
 
-    from xray.service.ray_serve import MAX_BATCH, deploy, ray_settings
+    from xray.service.ray_serve import MAX_BATCH, deploy, proxy_environment, ray_settings
 
     max_batch = args.max_batch or MAX_BATCH
     ray_settings(settings, max_batch)  # settings Ray cannot run are refused before a cluster starts
+    proxy_environment()
     ray.init(address=args.ray_address, include_dashboard=False)
     try:
         deploy(settings, port=args.port, replicas=args.replicas, max_batch=max_batch)

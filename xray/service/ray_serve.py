@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -36,6 +37,17 @@ APP_NAME = "xray"
 # A short wait: a lone inspection pays at most this, concurrent ones share a model call.
 BATCH_WAIT_S = 0.01
 MAX_BATCH = 4
+# Ray Serve kills its HTTP proxy after 3 health checks of 10 s go unanswered. On a loaded 2-core machine
+# the proxy can still be starting after that (seen in `make test` beside a training run: serve.start
+# failed with ActorDiedError), so a local cluster allows a minute.
+PROXY_ENV = {"RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60"}
+
+
+def proxy_environment() -> None:
+    """Set `PROXY_ENV` (unless already set) before `ray.init` starts a local cluster, whose
+    processes inherit it; a cluster that is already running keeps its own settings."""
+    for name, value in PROXY_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 class BatchedEngine:
