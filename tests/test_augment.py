@@ -133,7 +133,8 @@ def test_detail_channels_move_with_the_pixels_but_keep_their_values() -> None:
 # -- domain randomisation ----------------------------------------------------------------------
 
 DR_OFF = {**OFF, "domain_randomisation": 1.0, "domain_export": 0.0, "domain_single_energy": 0.0,
-          "domain_stripes": 0.0, "domain_noise": 0.0, "domain_blur": 0.0, "domain_crop": 0.0}
+          "domain_stripes": 0.0, "domain_noise": 0.0, "domain_blur": 0.0, "domain_crop": 0.0,
+          "domain_scatter": 0.0, "domain_starvation": 0.0}
 
 
 def _textured(shape: tuple[int, int] = (128, 384)) -> np.ndarray:
@@ -202,6 +203,27 @@ def test_domain_noise_and_blur_change_the_texture() -> None:
     region = (0, slice(30, 90), slice(80, 280))
     assert np.abs(np.diff(noisy[region], axis=1)).mean() > np.abs(np.diff(att[region], axis=1)).mean()
     assert np.abs(np.diff(blurred[region], axis=1)).mean() < np.abs(np.diff(att[region], axis=1)).mean()
+
+
+def test_scatter_lifts_dense_goods_and_starvation_blacks_them_out() -> None:
+    from xray.data.augment import ScannerArtifact
+
+    att = _textured()  # goods at A 2.0-2.5 (T about 0.1) in a hold at A 0.3 (T 0.74)
+    none = np.zeros((0, 4)), np.zeros(0)
+    goods, hold = (0, slice(30, 90), slice(80, 280)), (0, slice(108, 128), slice(None))
+    bar = np.full((2, 128, 384), 0.3, np.float32)
+    bar[:, 60:64] = 3.0  # a thin dense bar (a beam, a post) in a bright hold
+    hazy, _, _ = Augment({**DR_OFF, "domain_scatter": 1.0, "domain_scatter_fraction": [0.1, 0.1]})(
+        bar, *none, rng=np.random.default_rng(0))
+    assert hazy[0, 60:64].mean() < 2.5  # haze scattered in from the hold lifts it
+    assert hazy[0, 100:].mean() > 0.3  # and dims the hold a little
+    starved, _, _ = Augment({**DR_OFF, "domain_starvation": 1.0, "domain_starvation_floor": [0.2, 0.2]})(
+        att, *none, rng=np.random.default_rng(0))
+    black = np.isclose(starved, A_MAX, atol=1e-3)
+    assert black[goods].mean() > 0.5  # below the floor, a pixel reads black
+    assert black[hold].mean() < 0.01 and np.abs(starved[hold] - att[hold]).mean() > 0.01  # above it, noise
+    with pytest.raises(ValueError, match="scanner artifact"):
+        ScannerArtifact("afterglow", (0.0, 0.1))
 
 
 @pytest.mark.parametrize("seed", range(6))

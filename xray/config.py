@@ -298,6 +298,12 @@ class AugmentConfig(Section):
     domain_blur: float = Field(0.3, ge=0, le=1)
     domain_blur_sigma: tuple[float, float] = (0.5, 2.0)
     domain_crop: float = Field(0.3, ge=0, le=1)  # crop to the goods (boxes kept), as exports crop to the container
+    # The simulator's own scatter and photon starvation (xray.simulate.artifacts), up to twice the strongest
+    # training profile's (export-8bit-jpeg: scatter 0.05, starvation 0.01): real scanners are often worse.
+    domain_scatter: float = Field(0.3, ge=0, le=1)
+    domain_scatter_fraction: tuple[float, float] = (0.0, 0.1)
+    domain_starvation: float = Field(0.3, ge=0, le=1)
+    domain_starvation_floor: tuple[float, float] = (0.0, 0.02)
 
 
 class ExportConfig(Section):
