@@ -25,7 +25,9 @@ REAL_COUNT ?= 3000
 REAL_DATA ?= data/sim-realistic
 REAL_CALIB ?= data/calib-realistic-$(REAL_COUNT)
 REAL_BROKEN ?= data/ood-broken-300
-REAL_RUN ?= runs/default-realistic
+REAL_RUNS ?= runs
+REAL_RUN ?= $(REAL_RUNS)/default-realistic
+REAL_FT_STAGES ?= default-realistic-ft
 REAL_MODEL ?= models/default-realistic
 REAL_EPOCHS ?=
 REAL_BENCH_FLAGS ?=
@@ -112,9 +114,10 @@ parcel-model: setup
 	$(BIN)/xray evaluate --level scan --model models/parcel --data $(PARCEL_DATA) --split test --out $(PARCEL_RUN)/verdicts
 
 # The next bundled model: simulate mixed-profile data (all of REAL_PROFILES, never HOLDOUT),
-# train models/default-realistic.yaml (domain randomisation on), export, calibrate the verdicts
+# train models/default-realistic.yaml (domain randomisation on) and its second stage, export, calibrate the verdicts
 # and the out-of-domain guard, then evaluate on scans of the held-out profile.
-# Hours on 2 CPU cores; REAL_COUNT=60 REAL_EPOCHS=1 REAL_BENCH_FLAGS=--quick proves the path in minutes.
+# Hours on 2 CPU cores; REAL_COUNT=60 REAL_EPOCHS=1 REAL_BENCH_FLAGS=--quick REAL_RUNS=/tmp/q (and
+# REAL_DATA, REAL_MODEL elsewhere) proves the path in minutes.
 model-realistic: setup
 	test -f $(REAL_DATA)/dataset.json || $(BIN)/xray simulate --out $(REAL_DATA) --count $(REAL_COUNT) --seed 2026 \
 		--workers 2 --mismatch-rate 0.4 --splits 0.75,0.08,0.17 --profile $(REAL_PROFILES) --quiet
@@ -124,7 +127,13 @@ model-realistic: setup
 		--seed 2029 --workers 2 --mismatch-rate 0.4 --splits 0,0,1 --profile broken --quiet
 	$(BIN)/xray train --data $(REAL_DATA) --model models/default-realistic.yaml --out $(REAL_RUN) --threads 2 \
 		$$(test -f $(REAL_RUN)/last.pt && echo --resume) $(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS))
-	$(BIN)/xray export $(REAL_RUN)/best.pt --out $(REAL_MODEL) --data $(REAL_DATA) --split test
+	prev=$(REAL_RUN); for stage in $(REAL_FT_STAGES); do \
+		$(BIN)/xray train --data $(REAL_DATA) --model models/$$stage.yaml --out $(REAL_RUNS)/$$stage --threads 2 \
+			$$(test -f $(REAL_RUNS)/$$stage/last.pt && echo --resume || echo --init $$prev/best.pt) \
+			$(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS)) || exit 1; \
+		prev=$(REAL_RUNS)/$$stage; \
+	done; \
+	$(BIN)/xray export $$prev/best.pt --out $(REAL_MODEL) --data $(REAL_DATA) --split test
 	$(BIN)/xray calibrate --model $(REAL_MODEL) --data $(REAL_CALIB) --split val --false-alarm 0.02 --flip
 	$(BIN)/xray calibrate --domain --model $(REAL_MODEL) --data $(REAL_CALIB) --split val \
 		--measure in_domain_test=$(REAL_DATA):test --measure broken=$(REAL_BROKEN):test
