@@ -178,11 +178,26 @@ def test_display_export_jpeg_adds_block_artifacts_but_keeps_the_picture() -> Non
 def test_single_energy_replaces_the_low_energy_by_the_engine_rule() -> None:
     from xray.model.preprocess import SINGLE_ENERGY_RATIO
 
-    aug = Augment({**DR_OFF, "domain_single_energy": 1.0})
+    aug = Augment({**DR_OFF, "domain_single_energy": 1.0, "domain_single_energy_low": 0.0})
     att = _textured()
     img, _, _ = aug(att, np.zeros((0, 4)), np.zeros(0), rng=np.random.default_rng(0))
     assert np.allclose(img[0], att[0], atol=1e-5)
     assert np.allclose(img[1], att[0] * SINGLE_ENERGY_RATIO, atol=1e-4)
+
+
+def test_single_energy_can_keep_the_low_energy_as_a_lower_energy_scanner_would() -> None:
+    from xray.model.preprocess import SINGLE_ENERGY_RATIO
+
+    att = _textured()
+    low, _, _ = Augment({**DR_OFF, "domain_single_energy": 1.0, "domain_single_energy_low": 1.0})(
+        att, np.zeros((0, 4)), np.zeros(0), rng=np.random.default_rng(0))
+    assert np.allclose(low[0], att[1], atol=1e-5)  # the low energy is now the scan
+    assert np.allclose(low[1], att[1] * SINGLE_ENERGY_RATIO, atol=1e-4)
+    kept = [Augment({**DR_OFF, "domain_single_energy": 1.0, "domain_single_energy_low": 0.5})(
+        att, np.zeros((0, 4)), np.zeros(0), rng=np.random.default_rng(seed))[0] for seed in range(40)]
+    lows = sum(np.allclose(k[0], att[1], atol=1e-5) for k in kept)
+    assert 8 <= lows <= 32  # about half keep the low energy, the rest the high one
+    assert all(np.allclose(k[0], att[0], atol=1e-5) or np.allclose(k[0], att[1], atol=1e-5) for k in kept)
 
 
 def test_row_stripes_vary_rows_not_columns() -> None:

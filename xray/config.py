@@ -290,6 +290,7 @@ class AugmentConfig(Section):
     domain_jpeg: float = Field(0.6, ge=0, le=1)  # share of exports also JPEG re-compressed
     domain_jpeg_quality: tuple[int, int] = (40, 95)
     domain_single_energy: float = Field(0.3, ge=0, le=1)  # low energy replaced as for a single-energy scanner
+    domain_single_energy_low: float = Field(0.5, ge=0, le=1)  # share of those that keep the low energy (a 4 MV scanner)
     domain_stripes: float = Field(0.4, ge=0, le=1)  # detector row stripes and dead rows
     domain_stripe_strength: tuple[float, float] = (0.0, 0.06)  # per-row gain spread
     domain_dead_rows: tuple[int, int] = (0, 3)
