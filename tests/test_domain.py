@@ -276,6 +276,23 @@ def test_calibration_measures_everything_whatever_guard_the_card_already_holds(
     assert "blocking" not in bundled.guard.measures(whole.x, whole.lb.resized_hw, scans[0], None)
 
 
+def test_a_scan_judged_by_its_formats_reference_is_told_which(bundled: Engine, simulated: dict[str, Path]) -> None:
+    scan = next(iter(split_scans(simulated["default"], "test")))
+    whole = bundled.model_inputs(scan)[0]
+    v = DomainGuard({}).measures(whole.x, whole.lb.resized_hw, scan, None)["profile"]
+    near = Reference(mean=v, precision=np.eye(len(v)), threshold=1.0)
+    far = Reference(mean=v + 10.0, precision=np.eye(len(v)), threshold=1.0)
+    group = scan_group(scan)
+    judged = DomainGuard({"profile": near}, groups={"profile": {group: far}}).check(
+        whole.x, whole.lb.resized_hw, scan, None
+    )
+    assert not judged.in_domain and judged.distance > judged.threshold
+    assert judged.reason == f"grey-level profile unlike the {group} training scans (inverted or re-mapped display?)"
+    # another format's reference does not judge this scan: the pooled one does
+    other = DomainGuard({"profile": near}, groups={"profile": {"rgb-8bit": far}})
+    assert other.check(whole.x, whole.lb.resized_hw, scan, None).in_domain
+
+
 def test_in_domain_scans_are_read_and_broken_ones_are_flagged(bundled: Engine, simulated: dict[str, Path]) -> None:
     ok = [bundled.detect(s).domain for s in split_scans(simulated["default"], "test")]
     assert sum(d is not None and not d.in_domain for d in ok) <= 1

@@ -267,7 +267,10 @@ class DomainGuard:
             d = ref.distance(vectors[name])
             ratios[name] = (d, ref.threshold)
             if not d <= ref.threshold:  # NaN counts as off
-                off.append(f"{REASONS[name]}, {group} scans" if own else REASONS[name])
+                # "... unlike the single-8bit training scans ...": which reference the scan was judged by
+                off.append(
+                    REASONS[name].replace("the training scans", f"the {group} training scans") if own else REASONS[name]
+                )
         if not ratios:
             return DomainCheck()
         worst = max(ratios, key=lambda k: ratios[k][0] / ratios[k][1])
