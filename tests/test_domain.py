@@ -199,6 +199,10 @@ def test_card_without_a_domain_section_has_no_guard_and_a_broken_one_is_refused(
         DomainGuard.from_card(
             {"domain": {"references": {"stats": {"mean": [0, 0], "precision": [[1]], "threshold": 1}}}}
         )
+    ok = {"mean": [0.0], "precision": [[1.0]], "threshold": 1.0}
+    for groups in (["single-8bit"], {"single-8bit": {"mean": [0.0]}}, {"single-8bit": "far"}):
+        with pytest.raises(ConfigError, match="malformed domain section"):
+            DomainGuard.from_card({"domain": {"references": {"profile": {**ok, "groups": groups}}}})
     with pytest.raises(ConfigError, match="unknown domain measures"):
         DomainGuard.from_card({"domain": {"references": {"colour": {"mean": [0], "precision": [[1]], "threshold": 1}}}})
 
