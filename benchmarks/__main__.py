@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "http": lambda: http_latency.run(model_dir, scans, quick=args.quick),
         "models": lambda: peer.run(model_dir, scans, cache, quick=args.quick),
         "accuracy": lambda: accuracy.run(model_dir, cache, quick=args.quick),
-        "throughput": lambda: throughput.run(scans, accuracy.held_out_data(cache, quick=args.quick)[0], quick=args.quick,
+        "throughput": lambda: throughput.run(scans, accuracy.held_out_data(cache, quick=args.quick, model_dir=model_dir)[0], quick=args.quick,
                                              model_dir=model_dir, cache=cache),
         "holdout": lambda: holdout.run(model_dir, cache, quick=args.quick,
                                        profile=args.holdout_profile or holdout.DEFAULT_HOLDOUT),

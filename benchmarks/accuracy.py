@@ -4,7 +4,8 @@ mismatch detection rate at the calibrated false-alarm rate — on the held-out s
 mAP comes from the model card's test metrics (written by `xray export --data`); when the card
 has none and the training checkpoint and the data are here, a full run evaluates the test
 split itself. The verdicts run the engine and verifier on the test split (`evaluate_verdicts`).
-The data is `data/sim` when present, else a small simulated test set in the cache.
+The data is the test split of the model's training data when present, else a small test set
+simulated into the cache with the scanner profiles the card names.
 """
 
 from __future__ import annotations
@@ -23,12 +24,27 @@ DEFAULT_DATA = ROOT / "data" / "sim"
 BENCH_SEED = 777  # seeds of the cached test set; disjoint streams from data/sim's (seed 2026)
 
 
-def held_out_data(cache: Path, *, quick: bool) -> tuple[Path, str]:
-    """A dataset with a labelled test split: data/sim when it has one, else one simulated into the cache."""
+def training_data(model_dir: Path) -> tuple[Path | None, list[str] | None]:
+    """The dataset the model's card says it was trained on (when it is here) and its scanner profiles."""
+    card = json.loads((model_dir / "model.json").read_text())
+    data = (card.get("training") or {}).get("data") or {}
+    path = Path(data["path"]) if data.get("path") else None
+    if path is not None and not path.is_absolute():
+        path = ROOT / path
+    return (path if path is not None and (path / "dataset.json").is_file() else None), data.get("profiles")
+
+
+def held_out_data(cache: Path, *, quick: bool, model_dir: Path) -> tuple[Path, str]:
+    """A dataset with a labelled test split, from the scanners the model was trained on: its own training
+    data's test split when here; else data/sim for a model of the first simulator's look; else test scans
+    simulated into the cache with the card's profiles."""
     count = 16 if quick else 200
-    if has_split(DEFAULT_DATA, "test", truth=True):
-        return DEFAULT_DATA, "data/sim (the default model's held-out test split)"
-    root = cache / f"sim-test-{count}"
+    trained, profiles = training_data(model_dir)
+    if trained is not None and has_split(trained, "test", truth=True):
+        return trained, f"{trained.relative_to(ROOT) if trained.is_relative_to(ROOT) else trained} (the model's own held-out test split)"
+    if not profiles and has_split(DEFAULT_DATA, "test", truth=True):
+        return DEFAULT_DATA, "data/sim (the first simulator's held-out test split)"
+    root = cache / ("-".join(["sim-test", str(count), *(profiles or [])]))
     if not (root / "dataset.json").is_file():  # written last: a complete earlier run
         from xray.simulate.dataset import generate_dataset
 
@@ -37,8 +53,9 @@ def held_out_data(cache: Path, *, quick: bool) -> tuple[Path, str]:
 
             shutil.rmtree(root)
         generate_dataset(root, count=count, seed=BENCH_SEED, size="mixed", workers=os.cpu_count() or 1,
-                         mismatch_rate=0.4, splits=(0.0, 0.0, 1.0), progress=False)
-    return root, f"{count} scans simulated for the benchmark (seed {BENCH_SEED}; data/sim not present)"
+                         mismatch_rate=0.4, splits=(0.0, 0.0, 1.0), progress=False, profiles=profiles or None)
+    with_profiles = f", profiles {', '.join(profiles)}" if profiles else ""
+    return root, f"{count} scans simulated for the benchmark (seed {BENCH_SEED}{with_profiles}; training data not here)"
 
 
 def box_metrics(model_dir: Path, data: Path, *, evaluate_if_missing: bool) -> dict[str, Any]:
@@ -69,7 +86,7 @@ def box_metrics(model_dir: Path, data: Path, *, evaluate_if_missing: bool) -> di
 
 def run(model_dir: Path, cache: Path, *, quick: bool) -> dict[str, Any]:
     """The section."""
-    data, about = held_out_data(cache, quick=quick)
+    data, about = held_out_data(cache, quick=quick, model_dir=model_dir)
     limit = 16 if quick else None
     verdicts = evaluate_verdicts(model_dir, data, split="test", limit=limit, progress=False)
     keep = ("scans", "mismatches", "red_threshold", "detection_rate", "false_alarm_rate", "roc_auc",

@@ -8,8 +8,8 @@
   them; a full run without them evaluates the INT8 model on the test split here.
 
 The INT8 model is `--int8 DIR` when given, else the one cached for this FP32 model in
-`cache/int8/`, quantised on first use from data/sim's validation scans (quick: 8, a few
-seconds; full: 150). Without a validation split there is nothing to calibrate on and the
+`cache/int8/`, quantised on first use from validation scans of the model's training data, or of
+data/sim for a card that names none (quick: 8, a few seconds; full: 150). Without a validation split there is nothing to calibrate on and the
 section says so.
 """
 
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.accuracy import DEFAULT_DATA, held_out_data
+from benchmarks.accuracy import DEFAULT_DATA, ROOT, held_out_data, training_data
 from benchmarks.engine_latency import inspect_once
 from benchmarks.inputs import CanonicalScan
 from benchmarks.report import _get
@@ -43,12 +43,14 @@ def int8_model(model_dir: Path, cache: Path, *, quick: bool, given: Path | None 
         return None, f"{model_dir} is itself {card['precision']}: nothing to quantise"
     scans = QUICK_SCANS if quick else CALIBRATION_SCANS
     folder = cache / "int8" / f"{str(card.get('sha256', ''))[:12]}-{scans}"
+    trained = training_data(model_dir)[0] or DEFAULT_DATA  # the scanners it was trained on
+    name = trained.relative_to(ROOT) if trained.is_relative_to(ROOT) else trained
     if (folder / "model.json").is_file():
-        return folder, f"cached: quantised earlier from {scans} validation scans of data/sim"
-    if not has_split(DEFAULT_DATA, "val"):
-        return None, "no INT8 model: data/sim has no validation split to calibrate on (pass --int8 DIR)"
-    quantize_model(model_dir, folder, data=DEFAULT_DATA, split="val", scans=scans, latency_runs=0)
-    return folder, f"quantised now from {scans} validation scans of data/sim"
+        return folder, f"cached: quantised earlier from {scans} validation scans of {name}"
+    if not has_split(trained, "val"):
+        return None, f"no INT8 model: {name} has no validation split to calibrate on (pass --int8 DIR)"
+    quantize_model(model_dir, folder, data=trained, split="val", scans=scans, latency_runs=0)
+    return folder, f"quantised now from {scans} validation scans of {name}"
 
 
 def engine_totals(fp32: Engine, int8: Engine, scan: CanonicalScan, n: int, warmup: int = 2) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def run(
     if accuracy is None and not quick:
         from xray.quantize import verdict_figures
 
-        data, about = held_out_data(cache, quick=False)
+        data, about = held_out_data(cache, quick=False, model_dir=model_dir)
         accuracy = {"data": about, "split": "test", "int8": verdict_figures(folder, data, "test", None)}
     out["accuracy"] = accuracy
     return out

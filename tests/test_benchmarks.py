@@ -187,3 +187,23 @@ def test_archive_import_bench_damages_files_and_the_import_names_each(tmp_path) 
     assert r["exit_code"] == 0 and not r["traceback"]
     assert r["imported"] == 5 and r["damaged_in_report"] == 5 and r["damaged_named_in_summary"] == 5
     assert all(v["reason"] for v in r["reasons"].values())
+
+
+def test_accuracy_measures_a_model_on_the_scanners_it_was_trained_on(tmp_path) -> None:
+    from fixtures_dataset import write_dataset
+
+    from benchmarks.accuracy import held_out_data
+
+    data = write_dataset(tmp_path / "trained-on", splits={"test": 2}, seed=4)
+    model = tmp_path / "model"
+    model.mkdir()
+    card = {"training": {"data": {"path": str(data), "profiles": ["export-8bit-jpeg"]}}}
+    (model / "model.json").write_text(json.dumps(card))
+    assert held_out_data(tmp_path / "cache", quick=True, model_dir=model)[0] == data
+    # its training data is not here: test scans simulated with the card's profiles, never another look
+    card["training"]["data"]["path"] = str(tmp_path / "gone")
+    (model / "model.json").write_text(json.dumps(card))
+    root, about = held_out_data(tmp_path / "cache", quick=True, model_dir=model)
+    assert "export-8bit-jpeg" in about
+    info = json.loads((root / "dataset.json").read_text())
+    assert info["params"]["profiles"] == ["export-8bit-jpeg"] and info["splits"]["test"] == 16

@@ -4,6 +4,7 @@ bundled model's guard on in-domain scans, broken-profile scans and images that a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -236,12 +237,15 @@ def bundled() -> Engine:
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def simulated(bundled: Engine, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """In-domain scans (the scanner profiles the bundled model was trained on, as its card names
+    them; the first simulator's look for a card that names none) and broken-profile scans."""
     from xray.simulate.dataset import generate_dataset
 
+    trained_on = ((bundled.card.get("training") or {}).get("data") or {}).get("profiles")
     base = tmp_path_factory.mktemp("domain")
     out = {}
-    for name, profiles in (("default", None), ("broken", ["broken"])):
+    for name, profiles in (("default", trained_on), ("broken", ["broken"])):
         generate_dataset(
             base / name,
             count=6,
@@ -258,7 +262,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_bundled_card_records_the_guard_and_its_measured_figures(bundled: Engine) -> None:
     domain = bundled.card["domain"]
-    assert set(domain["references"]) == {"stats", "features"}
+    assert {"stats", "features"} <= set(domain["references"]) <= {"stats", "profile", "blocking", "features"}
     assert bundled.card["export"]["feature_output"]["parity"]["bit_identical"] is True
     measured = domain["measured"]
     assert measured["in_domain_test"]["flagged"] <= 0.02
@@ -274,10 +278,13 @@ def test_calibration_measures_everything_whatever_guard_the_card_already_holds(
     scans = list(split_scans(simulated["default"], "test"))[:2]
     vectors, groups = guard_measures(bundled, scans)
     assert set(vectors[0]) == {"stats", "profile", "blocking", "features"}
-    assert groups == [scan_group(s) for s in scans] and groups[0] == f"dual-{scans[0].bit_depth}bit"
-    # the bundled card's guard compares no blocking, so inspection does not measure it
+    assert groups == [scan_group(s) for s in scans]
+    # inspection measures only what the card's guard compares (a guard without blocking skips that pass)
     whole = bundled.model_inputs(scans[0])[0]
-    assert "blocking" not in bundled.guard.measures(whole.x, whole.lb.resized_hw, scans[0], None)
+    compared = set(bundled.guard.references)
+    assert set(bundled.guard.measures(whole.x, whole.lb.resized_hw, scans[0], None)) == compared - {"features"}
+    stats_only = DomainGuard({"stats": bundled.guard.references["stats"]})
+    assert set(stats_only.measures(whole.x, whole.lb.resized_hw, scans[0], None)) == {"stats"}
 
 
 def test_a_scan_judged_by_its_formats_reference_is_told_which(bundled: Engine, simulated: dict[str, Path]) -> None:
@@ -301,7 +308,9 @@ def test_in_domain_scans_are_read_and_broken_ones_are_flagged(bundled: Engine, s
     ok = [bundled.detect(s).domain for s in split_scans(simulated["default"], "test")]
     assert sum(d is not None and not d.in_domain for d in ok) <= 1
     broken = [bundled.detect(s).domain for s in split_scans(simulated["broken"], "test")]
-    assert all(d is not None and not d.in_domain and d.distance > d.threshold for d in broken)
+    flagged = [d for d in broken if d is not None and not d.in_domain]
+    # the card claims >= 95 % on 300 such scans: at most one of six may slip through
+    assert len(flagged) >= len(broken) - 1 and all(d.distance > d.threshold for d in flagged)
 
 
 @pytest.mark.parametrize("kind", ["photos", "documents", "baggage", "noise_flat"])
@@ -315,7 +324,9 @@ def test_images_that_are_not_cargo_scans_never_get_a_goods_verdict(bundled: Engi
         assert v.domain is not None and not v.domain.in_domain, scan.id
         assert v.channel is Channel.YELLOW and v.verdict is Outcome.INCONCLUSIVE
         ood = [f for f in v.findings if f.kind is FindingKind.OUT_OF_DOMAIN]
-        assert ood and any(r in ood[0].detail for r in REASONS.values())
+        # the reason, naming the format whose training scans the image was judged by when there is one
+        detail = re.sub(r"the [\w-]+ training scans", "the training scans", ood[0].detail)
+        assert ood and any(r in detail for r in REASONS.values()), ood[0].detail
 
 
 def test_holdout_benchmark_reads_detection_at_the_false_alarm_rate() -> None:

@@ -56,6 +56,19 @@ def test_export_writes_model_and_card(trained: tuple[Path, Path], tmp_path: Path
     for lib in ("torch", "torchvision", "onnx", "onnxruntime"):
         assert lib in on_disk["versions"]
     assert "git_commit" in on_disk and on_disk["training"]["config"]["model"]["name"] == "fcos_lite"
+    # what it was trained on: the training data, not the split export measured
+    assert on_disk["training"]["data"]["path"] == str(data) and "split" not in on_disk["training"]["data"]
+
+
+def test_the_card_names_the_scanner_profiles_a_model_was_trained_on() -> None:
+    from xray.card import training_data
+
+    info = {"path": "data/sim-realistic", "params": {"seed": 2026, "profiles": ["portal-dual-16bit", "pseudo-colour"]}}
+    assert training_data({"data": info})["profiles"] == ["portal-dual-16bit", "pseudo-colour"]
+    # checkpoints written before "data" was stored: the data their validation figures name
+    older = training_data({"metrics_data": {**info, "split": "val"}})
+    assert older["profiles"] == ["portal-dual-16bit", "pseudo-colour"] and "split" not in older
+    assert training_data({"metrics_data": None}) is None
 
 
 def _stored_input(ckpt: Path) -> dict:

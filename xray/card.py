@@ -144,6 +144,7 @@ def build_card(
             "config": cfg.model_dump(mode="json"),
             "checkpoint": str(checkpoint),
             "epochs_trained": ckpt.get("epoch", -1) + 1,
+            "data": training_data(ckpt),
             "versions": ckpt.get("versions"),
         },
         "export": {"exporter": "torch.onnx.export(dynamo=False)", "opset": opset, "parity": parity},
@@ -151,6 +152,16 @@ def build_card(
         "versions": versions(),
         "git_commit": git_commit(),
     }
+
+
+def training_data(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The dataset the checkpoint was trained on, as its validation figures name it, with the scanner
+    profiles at the top: the held-out benchmark reports them, and a profile absent here was never seen."""
+    seen = ckpt.get("data") or ckpt.get("metrics_data")  # older checkpoints: only the val figures' data
+    if not seen:
+        return None
+    data = {k: v for k, v in seen.items() if k != "split"}
+    return {**data, "profiles": (data.get("params") or {}).get("profiles")}
 
 
 def scan_level_outputs(cfg: XrayConfig, outputs: list[str]) -> dict[str, Any]:

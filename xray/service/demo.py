@@ -2,8 +2,9 @@
 
     python -m xray.service.demo --url http://127.0.0.1:8000 --key KEY [--count 6] [--size 40ft]
 
-The scans come from the simulator (dual-energy 16-bit PNGs and their manifests,
-some of them false declarations), are written to a folder and sent to
+The scans come from the simulator, in turn from each scanner profile the bundled model was trained on
+(dual-energy 16-bit PNGs, a single-energy 8-bit JPEG export, a pseudo-colour export), with their
+manifests, some of them false declarations. They are written to a folder and sent to
 `POST /v1/inspections` exactly as a scan centre would send them.
 """
 
@@ -17,23 +18,33 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
+from xray.errors import ConfigError
+from xray.simulate.dataset import write_export
+from xray.simulate.profile import parse_profile_list
 from xray.simulate.scenarios import simulate_scan
-from xray.sources.files import write_png16
 
 # A mix a console should show: releases, a concealment, a substitution, an undeclared load, a false empty.
 SCENARIOS = ("clean", "concealment", "clean", "undeclared", "substitution", "false_empty", "empty", "missing")
+# The bundled model's training profiles (`make model`'s REAL_PROFILES); the demo sends each in turn.
+PROFILES = ("portal-dual-16bit", "export-8bit-jpeg", "pseudo-colour")
 
 
-def write_sample(seed: int, scenario: str, size: str, out: Path) -> tuple[str, Path, Path, Path]:
-    """Simulate one scan; returns (scan id, high PNG, low PNG, manifest JSON)."""
-    sim = simulate_scan(seed, size=size, scenario=scenario)
-    high, low, manifest = out / f"{sim.scan_id}_high.png", out / f"{sim.scan_id}_low.png", out / f"{sim.scan_id}.json"
-    for path, pixels in ((high, sim.images[0]), (low, sim.images[1])):
-        write_png16(path, pixels / np.float64(65535.0))  # exact: rounds back to the same uint16
+def write_sample(seed: int, scenario: str, size: str, out: Path, profile: str) -> tuple[str, list[Path], Path]:
+    """Simulate one scan with a scanner profile; returns (scan id, its image files, manifest JSON).
+    The files are the high energy first, then the low energy when the profile has one."""
+    sim = simulate_scan(seed, size=size, scenario=scenario, profile=profile)
+    files = write_export(sim, out)
+    manifest = out / f"{sim.scan_id}.json"
     sim.manifest.save(manifest)
-    return sim.scan_id, high, low, manifest
+    return sim.scan_id, files, manifest
+
+
+def upload_parts(files: list[Path]) -> dict[str, tuple[str, bytes]]:
+    """The multipart file parts of an inspection: 'high' and 'low' for two energies, else 'scan'."""
+    if len(files) == 2:
+        return {"high": (files[0].name, files[0].read_bytes()), "low": (files[1].name, files[1].read_bytes())}
+    return {"scan": (files[0].name, files[0].read_bytes())}
 
 
 def wait_ready(client: httpx.Client, timeout_s: float) -> bool:
@@ -56,6 +67,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=6, help="how many scans to send")
     p.add_argument("--seed", type=int, default=1000, help="seed of the first scan")
     p.add_argument("--size", default="40ft", choices=("20ft", "40ft", "mixed"))
+    p.add_argument("--profile", default=",".join(PROFILES), help="scanner profiles to send in turn, comma-separated")
     p.add_argument("--out", type=Path, default=None, help="where to write the scans (default: a temporary folder)")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the service to become ready")
     return p
@@ -65,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="xray-demo-"))
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        profiles = [p.name for p in parse_profile_list(args.profile)]
+    except ConfigError as e:
+        print(f"error: --profile: {e}", file=sys.stderr)
+        return 2
     headers = {"X-API-Key": args.key} if args.key else {}
     with httpx.Client(base_url=args.url.rstrip("/"), headers=headers, timeout=120) as client:
         if not wait_ready(client, args.wait):
@@ -73,14 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         failed = 0
         for i in range(args.count):
             scenario = SCENARIOS[i % len(SCENARIOS)]
-            scan_id, high, low, manifest = write_sample(args.seed + i, scenario, args.size, out)
+            profile = profiles[i % len(profiles)]
+            scan_id, files, manifest = write_sample(args.seed + i, scenario, args.size, out, profile)
             t0 = time.perf_counter()
-            with high.open("rb") as h, low.open("rb") as lo:
-                r = client.post(
-                    "/v1/inspections",
-                    files={"high": (high.name, h, "image/png"), "low": (low.name, lo, "image/png")},
-                    data={"manifest": manifest.read_text()},
-                )
+            r = client.post("/v1/inspections", files=upload_parts(files), data={"manifest": manifest.read_text()})
             ms = (time.perf_counter() - t0) * 1e3
             if r.status_code != 201:
                 failed += 1
@@ -89,13 +102,13 @@ def main(argv: list[str] | None = None) -> int:
                     if r.headers.get("content-type", "").startswith("application/json")
                     else r.text[:200]
                 )
-                print(f"  {scan_id} ({scenario}): HTTP {r.status_code}: {detail}", file=sys.stderr)
+                print(f"  {scan_id} ({scenario}, {profile}): HTTP {r.status_code}: {detail}", file=sys.stderr)
                 if r.status_code == 401:
                     return 1
                 continue
             v = r.json()
             print(
-                f"  {scan_id} ({scenario:>12}): {v['channel']:<6} {v['verdict']:<12} risk {v['risk']:.2f}  "
+                f"  {scan_id} ({scenario:>12}, {profile:<17}): {v['channel']:<6} {v['verdict']:<12} risk {v['risk']:.2f}  "
                 f"{ms:6.0f} ms  {v['links']['self']}"
             )
     print(f"\nconsole: {args.url.rstrip('/')}/")

@@ -64,25 +64,29 @@ def scan_profile(seed: int, profiles: tuple[str, ...]) -> str:
 _PNG_STORED = [cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
-def _write_profiled(job: _Job, sim: SimulatedScan) -> tuple[str, str | None]:
-    """Write a profiled scan's export: 16-bit PNGs as today, 8-bit JPEG or PNG; single energy only `_high`."""
-    root = Path(job.out) / "images"
-    sid = sim.scan_id
-    if sim.images.ndim == 3 and sim.images.shape[2] == 3:  # pseudo-colour: one BGR picture
-        pictures = [sim.images]
-    else:
-        pictures = list(sim.images)
-    names = []
+def write_export(sim: SimulatedScan, folder: Path, *, compress: bool = True) -> list[Path]:
+    """Write a profiled scan's export into `folder` as a scanner would hand it over: 16-bit PNGs
+    (`<id>_high.png`, `<id>_low.png`), or 8-bit JPEG or PNG; single energy and pseudo-colour only `_high`."""
+    pictures = [sim.images] if sim.images.ndim == 3 and sim.images.shape[2] == 3 else list(sim.images)
+    paths = []
     for picture, energy in zip(pictures, ("high", "low")):
         if sim.images.dtype == np.uint16:
-            name = f"{job.split}/{sid}_{energy}.png"
-            if not cv2.imwrite(str(root / name), picture, [] if job.compress else _PNG_STORED):
-                raise OSError(f"cannot write {root / name}")
+            path = folder / f"{sim.scan_id}_{energy}.png"
+            if not cv2.imwrite(str(path), picture, [] if compress else _PNG_STORED):
+                raise OSError(f"cannot write {path}")
         else:
             data, suffix = encode(picture, sim.jpeg_quality)
-            name = f"{job.split}/{sid}_{energy}{suffix}"
-            (root / name).write_bytes(data)
-        names.append(name)
+            path = folder / f"{sim.scan_id}_{energy}{suffix}"
+            path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def _write_profiled(job: _Job, sim: SimulatedScan) -> tuple[str, str | None]:
+    """A profiled scan's export under images/<split>/; the names its annotation records."""
+    names = [
+        f"{job.split}/{p.name}" for p in write_export(sim, Path(job.out) / "images" / job.split, compress=job.compress)
+    ]
     return names[0], names[1] if len(names) > 1 else None
 
 

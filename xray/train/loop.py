@@ -321,6 +321,7 @@ class Training:
             "epoch": epoch,
             "metrics": metrics,
             "metrics_data": {**self.metrics_data, "split": "val"} if metrics is not None else None,
+            "data": self.metrics_data,  # what it trained on, whether or not this epoch was evaluated
             "best": list(self.best),
             "best_metrics": self.best_metrics,
             "optimizer": self.optimizer.state_dict(),
