@@ -13,7 +13,7 @@ import pytest
 from xray.errors import ConfigError
 from xray.simulate import artifacts, export
 from xray.simulate.dataset import generate_dataset
-from xray.simulate.gallery import as_exported
+from xray.simulate.gallery import as_exported, dataset_gallery
 from xray.simulate.profile import load_profile, parse_profile, parse_profile_list, profile_names
 from xray.simulate.scenarios import simulate_scan
 from xray.sources.files import read_scan
@@ -254,6 +254,11 @@ def test_a_dataset_mixes_profiles_and_the_readers_read_every_export(tmp_path):
                 assert scan.channels.shape[0] == (3 if profile == "pseudo-colour" else 1)
             seen.add(profile)
     assert seen == set(names)
+    # `make sample`'s gallery draws every export as it is: colour stays colour, 8-bit grey is not re-mapped
+    picture = dataset_gallery(out, n=6)
+    assert picture.ndim == 3 and picture.shape[2] == 3
+    colourful = np.abs(picture.astype(int) - picture.mean(axis=2, keepdims=True)).max(axis=2) > 60
+    assert colourful.mean() > 0.02  # the pseudo-colour tile (boxes and titles alone are thin lines)
 
 
 def test_cli_refuses_an_unknown_profile_with_the_known_ones(tmp_path):

@@ -47,9 +47,13 @@ def category_colour(category: str) -> tuple[int, int, int]:
     return b, g, r
 
 
-def tile(title: str, high_u16: np.ndarray, boxes: list[tuple[str, tuple]], width: int = 900) -> np.ndarray:
-    """One scan as a BGR picture of the given width, with its boxes and a title."""
-    img = cv2.cvtColor(to_display(high_u16), cv2.COLOR_GRAY2BGR)
+def tile(title: str, high: np.ndarray, boxes: list[tuple[str, tuple]], width: int = 900) -> np.ndarray:
+    """One scan as a BGR picture of the given width, with its boxes and a title: a log view of a
+    16-bit picture, an 8-bit export (grey or pseudo-colour) as it is."""
+    if high.ndim == 3:
+        img = high.copy()
+    else:
+        img = cv2.cvtColor(to_display(high) if high.dtype == np.uint16 else high, cv2.COLOR_GRAY2BGR)
     for cat, (x1, y1, x2, y2) in boxes:
         c = category_colour(cat)
         cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), c, 4)
@@ -175,9 +179,10 @@ def dataset_gallery(root: Path, split: str = "train", n: int = 6) -> np.ndarray:
             if a["image_id"] == img["id"]
         ]
         t = truth.get(img["scan_id"], {})
+        profile = f"  [{img['profile']}]" if img.get("profile") else ""
         tiles.append(
             tile(
-                f"{img['scan_id']}  {t.get('scenario', '')}  declared: {', '.join(t.get('declared', [])) or 'empty'}",
+                f"{img['scan_id']}{profile}  {t.get('scenario', '')}  declared: {', '.join(t.get('declared', [])) or 'empty'}",
                 high,
                 boxes,
             )
