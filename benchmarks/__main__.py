@@ -64,6 +64,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="canonical scans, peer ONNX files, simulated test data")
     p.add_argument("--holdout-profile", default=None,
                    help="scanner profile held out of training, for the holdout section (default: mobile-gantry)")
+    p.add_argument("--record-holdout", action="store_true",
+                   help="write the holdout section's figures into the model card (not with --quick)")
     p.add_argument("--int8", type=Path, default=None,
                    help="INT8 model folder for the int8 section (default: quantise the model, cached)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
@@ -72,6 +74,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.record_holdout and (args.quick or "holdout" not in args.only):
+        print("error: --record-holdout needs a full (not --quick) run of the holdout section", file=sys.stderr)
+        return 2
     if not (args.model / "model.onnx").is_file() or not (args.model / "model.json").is_file():
         print(f"error: {args.model} is not an exported model folder (needs model.onnx and model.json)", file=sys.stderr)
         return 2
@@ -105,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in SECTIONS:
         if name in args.only:
             results["sections"][name] = run_section(name, plan[name])
+    held_out = results["sections"].get("holdout") or {}
+    if args.record_holdout and held_out.get("status") == "ok":
+        holdout.record_in_card(model_dir, held_out, date=results["date"], commit=results["git_commit"])
+        print(f"recorded the held-out figures in {model_dir / 'model.json'}", file=sys.stderr)
     results["comparisons"] = report.comparisons(results)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     paths = report.write(results, args.out)

@@ -5,10 +5,12 @@ Reported: mismatch detection at 5 % false alarms (the operating point set on the
 scans themselves: how well the risk separates, whatever the calibrated thresholds), ROC AUC,
 and the share of scans the out-of-domain guard flags. The risk is taken without the guard,
 which would send every flagged scan to review; its flag rate is reported beside it.
+`--record-holdout` writes the figures into the model card's `holdout` section (`make model` does).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -84,3 +86,16 @@ def run(model_dir: Path, cache: Path, *, quick: bool, profile: str = DEFAULT_HOL
         "ood_flagged": float(np.mean(flagged)) if records else None,
         "guard": "calibrated" if engine.guard is not None else "none (the model card has no domain section)",
     }
+
+
+def record_in_card(model_dir: Path, result: dict[str, Any], *, date: str, commit: str | None) -> None:
+    """The section's figures as the card's `holdout` section, with when and at which commit they
+    were measured; a quick run (a few scans) is never recorded."""
+    from xray.card import write_card
+
+    card_path = model_dir / "model.json"
+    card = json.loads(card_path.read_text())
+    figures = {k: v for k, v in result.items() if k not in ("status", "seconds")}
+    card["holdout"] = {**figures, "measured": date, "git_commit": commit, "false_alarm_target": FALSE_ALARM,
+                       "method": "python -m benchmarks --only holdout (benchmarks/holdout.py)"}
+    write_card(card_path, card)

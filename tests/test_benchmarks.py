@@ -207,3 +207,19 @@ def test_accuracy_measures_a_model_on_the_scanners_it_was_trained_on(tmp_path) -
     assert "export-8bit-jpeg" in about
     info = json.loads((root / "dataset.json").read_text())
     assert info["params"]["profiles"] == ["export-8bit-jpeg"] and info["splits"]["test"] == 16
+
+
+def test_held_out_figures_are_recorded_in_the_card_and_a_quick_run_never_is(tmp_path) -> None:
+    from benchmarks.__main__ import main
+    from benchmarks.holdout import record_in_card
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text(json.dumps({"name": "m", "classes": ["tobacco"]}))
+    result = {"status": "ok", "seconds": 3.0, "holdout_profile": "mobile-gantry", "scans": 300,
+              "at_5pct_false_alarms": {"detection_rate": 0.3, "false_alarm_rate": 0.05}, "roc_auc": 0.79}
+    record_in_card(model, result, date="2026-11-29", commit="abc1234")
+    card = json.loads((model / "model.json").read_text())
+    assert card["name"] == "m" and card["holdout"]["roc_auc"] == 0.79 and card["holdout"]["scans"] == 300
+    assert card["holdout"]["measured"] == "2026-11-29" and "status" not in card["holdout"]
+    assert main(["--model", str(model), "--quick", "--record-holdout"]) == 2
