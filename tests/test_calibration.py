@@ -8,6 +8,7 @@ import pytest
 from xray.calibration import calibrate_model, evaluate_verdicts, labelled_scans, verdict_report
 from xray.errors import DatasetError
 from xray.simulate.dataset import generate_dataset
+from xray.verify import VerifierConfig
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +60,19 @@ def test_verdict_report_counts_what_is_flagged():
                 "channel": "green"},
                {"mismatch": False, "risk": 0.6, "scenario": "clean", "undeclared_truth": [], "findings": [],
                 "channel": "red"}]
-    r = verdict_report(records, red=0.5)
+    r = verdict_report(records, config=VerifierConfig(red=0.5))
     assert r["detection_rate"] == 0.5 and r["false_alarm_rate"] == 0.5 and r["roc_auc"] == 0.75
     assert r["concealed_cigarettes"] == {"scans": 1, "detected": 1.0, "named_tobacco": 1.0}
     assert r["flagged_by_scenario"]["clean"] == {"scans": 2, "flagged": 0.5}
+    # each scan judged at its format's red threshold, and the figures given per format
+    for rec, fmt in zip(records, ["single-8bit", "dual-16bit", "dual-16bit", "single-8bit"]):
+        rec["scan_format"] = fmt
+    config = VerifierConfig(red=0.5, by_format={"single-8bit": {"yellow": 0.5, "red": 0.7}})
+    r = verdict_report(records, config=config)
+    assert r["detection_rate"] == 0.5 and r["false_alarm_rate"] == 0.0
+    assert r["by_format"]["single-8bit"] == {"scans": 2, "mismatches": 1, "red": 0.7, "own_thresholds": True,
+                                             "detection_rate": 1.0, "false_alarm_rate": 0.0}
+    assert r["by_format"]["dual-16bit"]["red"] == 0.5 and not r["by_format"]["dual-16bit"]["own_thresholds"]
 
 
 def test_a_folder_without_truth_is_refused(tmp_path):

@@ -57,6 +57,7 @@ def test_engine_detections_match_eager_torch(tiny_model_dir, tiny_engine, scan_f
         found = tiny_engine.detect(scan)
         dets = found.detections
         assert set(found.timings_ms) == {"preprocess", "model", "postprocess"}
+        assert found.scan_format == "dual-16bit"  # the format whose verifier thresholds judge it
         first = tiny_engine.model_inputs(scan)[0]
         x, lb = first.x, first.lb
         with torch.no_grad():

@@ -3,6 +3,7 @@
 import pytest
 
 from xray.detection import Detection, Detections, DomainCheck
+from xray.errors import ConfigError
 from xray.goods import default_goods_table
 from xray.manifest import Manifest, ManifestLine
 from xray.verdict import Channel, FindingKind, Outcome
@@ -118,6 +119,39 @@ def test_calibration_meets_the_false_alarm_rate():
         calibrate([0.5], [True], false_alarm=0.01)
     with pytest.raises(ValueError, match="false_alarm"):
         calibrate([0.5], [False], false_alarm=0.0)
+
+
+def test_each_scan_format_holds_its_own_false_alarm_rate():
+    # 8-bit exports whose clean scans run hotter than the 16-bit pairs' (as the first mixed model's did)
+    cool = [i / 1000 for i in range(300)]  # 16-bit clean risks 0.000 .. 0.299
+    hot = [0.3 + i / 500 for i in range(300)]  # 8-bit clean risks 0.30 .. 0.898
+    bad = [0.95] * 40
+    risks = cool + hot + bad + bad
+    labels = [False] * 600 + [True] * 80
+    formats = ["dual-16bit"] * 300 + ["single-8bit"] * 300 + ["dual-16bit"] * 40 + ["single-8bit"] * 40
+    pooled = calibrate(risks, labels, false_alarm=0.02)
+    assert sum(r >= pooled.red for r in hot) == 12 and sum(r >= pooled.red for r in cool) == 0  # 4 % vs 0 %
+    cfg = calibrate(risks, labels, false_alarm=0.02, formats=formats)
+    for fmt, clean in (("dual-16bit", cool), ("single-8bit", hot)):
+        own = cfg.for_format(fmt)
+        assert sum(r >= own.red for r in clean) <= 6 and own.yellow <= own.red and own.red < 0.95
+    assert cfg.by_format["dual-16bit"].red < cfg.by_format["single-8bit"].red
+    assert cfg.for_format("rgb-8bit").red == cfg.red  # a format calibration did not see: the pooled thresholds
+    # too few matching scans of a format: no thresholds of its own
+    few = calibrate(risks, labels, false_alarm=0.02, formats=formats, min_format_clean=301)
+    assert few.by_format == {}
+    # the verdict applies the scan's format's red threshold
+    m = manifest("textiles")
+    hot_scan = Detections(detections=[det("textiles", 0.9), det("tobacco", 0.6)], scan_format="single-8bit")
+    cool_scan = hot_scan.model_copy(update={"scan_format": "dual-16bit"})
+    config = VerifierConfig.model_validate({**cfg.model_dump(), "by_format": {"single-8bit": {"yellow": 0.3, "red": 0.9},
+                                                                              "dual-16bit": {"yellow": 0.2, "red": 0.3}}})
+    assert verify(cool_scan, m, config=config).channel is Channel.RED
+    assert verify(hot_scan, m, config=config).channel is not Channel.RED
+    with pytest.raises(ValueError, match="formats"):
+        calibrate(risks, labels, false_alarm=0.02, formats=formats[:-1])
+    with pytest.raises(ConfigError, match="yellow"):
+        VerifierConfig.from_card({"verifier": {"by_format": {"single-8bit": {"yellow": 0.9, "red": 0.5}}}})
 
 
 def test_image_level_scores_count_as_evidence_only_with_their_weight():

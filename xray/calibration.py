@@ -30,7 +30,7 @@ from xray.manifest import Manifest
 from xray.scan import Scan
 from xray.sources.files import read_scan
 from xray.verdict import Channel
-from xray.verify import PresenceMap, VerifierConfig, best_scores, calibrate, score_logit, verify
+from xray.verify import MIN_FORMAT_CLEAN, PresenceMap, VerifierConfig, best_scores, calibrate, score_logit, verify
 
 
 def labelled_scans(root: str | Path, split: str) -> list[dict[str, Any]]:
@@ -77,6 +77,7 @@ def score_split(
             "undeclared_truth": t.get("undeclared", []),
             "missing_truth": t.get("missing", []),
             "loaded_truth": sorted(set(t.get("loaded", [])) | set(t.get("undeclared", []))),
+            "scan_format": found.scan_format,
             "detections": found.detections,
             "image_scores": found.image_scores,
             "found": found,
@@ -192,9 +193,11 @@ def calibrate_model(
     else:
         rule, base = "config", verifier
         risks = [rescore(r, base)["risk"] for r in records]
-    cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=base)
-    clean = [r for r, m in zip(risks, labels) if not m]
-    bad = [r for r, m in zip(risks, labels) if m]
+    formats = [r["scan_format"] for r in records]
+    cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=base, formats=formats)
+    red = [r >= cfg.for_format(f).red for r, f in zip(risks, formats)]
+    clean = [f for f, m in zip(red, labels) if not m]
+    bad = [f for f, m in zip(red, labels) if m]
     result = {
         "data": str(data),
         "split": split,
@@ -205,10 +208,12 @@ def calibrate_model(
         "image_weight": base.image_weight,
         "roc_auc_by_rule": aucs,
         "false_alarm_target": false_alarm,
-        "false_alarm": float(np.mean([r >= cfg.red for r in clean])),
-        "detection_rate": float(np.mean([r >= cfg.red for r in bad])) if bad else None,
+        "false_alarm": float(np.mean(clean)),
+        "detection_rate": float(np.mean(bad)) if bad else None,
         "red": cfg.red,
         "yellow": cfg.yellow,
+        "min_format_clean": MIN_FORMAT_CLEAN,
+        "by_format": format_report(records, cfg, risks=risks),
     }
     card_path = Path(model_dir) / "model.json"
     card = json.loads(card_path.read_text())
@@ -219,13 +224,42 @@ def calibrate_model(
     return result
 
 
-def verdict_report(records: list[dict[str, Any]], *, red: float) -> dict[str, Any]:
-    """Scan-level figures: detection and false-alarm rates at `red`, ROC AUC, rates per scenario kind."""
+def sent_to_red(records: list[dict[str, Any]], config: VerifierConfig, risks: list[float] | None = None) -> np.ndarray:
+    """Whether each record's risk reaches the red threshold of its scan format."""
+    risks = [r["risk"] for r in records] if risks is None else risks
+    return np.array([k >= config.for_format(r.get("scan_format", "")).red for r, k in zip(records, risks)], bool)
+
+
+def format_report(
+    records: list[dict[str, Any]], config: VerifierConfig, *, risks: list[float] | None = None
+) -> dict[str, Any]:
+    """Per scan format: scans, mismatches, the red threshold that judged them (their own or the
+    pooled one), detection and false-alarm rates."""
+    flagged = sent_to_red(records, config, risks)
+    out: dict[str, Any] = {}
+    for f in sorted({r.get("scan_format", "") for r in records}):
+        mine = [i for i, r in enumerate(records) if r.get("scan_format", "") == f]
+        y = np.array([records[i]["mismatch"] for i in mine], bool)
+        hit = flagged[mine]
+        out[f or "unknown"] = {
+            "scans": len(mine),
+            "mismatches": int(y.sum()),
+            "red": config.for_format(f).red,
+            "own_thresholds": f in config.by_format,
+            "detection_rate": float(hit[y].mean()) if y.any() else None,
+            "false_alarm_rate": float(hit[~y].mean()) if (~y).any() else None,
+        }
+    return out
+
+
+def verdict_report(records: list[dict[str, Any]], *, config: VerifierConfig) -> dict[str, Any]:
+    """Scan-level figures: detection and false-alarm rates at the red thresholds (each scan its
+    format's), ROC AUC, rates per scenario kind and per scan format."""
     from sklearn.metrics import roc_auc_score
 
     y = np.array([r["mismatch"] for r in records])
     risk = np.array([r["risk"] for r in records])
-    flagged = risk >= red
+    flagged = sent_to_red(records, config)
     per_kind: dict[str, list[bool]] = defaultdict(list)
     for r, f in zip(records, flagged):
         per_kind[r["scenario"]].append(bool(f))
@@ -237,7 +271,7 @@ def verdict_report(records: list[dict[str, Any]], *, red: float) -> dict[str, An
     return {
         "scans": len(records),
         "mismatches": int(y.sum()),
-        "red_threshold": red,
+        "red_threshold": config.red,
         "detection_rate": float(flagged[y].mean()) if y.any() else None,
         "false_alarm_rate": float(flagged[~y].mean()) if (~y).any() else None,
         "roc_auc": float(roc_auc_score(y, risk)) if 0 < y.sum() < len(y) else None,
@@ -255,11 +289,12 @@ def verdict_report(records: list[dict[str, Any]], *, red: float) -> dict[str, An
             else None,
         },
         "channels": {c.value: int(sum(r["channel"] == c.value for r in records)) for c in Channel},
+        "by_format": format_report(records, config),
     }
 
 
-def roc_plot(records: list[dict[str, Any]], path: str | Path, *, red: float) -> None:
-    """ROC curve of the scan-level risk, with the operating point of the red threshold."""
+def roc_plot(records: list[dict[str, Any]], path: str | Path, *, config: VerifierConfig) -> None:
+    """ROC curve of the scan-level risk, with the operating point of the red thresholds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,10 +304,17 @@ def roc_plot(records: list[dict[str, Any]], path: str | Path, *, red: float) -> 
     y = np.array([r["mismatch"] for r in records])
     risk = np.array([r["risk"] for r in records])
     fpr, tpr, _ = roc_curve(y, risk)
-    flagged = risk >= red
+    flagged = sent_to_red(records, config)
+    own = f", {len(config.by_format)} formats their own" if config.by_format else ""
     fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
     ax.plot(fpr, tpr, lw=2, label="verifier risk")
-    ax.plot([flagged[~y].mean()], [flagged[y].mean()], "o", color="crimson", label=f"red channel (risk >= {red:.3f})")
+    ax.plot(
+        [flagged[~y].mean()],
+        [flagged[y].mean()],
+        "o",
+        color="crimson",
+        label=f"red channel (risk >= {config.red:.3f}{own})",
+    )
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("false-alarm rate (matching manifests sent to red)")
     ax.set_ylabel("mismatch detection rate")
@@ -302,7 +344,7 @@ def evaluate_verdicts(
         "model": engine.model_id,
         "data": str(data),
         "split": split,
-        **verdict_report(records, red=verifier.red),
+        **verdict_report(records, config=verifier),
         "calibrated_false_alarm": verifier.false_alarm_rate,
     }
     totals = [r["timings_ms"]["total"] for r in records]
@@ -312,7 +354,7 @@ def evaluate_verdicts(
         out.mkdir(parents=True, exist_ok=True)
         (out / "verdicts.json").write_text(json.dumps(report, indent=2))
         (out / "verdict_records.jsonl").write_text("\n".join(json.dumps(_public(r)) for r in records) + "\n")
-        roc_plot(records, out / "roc.png", red=verifier.red)
+        roc_plot(records, out / "roc.png", config=verifier)
     return report
 
 

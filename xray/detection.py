@@ -65,6 +65,9 @@ class Detections(BaseModel):
     image_scores: dict[str, float] = Field(default_factory=dict)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     domain: DomainCheck | None = None
+    # The scan's format, kind and bit depth (`xray.domain.scan_group`, e.g. "single-8bit"): the
+    # verifier's thresholds may be calibrated per format. Empty: not known.
+    scan_format: str = ""
     # A scan embedding (unit length) for verification by reference; None when the model has none.
     embedding: list[float] | None = None
     model_id: str = ""

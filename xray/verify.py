@@ -12,7 +12,9 @@ compatible category). The risk is the largest term (`combine="max"`), or their
 noisy-OR. The max is the default: measured on the simulator's validation split, the
 noisy-OR lets low-score noise from many categories add up in clean scans (ROC AUC
 0.945 vs 0.954, and half the detection rate at 2 % false alarms). Findings name what
-drives the risk, with their evidence boxes. With a per-site reference index
+drives the risk, with their evidence boxes. The thresholds may differ per scan format (kind and
+bit depth: one scanner's 8-bit exports against another's 16-bit pairs), each calibrated on that
+format's validation scans (`calibrate(formats=...)`). With a per-site reference index
 (`xray.reference`) and a scan embedding, each declared code whose heading has references
 is one more term, w_reference * (how unlike its references the scan is).
 """
@@ -34,6 +36,9 @@ from xray.scan import Scan
 from xray.verdict import Box, Channel, Finding, FindingKind, GoodsEvidence, Outcome, Verdict, stage_timings
 
 SCORE_FLOOR = 0.01  # a category with no box (the graph returns none under 0.05) scores this
+# Matching validation scans a format needs for thresholds of its own: at 2 % false alarms, 200
+# allow 4, which is about as coarse as a threshold can be and still be a rate.
+MIN_FORMAT_CLEAN = 200
 
 
 def score_logit(p: float) -> float:
@@ -59,6 +64,20 @@ class PresenceMap(BaseModel):
         return float(1.0 / (1.0 + np.exp(-z)))
 
 
+class FormatThresholds(BaseModel):
+    """The review and red thresholds of one scan format (`Detections.scan_format`), calibrated on
+    that format's validation scans: each scanner's exports hold their own false-alarm rate."""
+
+    yellow: float = Field(ge=0.0, le=1.0)
+    red: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FormatThresholds:
+        if self.yellow > self.red:
+            raise ValueError(f"yellow threshold {self.yellow} must not exceed red threshold {self.red}")
+        return self
+
+
 class VerifierConfig(BaseModel):
     """Thresholds of the verifier; calibrated on validation data and stored in the model card.
 
@@ -81,6 +100,8 @@ class VerifierConfig(BaseModel):
             the verifier is given a reference index and the scan an embedding).
         goods_table: The table the model's classes and the declarations' HS codes map to
             (`xray.goods.goods_table`: "cargo", "parcel" or a path); the model card's.
+        by_format: Thresholds per scan format, where calibration had enough of its scans; other
+            formats use `yellow` and `red`.
     """
 
     present: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -94,6 +115,12 @@ class VerifierConfig(BaseModel):
     false_alarm_rate: float | None = None
     reference_weight: float = Field(default=0.7, ge=0.0, le=1.0)
     goods_table: str = "cargo"
+    by_format: dict[str, FormatThresholds] = Field(default_factory=dict)
+
+    def for_format(self, scan_format: str) -> VerifierConfig:
+        """The config that judges scans of `scan_format`: its own thresholds when calibrated."""
+        own = self.by_format.get(scan_format)
+        return self if own is None else self.model_copy(update={"yellow": own.yellow, "red": own.red})
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> VerifierConfig:
@@ -312,7 +339,7 @@ def verify(
             add to the risk (`reference_terms`).
     """
     t0 = time.perf_counter()
-    config = config or VerifierConfig()
+    config = (config or VerifierConfig()).for_format(found.scan_format)
     table = table or goods_table(config.goods_table)
     detections = found.detections
     declared, unknown = manifest.categories(table) if manifest is not None else ([], [])
@@ -464,6 +491,8 @@ def calibrate(
     false_alarm: float,
     review_rate: float | None = None,
     base: VerifierConfig | None = None,
+    formats: Sequence[str] | None = None,
+    min_format_clean: int = MIN_FORMAT_CLEAN,
 ) -> VerifierConfig:
     """Set the red threshold to a false-alarm rate on validation scans (and yellow to a review rate).
 
@@ -474,12 +503,16 @@ def calibrate(
         review_rate: Largest fraction of matching scans sent to yellow or red
             (default: five times the false-alarm rate).
         base: Other settings to keep.
+        formats: Each scan's format (`Detections.scan_format`). A format with at least
+            `min_format_clean` matching scans gets its own thresholds at the same rates, so
+            that one scanner's exports cannot spend the others' false alarms; the pooled
+            thresholds judge the rest.
 
     Raises:
         ValueError: no matching scans to calibrate on, or a rate outside (0, 1).
     """
-    if len(risks) != len(mismatch):
-        raise ValueError(f"{len(risks)} risks but {len(mismatch)} labels")
+    if len(risks) != len(mismatch) or (formats is not None and len(formats) != len(risks)):
+        raise ValueError(f"{len(risks)} risks but {len(mismatch)} labels and {len(formats or risks)} formats")
     clean = [r for r, m in zip(risks, mismatch) if not m]
     if not clean:
         raise ValueError("calibration needs scans whose manifest matches their contents")
@@ -487,7 +520,18 @@ def calibrate(
     for name, v in (("false_alarm", false_alarm), ("review_rate", review_rate)):
         if not 0.0 < v <= 1.0:
             raise ValueError(f"{name} must be in (0, 1], got {v}")
-    red = _threshold_for_rate(clean, false_alarm)
-    yellow = min(_threshold_for_rate(clean, max(review_rate, false_alarm)), red)
+
+    def thresholds(clean: list[float]) -> FormatThresholds:
+        red = _threshold_for_rate(clean, false_alarm)
+        return FormatThresholds(yellow=min(_threshold_for_rate(clean, max(review_rate, false_alarm)), red), red=red)
+
+    pooled = thresholds(clean)
+    by_format = {}
+    for f in sorted(set(formats or [])):
+        own = [r for r, m, g in zip(risks, mismatch, formats or []) if g == f and not m]
+        if f and len(own) >= min_format_clean:
+            by_format[f] = thresholds(own)
     base = base or VerifierConfig()
-    return base.model_copy(update={"red": red, "yellow": yellow, "false_alarm_rate": false_alarm})
+    return base.model_copy(
+        update={"red": pooled.red, "yellow": pooled.yellow, "false_alarm_rate": false_alarm, "by_format": by_format}
+    )
