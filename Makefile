@@ -6,19 +6,20 @@ STAMP := $(VENV)/.installed
 SAMPLE ?= sample
 SERVE_DATA ?= data/service
 PORT ?= 8000
-# The default model's training data: fixed seed, so `make model` reproduces it.
+# The first simulator's model (the bundled one until session 11; `make model-v1`): one clean
+# dual-energy look, fixed seed. Stages after models/default.yaml, each from the best weights of the
+# one before. All on 2 CPU cores: about 10 h (stages 5 and 6 ran on a GPU: minutes).
 MODEL_DATA ?= data/sim
 MODEL_RUN ?= runs/default
-# Fine-tuning stages after models/default.yaml, each from the best weights of the one before.
-# All on 2 CPU cores: about 10 h (the bundled model ran stages 5 and 6 on a GPU: minutes).
 FT_STAGES ?= default-ft default-ft2 default-ft3 default-ft4 default-ft5
 MODEL_FT ?= runs/$(lastword $(FT_STAGES))
 CALIB_DATA ?= data/calib
+V1_MODEL ?= models/default-v1
 # The parcel/baggage detector (models/parcel_s.yaml) and its simulated data (pseudo-colour, objects 15-80 px).
 PARCEL_DATA ?= data/parcels
 PARCEL_RUN ?= runs/parcel_s
 
-# The next bundled model (`make model-realistic`): mixed scanner profiles except the held-out one.
+# The bundled model (`make model`): mixed scanner profiles except the held-out one.
 HOLDOUT ?= mobile-gantry
 REAL_PROFILES ?= portal-dual-16bit,export-8bit-jpeg,pseudo-colour
 REAL_COUNT ?= 3000
@@ -27,12 +28,12 @@ REAL_CALIB ?= data/calib-realistic-$(REAL_COUNT)
 REAL_BROKEN ?= data/ood-broken-300
 REAL_RUNS ?= runs
 REAL_RUN ?= $(REAL_RUNS)/default-realistic
-REAL_FT_STAGES ?= default-realistic-ft
-REAL_MODEL ?= models/default-realistic
+REAL_FT_STAGES ?= default-realistic-ft default-realistic-ft2
+REAL_MODEL ?= models/default
 REAL_EPOCHS ?=
-REAL_BENCH_FLAGS ?=
+REAL_BENCH_FLAGS ?= --record-holdout
 
-.PHONY: setup run test fuzz sample model model-realistic parcel-model bench bench-quick clean
+.PHONY: setup run test fuzz sample model model-v1 parcel-model bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,17 +77,17 @@ fuzz: setup
 		tests/test_fuzz_readers.py tests/test_fuzz_api.py tests/test_fuzz_durability.py
 	$(BIN)/python -m benchmarks.fuzz --requests $(FUZZ_REQUESTS)
 
-# A small simulated dataset and its gallery.
+# A small simulated dataset of the bundled model's scanner profiles, and its gallery.
 sample: setup
 	rm -rf $(SAMPLE)
-	$(BIN)/xray simulate --out $(SAMPLE) --count 24 --seed 0 --workers 2
+	$(BIN)/xray simulate --out $(SAMPLE) --count 24 --seed 0 --workers 2 --profile $(REAL_PROFILES)
 	$(BIN)/python -m xray.simulate.gallery $(SAMPLE) --out $(SAMPLE)/gallery.png
 
-# Reproduce the bundled model: simulate (fixed seeds), train models/default.yaml, then the
-# fine-tuning stages in order (each run resumes where it stopped); export the last stage
-# with parity check and test-split mAP, calibrate the verifier on a separate 1,200-scan
-# validation set, evaluate verdicts on the held-out test split.
-model: setup
+# The first simulator's model (bundled until session 11): simulate (fixed seeds), train
+# models/default.yaml, then the fine-tuning stages in order (each run resumes where it stopped);
+# export the last stage with parity check and test-split mAP, calibrate the verifier on a separate
+# 1,200-scan validation set, evaluate verdicts on the held-out test split.
+model-v1: setup
 	test -f $(MODEL_DATA)/dataset.json || $(BIN)/xray simulate --out $(MODEL_DATA) --count 3000 --seed 2026 \
 		--workers 2 --mismatch-rate 0.4 --splits 0.75,0.08,0.17
 	test -f $(CALIB_DATA)/dataset.json || $(BIN)/xray simulate --out $(CALIB_DATA) --count 1200 --seed 2027 \
@@ -98,11 +99,11 @@ model: setup
 			$$(test -f runs/$$stage/last.pt && echo --resume || echo --init $$prev/best.pt) || exit 1; \
 		prev=runs/$$stage; \
 	done
-	$(BIN)/xray export $(MODEL_FT)/best.pt --out models/default --data $(MODEL_DATA) --split test --latency-runs 40
-	$(BIN)/xray calibrate --model models/default --data $(CALIB_DATA) --split val --false-alarm 0.02 --flip
-	$(BIN)/xray calibrate --domain --model models/default --data $(CALIB_DATA) --split val \
+	$(BIN)/xray export $(MODEL_FT)/best.pt --out $(V1_MODEL) --data $(MODEL_DATA) --split test --latency-runs 40
+	$(BIN)/xray calibrate --model $(V1_MODEL) --data $(CALIB_DATA) --split val --false-alarm 0.02 --flip
+	$(BIN)/xray calibrate --domain --model $(V1_MODEL) --data $(CALIB_DATA) --split val \
 		--measure in_domain_test=$(MODEL_DATA):test
-	$(BIN)/xray evaluate --level scan --model models/default --data $(MODEL_DATA) --split test --out $(MODEL_FT)/verdicts-flip
+	$(BIN)/xray evaluate --level scan --model $(V1_MODEL) --data $(MODEL_DATA) --split test --out $(MODEL_FT)/verdicts-flip
 
 # The parcel/baggage detector: 600 simulated parcels (fixed seed), models/parcel_s.yaml on 2 cores,
 # export with test-split mAP, verdicts of the parcel declarations on the test split.
@@ -113,12 +114,14 @@ parcel-model: setup
 	$(BIN)/xray export $(PARCEL_RUN)/best.pt --out models/parcel --data $(PARCEL_DATA) --split test
 	$(BIN)/xray evaluate --level scan --model models/parcel --data $(PARCEL_DATA) --split test --out $(PARCEL_RUN)/verdicts
 
-# The next bundled model: simulate mixed-profile data (all of REAL_PROFILES, never HOLDOUT),
-# train models/default-realistic.yaml (domain randomisation on) and its second stage, export, calibrate the verdicts
-# and the out-of-domain guard, then evaluate on scans of the held-out profile.
-# Hours on 2 CPU cores; REAL_COUNT=60 REAL_EPOCHS=1 REAL_BENCH_FLAGS=--quick REAL_RUNS=/tmp/q (and
-# REAL_DATA, REAL_MODEL elsewhere) proves the path in minutes.
-model-realistic: setup
+# Reproduce the bundled model: simulate mixed-profile data (all of REAL_PROFILES, never HOLDOUT),
+# train models/default-realistic.yaml (domain randomisation on) and its later stages, each from the best
+# weights of the one before (each run resumes where it stopped), export with parity check and test-split
+# mAP, calibrate the verdicts and the out-of-domain guard, then evaluate on scans of the held-out profile.
+# About 5 h on 2 CPU cores; the held-out figures go into the card. REAL_COUNT=60 REAL_EPOCHS=1
+# REAL_BENCH_FLAGS=--quick REAL_RUNS=/tmp/q REAL_MODEL=/tmp/q/model (and REAL_DATA elsewhere) proves
+# the path in minutes.
+model: setup
 	test -f $(REAL_DATA)/dataset.json || $(BIN)/xray simulate --out $(REAL_DATA) --count $(REAL_COUNT) --seed 2026 \
 		--workers 2 --mismatch-rate 0.4 --splits 0.75,0.08,0.17 --profile $(REAL_PROFILES) --quiet
 	test -f $(REAL_CALIB)/dataset.json || $(BIN)/xray simulate --out $(REAL_CALIB) --count $(REAL_COUNT) \
@@ -133,7 +136,7 @@ model-realistic: setup
 			$(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS)) || exit 1; \
 		prev=$(REAL_RUNS)/$$stage; \
 	done; \
-	$(BIN)/xray export $$prev/best.pt --out $(REAL_MODEL) --data $(REAL_DATA) --split test
+	$(BIN)/xray export $$prev/best.pt --out $(REAL_MODEL) --data $(REAL_DATA) --split test --latency-runs 40
 	$(BIN)/xray calibrate --model $(REAL_MODEL) --data $(REAL_CALIB) --split val --false-alarm 0.02 --flip
 	$(BIN)/xray calibrate --domain --model $(REAL_MODEL) --data $(REAL_CALIB) --split val \
 		--measure in_domain_test=$(REAL_DATA):test --measure broken=$(REAL_BROKEN):test

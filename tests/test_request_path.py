@@ -55,7 +55,7 @@ def traced_inspection(tmp_path: Path) -> set[str]:
             if path.is_relative_to(PACKAGE):
                 ran.add(path.relative_to(PACKAGE).as_posix())
 
-    _, high, low, manifest = write_sample(2, "clean", "20ft", tmp_path)
+    _, (high, low), manifest = write_sample(1, "clean", "20ft", tmp_path, "portal-dual-16bit")
     files = {"high": (high.name, high.read_bytes()), "low": (low.name, low.read_bytes())}
     # Set before the app starts, so its inspection threads inherit the profiler.
     sys.setprofile(profile)
