@@ -341,11 +341,43 @@ def test_high_and_low_of_different_sizes_do_not_pair(tmp_path: Path) -> None:
 
 
 def test_pseudo_colour_image_cannot_be_an_energy_channel(tmp_path: Path) -> None:
-    write_png16(tmp_path / "rgb.png", np.stack([levels16()] * 3) / 65535.0)
+    write_png16(tmp_path / "rgb.png", np.stack([levels16(1), levels16(2), levels16(3)]) / 65535.0)
     write_png16(tmp_path / "low.png", levels16() / 65535.0)
     with pytest.raises(ScanReadError, match="rgb image") as info:
         read_scan(tmp_path / "rgb.png", tmp_path / "low.png")
     assert info.value.path == str(tmp_path / "rgb.png")
+
+
+def _grey_scene() -> np.ndarray:
+    """A grey 8-bit export: dark goods in a brighter hold, a frame, noise."""
+    rng = np.random.default_rng(0)
+    img = np.full((H, W), 200, np.uint8)
+    img[10:40, 8:56] = rng.integers(5, 60, (30, 48))
+    img[:, :3] = 30
+    return img
+
+
+def test_a_grey_export_saved_as_colour_is_read_as_the_grey_scan_it_is(tmp_path: Path) -> None:
+    grey = _grey_scene()
+    cv2.imwrite(str(tmp_path / "g.jpg"), cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    scan = read_scan(tmp_path / "g.jpg")
+    assert scan.kind is ScanKind.SINGLE and scan.channels.shape == (1, H, W) and scan.bit_depth == 8
+    assert scan.meta["grey_from_rgb"] is True
+    assert np.abs(scan.channels[0] - grey / 255.0).mean() < 0.02
+    # burned-in coloured text or a marker over a small share of it does not make it pseudo-colour
+    marked = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    marked[2:4, 20:60] = (0, 0, 255)
+    cv2.imwrite(str(tmp_path / "m.png"), marked)
+    assert read_scan(tmp_path / "m.png").kind is ScanKind.SINGLE
+    # a pseudo-colour rendering of the same scene stays colour
+    cv2.imwrite(str(tmp_path / "jet.png"), cv2.applyColorMap(grey, cv2.COLORMAP_JET))
+    jet = read_scan(tmp_path / "jet.png")
+    assert jet.kind is ScanKind.RGB and jet.channels.shape == (3, H, W) and "grey_from_rgb" not in jet.meta
+    # and a high/low pair of grey images saved as colour is a dual-energy scan
+    cv2.imwrite(str(tmp_path / "p_high.png"), cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+    cv2.imwrite(str(tmp_path / "p_low.png"), cv2.cvtColor(grey // 2, cv2.COLOR_GRAY2BGR))
+    pair = read_scan(tmp_path / "p_high.png", tmp_path / "p_low.png")
+    assert pair.kind is ScanKind.DUAL and pair.channels.shape == (2, H, W)
 
 
 def _read_pair_into(queue, high: Path, low: Path) -> None:  # runs in a forked child

@@ -4,7 +4,7 @@ Photos (the two shipped with scikit-learn, whole and cropped, in colour and grey
 documents (text drawn with OpenCV on white pages), baggage-like images (bags with
 objects on a conveyor, in pseudo-colour and grey), random noise and flat images.
 Each comes as a `Scan` the way a reader would deliver it: colour images as RGB, grey
-ones as single-energy transmission.
+ones (and colour files whose pixels are grey) as single-energy transmission.
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ import cv2
 import numpy as np
 
 from xray.scan import Scan, ScanKind
+from xray.sources.base import DecodedImage
 
 
 def _scan(sid: str, img: np.ndarray) -> Scan:
-    """uint8 (H, W) grey or (H, W, 3) RGB -> Scan (grey read as transmission, as a reader would)."""
+    """uint8 (H, W) grey or (H, W, 3) RGB -> Scan as a reader would deliver it: grey read as
+    transmission, a colour image whose pixels are grey (a white page, a grey bag) as grey."""
     v = img.astype(np.float32) / np.float32(255.0)
     if v.ndim == 2:
         return Scan(id=sid, channels=v[None], kind=ScanKind.SINGLE, bit_depth=8)
-    return Scan(id=sid, channels=np.ascontiguousarray(v.transpose(2, 0, 1)), kind=ScanKind.RGB, bit_depth=8)
+    image = DecodedImage(np.ascontiguousarray(v.transpose(2, 0, 1)), ScanKind.RGB, 8).as_grey_if_neutral()
+    return image.to_scan(sid, scan_id=sid)
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,11 @@ from xray.scan import DEFAULT_PIXEL_MM, MAX_PIXELS, MAX_SIDE, Scan, ScanKind
 
 # A 64-Mpixel dual-energy 16-bit image is 256 MiB raw; a larger file is not a scan.
 MAX_FILE_BYTES = 1 << 30
+# A colour file is grey when at most this share of its pixels has channels further apart than
+# NEUTRAL_SPREAD (JPEG chroma noise on grey stays within a few levels; burned-in coloured text
+# and markers cover a small share; a pseudo-colour map colours nearly every pixel).
+NEUTRAL_SPREAD = 12 / 255
+NEUTRAL_COLOURED_SHARE = 0.02
 
 # Decoded bytes per stored byte: real scans are noisy and compress a few times at most;
 # a tiny file that claims far more (a 62 KB PNG of 8000 x 8000 zeros) is a decompression bomb.
@@ -109,6 +114,23 @@ class DecodedImage:
     energies: tuple[str, ...] = ()
     pixel_mm: tuple[float, float] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def as_grey_if_neutral(self) -> DecodedImage:
+        """A colour file whose pixels are grey (R = G = B but for JPEG noise and a few coloured
+        marks burned in) is a single-energy export saved as RGB, as many viewers save them: it
+        becomes one grey channel (the luminance), so that it is read, guarded and judged as the
+        grey scan it is and not as a pseudo-colour rendering."""
+        if self.kind is not ScanKind.RGB or self.channels.shape[0] != 3:
+            return self
+        sample = self.channels[:, ::4, ::4]  # a strided view: the share is all that is needed
+        spread = sample.max(axis=0) - sample.min(axis=0)
+        if float(np.mean(spread > NEUTRAL_SPREAD)) > NEUTRAL_COLOURED_SHARE:
+            return self
+        r, g, b = self.channels
+        grey = (np.float32(0.299) * r + np.float32(0.587) * g + np.float32(0.114) * b)[None]
+        return replace(
+            self, channels=np.ascontiguousarray(grey), kind=ScanKind.SINGLE, meta={**self.meta, "grey_from_rgb": True}
+        )
 
     def to_scan(
         self,

@@ -8,7 +8,7 @@ library raised it, becomes a `ScanReadError` naming the file and the reason.
 Pixel values map to [0, 1]: uint16 / 65535, uint8 / 255, float32 (TIFF) as is.
 One grey image is a single-energy scan; two (a 2-channel TIFF, a 2-frame DICOS,
 or a high file plus `low=`) a dual-energy scan; three channels a pseudo-colour
-(RGB) rendering.
+(RGB) rendering, unless they are grey (a grey export saved as RGB: read as one grey channel).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def decode_scan(
     base_id = scan_id or split_energy_suffix(high.path.stem)[0]
     files = [high]
     if low is None:
-        image = _decode(high)
+        image = _decode(high).as_grey_if_neutral()
     else:
         # Two grey PNGs of one size (what scanners export) decode straight into the scan's
         # channels: no concatenation of two full-resolution images afterwards.
@@ -135,7 +135,7 @@ def decode_scan(
             first = _decode(high, None if channels is None else channels[:1])
         finally:
             second = future.result()
-        image = _pair(high, first, low, second, channels)
+        image = _pair(high, first.as_grey_if_neutral(), low, second.as_grey_if_neutral(), channels)
         files.append(low)
     # Labels stored in the files win, then the caller's, then the plain names of a pair.
     labels = image.energies or energies or (("high", "low") if low is not None else ())
