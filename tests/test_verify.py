@@ -299,8 +299,22 @@ def test_verdict_goods_are_the_rows_the_service_used_to_derive(dets, cats):
         v = verdict_of(dets, manifest(*cats), config=VerifierConfig(present=present, yellow=0.2, red=0.6))
         rows = [(g.category, g.name, g.declared, g.seen, g.evidence, g.best_score) for g in v.goods]
         assert rows == old_declared_vs_found(v, present)
-        for g in v.goods:  # the boxes drawn are those reaching the threshold
-            assert sorted(g.boxes) == sorted(d.box for d in dets if d.category == g.category and d.score >= present)
+        for g in v.goods:  # the boxes drawn are the distinct ones reaching the threshold
+            assert set(g.boxes) == {d.box for d in dets if d.category == g.category and d.score >= present}
+            assert len(g.boxes) == len(set(g.boxes))
+
+
+def test_overlapping_weak_boxes_of_one_region_are_drawn_once():
+    # what a dense 8-bit export gave: many overlapping tobacco boxes over one region, one elsewhere
+    region = [det("tobacco", s, (100 + 12 * i, 20 + 8 * i, 300 + 12 * i, 220 + 8 * i)) for i, s in
+              enumerate((0.56, 0.44, 0.36, 0.34, 0.27))]
+    apart = det("tobacco", 0.32, (600, 20, 700, 220))
+    v = verdict_of([*region, apart, det("textiles", 0.9)], manifest("textiles"), config=VerifierConfig(red=0.5))
+    finding = next(f for f in v.findings if f.category == "tobacco")
+    assert finding.evidence[0] == region[0].box and apart.box in finding.evidence
+    assert len(finding.evidence) == 2
+    # the risk is the same: only the picture is thinned
+    assert v.risk == pytest.approx(verdict_of([region[0], det("textiles", 0.9)], manifest("textiles")).risk)
 
 
 @pytest.mark.parametrize("cats", [("textiles",), ()])

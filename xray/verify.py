@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Protocol
 
+import cv2
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
@@ -39,6 +40,9 @@ SCORE_FLOOR = 0.01  # a category with no box (the graph returns none under 0.05)
 # Matching validation scans a format needs for thresholds of its own: at 2 % false alarms, 200
 # allow 4, which is about as coarse as a threshold can be and still be a rate.
 MIN_FORMAT_CLEAN = 200
+# Evidence boxes of one category drawn for the officer: a weaker box overlapping a stronger one
+# by more than this IoU shows the same region again and is left out of the picture (not the risk).
+EVIDENCE_IOU = 0.3
 
 
 def score_logit(p: float) -> float:
@@ -178,12 +182,24 @@ def best_scores(detections: Iterable[Detection], table: GoodsTable) -> dict[str,
     return best
 
 
+def _distinct(detections: list[Detection]) -> list[Box]:
+    """The boxes of one category, strongest first, without those that largely overlap a stronger
+    one (OpenCV's NMS at `EVIDENCE_IOU`): the model's NMS leaves overlapping weak boxes of one
+    region, which drawn together read as many objects."""
+    ranked = sorted(detections, key=lambda d: -d.score)
+    if not ranked:
+        return []
+    rects = [[d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]] for d in ranked]
+    keep = cv2.dnn.NMSBoxes(rects, [d.score for d in ranked], 0.0, EVIDENCE_IOU)
+    return [ranked[i].box for i in sorted(int(k) for k in np.asarray(keep).reshape(-1))]
+
+
 def _evidence_boxes(detections: list[Detection], floor: float) -> list[Box]:
-    """A category's boxes scoring `floor` or more; when none does (evidence carried by the
-    image-level head alone), its best box, so that the officer is shown where the model looked."""
-    kept = [d.box for d in detections if d.score >= floor]
-    if kept or not detections:
-        return kept
+    """A category's distinct boxes scoring `floor` or more; when none does (evidence carried by
+    the image-level head alone), its best box, so that the officer is shown where the model looked."""
+    strong = [d for d in detections if d.score >= floor]
+    if strong or not detections:
+        return _distinct(strong)
     return [max(detections, key=lambda d: d.score).box]
 
 
@@ -198,7 +214,7 @@ def _goods(
     """The declared-vs-found table: declared categories, then every other category with half the
     presence threshold of evidence or more, strongest first; each with its boxes that reach the
     threshold (those the evidence picture draws)."""
-    boxes = {k: [d.box for d in ds if d.score >= present] for k, ds in by_category.items()}
+    boxes = {k: _distinct([d for d in ds if d.score >= present]) for k, ds in by_category.items()}
     shown = list(declared) + sorted(
         (c for c in table.keys if c not in declared and ev[c] >= present / 2), key=lambda c: -ev[c]
     )
