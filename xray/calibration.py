@@ -195,7 +195,7 @@ def calibrate_model(
         risks = [rescore(r, base)["risk"] for r in records]
     formats = [r["scan_format"] for r in records]
     cfg = calibrate(risks, labels, false_alarm=false_alarm, review_rate=review_rate, base=base, formats=formats)
-    red = [r >= cfg.for_format(f).red for r, f in zip(risks, formats)]
+    red = sent_to_red(records, cfg, risks)
     clean = [f for f, m in zip(red, labels) if not m]
     bad = [f for f, m in zip(red, labels) if m]
     result = {
