@@ -9,8 +9,8 @@
 
 The INT8 model is `--int8 DIR` when given, else the one cached for this FP32 model in
 `cache/int8/`, quantised on first use from validation scans of the model's training data, or of
-data/sim for a card that names none (quick: 8, a few seconds; full: 150). Without a validation split there is nothing to calibrate on and the
-section says so.
+data/sim for a card that names none (quick: 8, a few seconds; full: 150). Without a validation
+split there is nothing to calibrate on and the section says so.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import httpx
 from conftest import serving
 
 from xray.service import Settings, create_app
-from xray.service.demo import PROFILES, main
+from xray.service.demo import main, trained_profiles
 
 
 def test_the_demo_sends_each_profile_and_every_inspection_is_recorded(tiny_engine, tmp_path: Path, capsys) -> None:
@@ -20,7 +20,9 @@ def test_the_demo_sends_each_profile_and_every_inspection_is_recorded(tiny_engin
         listed = httpx.get(f"{url}/v1/inspections").json()["items"]
     assert len(listed) == 3
     printed = capsys.readouterr().out
-    for profile in PROFILES:
+    # by default, in turn, the profiles the bundled model's card names (three: 16-bit pair, 8-bit, colour)
+    assert trained_profiles() == ["portal-dual-16bit", "export-8bit-jpeg", "pseudo-colour"]
+    for profile in trained_profiles():
         assert profile in printed
     # dual energy: a 16-bit PNG pair; the 8-bit export and the pseudo-colour picture: one file each
     pictures = {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in out.glob("*_*.*") if p.suffix != ".json"}

@@ -11,6 +11,7 @@ manifests, some of them false declarations. They are written to a folder and sen
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from xray.bundled import default_model_dir
 from xray.errors import ConfigError
 from xray.simulate.dataset import write_export
 from xray.simulate.profile import parse_profile_list
@@ -26,13 +28,18 @@ from xray.simulate.scenarios import simulate_scan
 
 # A mix a console should show: releases, a concealment, a substitution, an undeclared load, a false empty.
 SCENARIOS = ("clean", "concealment", "clean", "undeclared", "substitution", "false_empty", "empty", "missing")
-# The bundled model's training profiles (`make model`'s REAL_PROFILES); the demo sends each in turn.
-PROFILES = ("portal-dual-16bit", "export-8bit-jpeg", "pseudo-colour")
 
 
-def write_sample(seed: int, scenario: str, size: str, out: Path, profile: str) -> tuple[str, list[Path], Path]:
-    """Simulate one scan with a scanner profile; returns (scan id, its image files, manifest JSON).
-    The files are the high energy first, then the low energy when the profile has one."""
+def trained_profiles() -> list[str | None]:
+    """The scanner profiles the bundled model was trained on, as its card names them (the model
+    `make run` serves); [None], the simulator's plain look, for a card that names none."""
+    card = json.loads((default_model_dir() / "model.json").read_text())
+    return list(((card.get("training") or {}).get("data") or {}).get("profiles") or [None])
+
+
+def write_sample(seed: int, scenario: str, size: str, out: Path, profile: str | None) -> tuple[str, list[Path], Path]:
+    """Simulate one scan with a scanner profile (None: the plain look); returns (scan id, its image
+    files, manifest JSON). The files are the high energy first, then the low energy when there is one."""
     sim = simulate_scan(seed, size=size, scenario=scenario, profile=profile)
     files = write_export(sim, out)
     manifest = out / f"{sim.scan_id}.json"
@@ -67,7 +74,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=6, help="how many scans to send")
     p.add_argument("--seed", type=int, default=1000, help="seed of the first scan")
     p.add_argument("--size", default="40ft", choices=("20ft", "40ft", "mixed"))
-    p.add_argument("--profile", default=",".join(PROFILES), help="scanner profiles to send in turn, comma-separated")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="scanner profiles to send in turn, comma-separated (default: the bundled model's training profiles)",
+    )
     p.add_argument("--out", type=Path, default=None, help="where to write the scans (default: a temporary folder)")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the service to become ready")
     return p
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="xray-demo-"))
     out.mkdir(parents=True, exist_ok=True)
     try:
-        profiles = [p.name for p in parse_profile_list(args.profile)]
+        profiles = trained_profiles() if args.profile is None else [p.name for p in parse_profile_list(args.profile)]
     except ConfigError as e:
         print(f"error: --profile: {e}", file=sys.stderr)
         return 2
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             scenario = SCENARIOS[i % len(SCENARIOS)]
             profile = profiles[i % len(profiles)]
             scan_id, files, manifest = write_sample(args.seed + i, scenario, args.size, out, profile)
+            look = profile or "plain look"
             t0 = time.perf_counter()
             r = client.post("/v1/inspections", files=upload_parts(files), data={"manifest": manifest.read_text()})
             ms = (time.perf_counter() - t0) * 1e3
@@ -102,13 +114,13 @@ def main(argv: list[str] | None = None) -> int:
                     if r.headers.get("content-type", "").startswith("application/json")
                     else r.text[:200]
                 )
-                print(f"  {scan_id} ({scenario}, {profile}): HTTP {r.status_code}: {detail}", file=sys.stderr)
+                print(f"  {scan_id} ({scenario}, {look}): HTTP {r.status_code}: {detail}", file=sys.stderr)
                 if r.status_code == 401:
                     return 1
                 continue
             v = r.json()
             print(
-                f"  {scan_id} ({scenario:>12}, {profile:<17}): {v['channel']:<6} {v['verdict']:<12} risk {v['risk']:.2f}  "
+                f"  {scan_id} ({scenario:>12}, {look:<17}): {v['channel']:<6} {v['verdict']:<12} risk {v['risk']:.2f}  "
                 f"{ms:6.0f} ms  {v['links']['self']}"
             )
     print(f"\nconsole: {args.url.rstrip('/')}/")
