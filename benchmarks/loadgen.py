@@ -80,14 +80,18 @@ def drive(url: str, high: bytes, low: bytes, manifest: str, *, api_key: str, con
                 if r is not None and r.status_code == 503:
                     time.sleep(min(1.0, float(r.headers.get("retry-after", "1") or 1)))
 
+    cpu0 = time.process_time()
     wall = run_threads(client, concurrency)
+    client_cpu_ms = (time.process_time() - cpu0) * 1e3
     n_ok = len(ok_ms)
     return {"concurrency": concurrency, "requests": requests, "seconds": round(wall, 3), "ok": n_ok,
             "status_counts": dict(sorted(statuses.items())), "rejected_503": statuses.get("503", 0),
             "errors": sum(v for k, v in statuses.items() if k not in ("201", "503")), "error_samples": errors,
             "inspections_per_second": per_second(n_ok, wall), "latency_ms": summarize(ok_ms),
             "rejection_latency_ms": summarize(busy_ms), "latencies_ms": [round(v, 2) for v in ok_ms],
-            "server_decode_engine_ms": summarize([v for v in server_ms if v is not None])}
+            "server_decode_engine_ms": summarize([v for v in server_ms if v is not None]),
+            # The cores the load generator itself took from the service it shares them with.
+            "client_cpu_ms_per_request": round(client_cpu_ms / max(1, requests), 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -354,6 +354,53 @@ def test_upload_errors_are_4xx_with_a_message(client, scan_files) -> None:
     assert_error(post("/v1/inspections", files={"scan": ("e.png", b"")}, data={"manifest": manifest}), 422, "empty")
 
 
+def test_a_body_that_is_not_a_form_is_415_and_parts_stream_in_any_chunking(client, scan_files) -> None:
+    assert_error(client.post("/v1/inspections", content=b"{}", headers={"Content-Type": "application/json"}), 415,
+                 "multipart/form-data", "application/json")
+    assert_error(client.post("/v1/inspections", content=b"x", headers={"Content-Type": "multipart/form-data"}), 415,
+                 "boundary")
+    # The same form sent whole and in 997-byte chunks: the same parts, so the same record.
+    scan = scan_files[0]
+    request = httpx.Request("POST", "http://x/", files=dual_parts(scan), data={"manifest": scan.manifest.read_text()})
+    body, ctype = request.read(), request.headers["Content-Type"]
+    answers = []
+    for size in (len(body), 997):
+        r = client.post("/v1/inspections", content=(body[i:i + size] for i in range(0, len(body), size)),
+                        headers={"Content-Type": ctype})
+        assert r.status_code == 201, r.text
+        answers.append((r.json()["channel"], r.json()["image_sha256"]))
+    assert answers[0] == answers[1]
+    assert answers[0][1] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in (scan.high, scan.low)]
+
+
+def test_form_reader_keeps_parts_whole_across_any_chunking() -> None:
+    from xray.service.upload import FormReader, MalformedForm
+
+    request = httpx.Request("POST", "http://x/", files={"high": ("h.png", bytes(range(256)) * 40, "image/png")},
+                            data={"manifest": '{"container_id": "C1"}', "scan_id": "s-1"})
+    body = request.read()
+    boundary = request.headers["Content-Type"].split("boundary=")[1].encode()
+    for size in (1, 3, 64, len(body)):
+        reader = FormReader(boundary)
+        for i in range(0, len(body), size):
+            reader.write(body[i:i + size])
+        parts = {p.name: p for p in reader.finish()}
+        assert parts["high"].filename == "h.png" and parts["high"].data == bytes(range(256)) * 40
+        assert parts["manifest"].filename is None and parts["manifest"].data == b'{"container_id": "C1"}'
+        assert parts["scan_id"].data == b"s-1"
+    reader = FormReader(b"xx")
+    with pytest.raises(MalformedForm, match="exceeds"):
+        reader.write(b'--xx\r\nContent-Disposition: form-data; name="manifest"\r\n\r\n' + b"x" * 4_000_001)
+
+
+def test_form_limits_are_400(client, scan_files) -> None:
+    high = ("h.png", scan_files[0].high.read_bytes(), "image/png")
+    five = {f"f{i}": high for i in range(5)}
+    assert_error(client.post("/v1/inspections", files=five), 400, "more than 4 files")
+    fields = {f"x{i}": "1" for i in range(9)}
+    assert_error(client.post("/v1/inspections", files={"scan": high}, data=fields), 400, "more than 8 fields")
+
+
 def test_upload_over_the_limit_is_413(client, scan_files) -> None:
     manifest = scan_files[0].manifest.read_text()
     big = ("big.png", b"\0" * (UPLOAD_LIMIT + 1), "image/png")

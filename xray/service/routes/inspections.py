@@ -35,6 +35,7 @@ _ERROR_TEXT = {
     404: "no such inspection",
     408: "the upload stalled or took too long",
     413: "upload, manifest or decoded scan too large",
+    415: "the body is not multipart/form-data",
     422: "invalid scan image, manifest, field or query parameter",
     503: "too many inspections in flight, or their memory taken; see Retry-After",
     507: "the data disk is below its free-space floor",
@@ -69,7 +70,7 @@ def inspect_upload(inspector: Inspector, store: Store, upload: Upload, client: s
     status_code=201,
     response_model=Inspection,
     openapi_extra=UPLOAD_BODY,
-    responses=_errors(400, 401, 408, 413, 422, 503, 507),
+    responses=_errors(400, 401, 408, 413, 415, 422, 503, 507),
 )
 async def create_inspection(
     request: Request,
