@@ -346,3 +346,30 @@ def test_guard_options_need_domain_mode(tmp_path: Path) -> None:
     from xray.cli import main
 
     assert main(["calibrate", "--model", str(tmp_path), "--data", str(tmp_path), "--measure", "x=y"]) == 2
+
+
+def test_a_card_measures_quantiles_with_the_stride_it_was_calibrated_with(
+    bundled: Engine, simulated: dict[str, Path]
+) -> None:
+    from xray.domain import QUANTILE_STRIDE, guard_section
+
+    scan = next(iter(split_scans(simulated["default"], "test")))
+    whole = bundled.model_inputs(scan)[0]
+    card = {"input": bundled.card["input"], "domain": guard_section(bundled.guard, {})}
+    assert card["domain"]["statistics"]["quantile_stride"] == bundled.guard.quantile_stride
+    # A card from before the stride (no key) keeps the every-pixel quantiles its references were fitted on.
+    del card["domain"]["statistics"]["quantile_stride"]
+    old = DomainGuard.from_card(card)
+    assert old is not None and old.quantile_stride == 1
+    card["domain"]["statistics"]["quantile_stride"] = QUANTILE_STRIDE
+    new = DomainGuard.from_card(card)
+    assert new is not None and new.quantile_stride == QUANTILE_STRIDE
+    every = old.measures(whole.x, whole.lb.resized_hw, scan, None)["stats"]
+    strided = new.measures(whole.x, whole.lb.resized_hw, scan, None)["stats"]
+    x0 = whole.x[0, : whole.lb.resized_hw[0], : whole.lb.resized_hw[1]]
+    assert every[0] == pytest.approx(np.percentile(x0, 1))
+    assert strided[0] == pytest.approx(np.percentile(x0[::QUANTILE_STRIDE, ::QUANTILE_STRIDE], 1))
+    assert np.allclose(every, strided, atol=0.05)  # the same look, measured on a quarter of the pixels
+    card["domain"]["statistics"]["quantile_stride"] = 0
+    with pytest.raises(ConfigError, match="quantile_stride"):
+        DomainGuard.from_card(card)

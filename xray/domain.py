@@ -65,6 +65,11 @@ CLIP_TOL = 1e-3
 GROUPED = ("stats", "profile", "blocking")
 BLOCK = 8  # JPEG's block size
 BLOCK_STRIDE = 4  # every 4th row (column) is enough to see the blocks, at a sixteenth of the cost
+# Quantiles are taken over every 2nd row and column: ~48,000 pixels of a 40-ft input place a 1st
+# percentile as well as 192,000 do, and the partitions cost 2.5 ms an inspection instead of 8.7 ms
+# (bundled guard recalibrated: in-domain test 1.4 -> 1.6 % flagged, broken and non-cargo unchanged).
+# A card records the stride its references were fitted with; cards from before it used every pixel.
+QUANTILE_STRIDE = 2
 MIN_GROUP_SCANS = 60
 
 REASONS = {
@@ -82,12 +87,17 @@ def scan_group(scan: Scan) -> str:
 
 def _blocking(img: np.ndarray, axis: int) -> float:
     """log(strongest / median) of the mean |neighbour difference| over the 8 phases along `axis`."""
-    d = np.abs(np.diff(img, axis=axis))
-    n = d.shape[axis] // BLOCK * BLOCK
+    n = (img.shape[axis] - 1) // BLOCK * BLOCK  # whole groups of 8 differences
     if n < 2 * BLOCK:
         return 0.0
-    d = d[:, :n] if axis == 1 else d[:n].T
-    phases = d.reshape(d.shape[0], n // BLOCK, BLOCK).mean(axis=(0, 1))
+    # Only the n + 1 lines that make whole groups are differenced, so the phases are a reshape of
+    # the differences: phase k holds those at k, k + 8, ... (no copy, no transpose).
+    d = np.diff(img[:, : n + 1] if axis == 1 else img[: n + 1], axis=axis)
+    np.abs(d, out=d)
+    if axis == 1:
+        phases = d.reshape(d.shape[0], n // BLOCK, BLOCK).mean(axis=(0, 1))
+    else:
+        phases = d.reshape(n // BLOCK, BLOCK, d.shape[1]).mean(axis=(0, 2))
     return float(np.log((phases.max() + 1e-6) / (np.median(phases) + 1e-6)))
 
 
@@ -105,10 +115,11 @@ def input_statistics(
     *,
     ratio_channel: int | None = None,
     wanted: Collection[str] | None = None,
+    quantile_stride: int = QUANTILE_STRIDE,
 ) -> dict[str, np.ndarray]:
     """The `stats` and, as `wanted` (None: all), `profile` and `blocking` vectors of one whole-scan
     model input (C, H, W), padding excluded (blocking: of the scan itself, before resizing).
-    A card's guard asks only for what it compares: the profile's quantiles cost 5 ms and the
+    A card's guard asks only for what it compares: the profile's quantiles cost 1.5 ms and the
     blocking pass 1-2 ms an inspection."""
     profiled = wanted is None or "profile" in wanted
     h, w = resized_hw
@@ -119,7 +130,8 @@ def input_statistics(
     for k, ch in enumerate(img):
         # Other quantiles of a channel come from the same partition pass (same values, one pass less).
         extra = list(RATIO_QUANTILES) if k == ratio_channel else list(PROFILE_QUANTILES) if k == 0 and profiled else []
-        q = np.percentile(ch, list(STAT_QUANTILES) + extra).astype(np.float64)
+        sample = ch[::quantile_stride, ::quantile_stride]
+        q = np.percentile(sample, list(STAT_QUANTILES) + extra).astype(np.float64)
         parts.append(q[: len(STAT_QUANTILES)])
         if k == ratio_channel:
             ratio_q = q[len(STAT_QUANTILES) :]
@@ -212,10 +224,12 @@ class DomainGuard:
         *,
         groups: dict[str, dict[str, Reference]] | None = None,
         mode: str | None = None,
+        quantile_stride: int = QUANTILE_STRIDE,
     ):
         self.references = references
         self.groups = groups or {}
         self.ratio_channel = 2 if mode in RATIO_MODES else None
+        self.quantile_stride = quantile_stride
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> DomainGuard | None:
@@ -240,7 +254,10 @@ class DomainGuard:
         unknown = set(refs) - set(REASONS)
         if unknown:
             raise ConfigError(f"model card: unknown domain measures {sorted(unknown)}")
-        return cls(refs, groups=groups, mode=(card.get("input") or {}).get("mode"))
+        stride = (section.get("statistics") or {}).get("quantile_stride", 1)
+        if not isinstance(stride, int) or stride < 1:
+            raise ConfigError(f"model card: domain quantile_stride must be a positive integer, got {stride!r}")
+        return cls(refs, groups=groups, mode=(card.get("input") or {}).get("mode"), quantile_stride=stride)
 
     def reference(self, name: str, group: str) -> tuple[Reference, bool]:
         """The reference a scan of `group` is measured against, and whether it is the group's own."""
@@ -254,7 +271,9 @@ class DomainGuard:
         and (when given) pooled features."""
         # A guard without references (calibration) measures everything; a calibrated one what it compares.
         wanted = set(self.references) or None
-        out = input_statistics(x, resized_hw, scan, ratio_channel=self.ratio_channel, wanted=wanted)
+        out = input_statistics(
+            x, resized_hw, scan, ratio_channel=self.ratio_channel, wanted=wanted, quantile_stride=self.quantile_stride
+        )
         if features is not None:
             out["features"] = np.asarray(features, np.float64).reshape(-1)
         return out
@@ -384,6 +403,7 @@ def guard_section(guard: DomainGuard, summary: dict[str, Any]) -> dict[str, Any]
         "calibration": summary,
         "statistics": {
             "quantiles": list(STAT_QUANTILES),
+            "quantile_stride": guard.quantile_stride,
             "ratio_quantiles": list(RATIO_QUANTILES) if guard.ratio_channel is not None else [],
             "extra": [
                 "clipped_low",
