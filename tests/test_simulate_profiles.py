@@ -18,7 +18,7 @@ from xray.simulate.profile import load_profile, parse_profile, parse_profile_lis
 from xray.simulate.scenarios import simulate_scan
 from xray.sources.files import read_scan
 
-PROFILES = ("portal-dual-16bit", "export-8bit-jpeg", "mobile-gantry", "pseudo-colour", "broken")
+PROFILES = ("portal-dual-16bit", "portal-single-16bit", "export-8bit-jpeg", "mobile-gantry", "pseudo-colour", "broken")
 
 
 # --- profiles as data ---------------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def test_a_profiled_scan_is_a_function_of_its_seed_and_keeps_the_truth(name):
         assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
 
 
-@pytest.mark.parametrize("name", ["export-8bit-jpeg", "portal-dual-16bit", "mobile-gantry"])
+@pytest.mark.parametrize("name", ["export-8bit-jpeg", "portal-dual-16bit", "portal-single-16bit", "mobile-gantry"])
 def test_profiled_boxes_sit_on_dark_goods(name):
     for cat in ("textiles", "tyres", "frozen_food"):
         sim = simulate_scan(20, size="20ft", categories=[cat], profile=name)
@@ -266,3 +266,11 @@ def test_cli_refuses_an_unknown_profile_with_the_known_ones(tmp_path):
                         "--profile", "export-8bit-jpeg,nope"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown scanner profile 'nope'" in r.stderr and "mobile-gantry" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_the_single_energy_portal_is_the_dual_portal_at_one_energy():
+    single = simulate_scan(43, size="20ft", profile="portal-single-16bit")
+    dual = simulate_scan(43, size="20ft", profile="portal-dual-16bit")
+    assert single.images.shape[0] == 1 and dual.images.shape[0] == 2
+    assert single.images.dtype == dual.images.dtype == np.uint16
+    assert single.truth["loaded"] == dual.truth["loaded"]  # the same load; the pitch draw, and so the boxes, differ
