@@ -145,9 +145,9 @@ class FormReader:
     """python-multipart's streaming parser, the parts kept in memory as the chunks that brought them.
 
     The scan files are held whole anyway (hashed, decoded, stored), so spooling them to temporary
-    files, as Starlette's form parser does past 1 MB (a thread hop for every chunk), only adds work:
-    measured 16 ms of CPU to parse a 40-ft pair's 5.5 MB body that way, against about 1 ms here,
-    where each part is joined once from views of the received chunks.
+    files, as Starlette's form parser does past 1 MB (a thread hop for every chunk), only adds work.
+    Here each part is joined once from views of the received chunks: reading a 40-ft pair's 5.5 MB
+    body took 12.6 ms of CPU that way and 6.1 ms this way (`read_upload` whole, sha256 included).
     """
 
     def __init__(self, boundary: bytes):
