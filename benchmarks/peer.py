@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,9 @@ PEER_VENV = ROOT / "benchmarks" / ".venv-peer"
 PEER_PACKAGES = ["torch==2.14.1", "torchvision==0.29.1"]  # first, pinned: the local wheels
 PEER_EXTRA = ["ultralytics==8.4.*", "onnx", "onnxslim"]
 BIG = (YARDSTICK_INPUT[0], YARDSTICK_INPUT[1])
+# The peer venv takes ~6 GB (a CUDA build of torch). Below this much free space it is not built:
+# filling the disk would break the sections that run after this one.
+PEER_VENV_FREE_BYTES = 10 * 1024**3
 
 
 def engine_session(path: str | Path):
@@ -66,6 +70,10 @@ def ensure_peer_venv(venv: Path = PEER_VENV, timeout: float = 1200) -> Path:
     stamp = venv / ".installed"
     if python.is_file() and stamp.is_file():
         return python
+    free = shutil.disk_usage(venv.parent).free
+    if free < PEER_VENV_FREE_BYTES:
+        raise RuntimeError(f"the peer venv needs ~6 GB and {free / 1024**3:.1f} GB is free on {venv.parent} "
+                           f"(at least {PEER_VENV_FREE_BYTES / 1024**3:.0f} GB wanted): not built")
     steps = [[sys.executable, "-m", "venv", str(venv)],
              [str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES],
              [str(python), "-m", "pip", "install", "-q", *PEER_EXTRA]]

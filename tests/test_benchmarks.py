@@ -223,3 +223,18 @@ def test_held_out_figures_are_recorded_in_the_card_and_a_quick_run_never_is(tmp_
     assert card["name"] == "m" and card["holdout"]["roc_auc"] == 0.79 and card["holdout"]["scans"] == 300
     assert card["holdout"]["measured"] == "2026-11-29" and "status" not in card["holdout"]
     assert main(["--model", str(model), "--quick", "--record-holdout"]) == 2
+
+
+def test_the_peer_venv_is_not_built_on_a_nearly_full_disk(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from benchmarks import peer
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(100 * 1024**3, 98 * 1024**3, 2 * 1024**3))
+    ran = []
+    monkeypatch.setattr(peer.subprocess, "run", lambda *a, **k: ran.append(a))
+    with pytest.raises(RuntimeError, match=r"2\.0 GB is free"):
+        peer.ensure_peer_venv(tmp_path / "venv")
+    assert ran == [] and not (tmp_path / "venv").exists()

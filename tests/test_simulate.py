@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from xray.errors import ConfigError
 from xray.goods import default_goods_table
 from xray.simulate import physics
-from xray.simulate.dataset import generate_dataset, scan_seed
+from xray.simulate.dataset import generate_dataset, scan_seed, write_export
 from xray.simulate.scenarios import SCENARIO_KINDS, iso6346_check_digit, simulate_scan
 
 HI, LO = physics.linac_spectrum(6.0), physics.linac_spectrum(4.0)
@@ -34,6 +34,15 @@ def test_dataset_files_are_identical_for_the_same_seed(tmp_path):
         if rel.name == "dataset.json":  # holds the creation time
             continue
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_a_failed_write_raises_the_operating_systems_error_naming_the_file(tmp_path):
+    sim = simulate_scan(7, size="20ft")
+    written = write_export(sim, tmp_path, compress=False)
+    assert [p.name for p in written] == [f"{sim.scan_id}_high.png", f"{sim.scan_id}_low.png"]
+    assert np.array_equal(cv2.imread(str(written[1]), cv2.IMREAD_UNCHANGED), sim.images[1])
+    with pytest.raises(FileNotFoundError, match=f"{sim.scan_id}_high.png"):
+        write_export(sim, tmp_path / "missing")
 
 
 @pytest.mark.parametrize("spectrum", [HI, LO], ids=lambda s: s.label)

@@ -64,6 +64,15 @@ def scan_profile(seed: int, profiles: tuple[str, ...]) -> str:
 _PNG_STORED = [cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
+def write_png(path: Path, picture: np.ndarray, *, compress: bool) -> None:
+    """One 16-bit PNG. Encoded, then written as bytes: a full disk or a missing folder raises
+    the operating system's own error (ENOSPC, ENOENT), where cv2.imwrite only returns False."""
+    ok, encoded = cv2.imencode(".png", picture, [] if compress else _PNG_STORED)
+    if not ok:
+        raise OSError(f"PNG encoder failed for pixels of shape {picture.shape} ({picture.dtype}) meant for {path}")
+    path.write_bytes(encoded.tobytes())
+
+
 def write_export(sim: SimulatedScan, folder: Path, *, compress: bool = True) -> list[Path]:
     """Write a profiled scan's export into `folder` as a scanner would hand it over: 16-bit PNGs
     (`<id>_high.png`, `<id>_low.png`), or 8-bit JPEG or PNG; single energy and pseudo-colour only `_high`."""
@@ -72,8 +81,7 @@ def write_export(sim: SimulatedScan, folder: Path, *, compress: bool = True) -> 
     for picture, energy in zip(pictures, ("high", "low")):
         if sim.images.dtype == np.uint16:
             path = folder / f"{sim.scan_id}_{energy}.png"
-            if not cv2.imwrite(str(path), picture, [] if compress else _PNG_STORED):
-                raise OSError(f"cannot write {path}")
+            write_png(path, picture, compress=compress)
         else:
             data, suffix = encode(picture, sim.jpeg_quality)
             path = folder / f"{sim.scan_id}_{energy}{suffix}"
@@ -134,11 +142,9 @@ def _write_one(job: _Job) -> dict:
             "truth": {"scan_id": sid, "split": job.split, "seed": job.seed, **sim.truth},
         }
     sim = simulate_scan(job.seed, scan_id=sid, size=job.size, mismatch_rate=job.mismatch_rate)
-    img_dir = Path(job.out) / "images" / job.split
     names = (f"{job.split}/{sid}_high.png", f"{job.split}/{sid}_low.png")
     for name, img in zip(names, sim.images):
-        if not cv2.imwrite(str(Path(job.out) / "images" / name), img, [] if job.compress else _PNG_STORED):
-            raise OSError(f"cannot write {img_dir / name}")
+        write_png(Path(job.out) / "images" / name, img, compress=job.compress)
     sim.manifest.save(Path(job.out) / "manifests" / f"{sid}.json")
     h, w = sim.images.shape[1:]
     return {
