@@ -2,7 +2,7 @@
 
 import pytest
 
-from xray.detection import Detection, Detections, DomainCheck
+from xray.detection import Detection, Detections, DomainCheck, HoldCheck
 from xray.errors import ConfigError
 from xray.goods import default_goods_table
 from xray.manifest import Manifest, ManifestLine
@@ -22,9 +22,10 @@ def det(cat, score, box=(10, 20, 110, 220)):
     return Detection(box=box, category=cat, score=score)
 
 
-def verdict_of(dets, m, *, scan_id="", image_scores=None, domain=None, **kw):
+def verdict_of(dets, m, *, scan_id="", image_scores=None, domain=None, hold=None, **kw):
     """The verifier's verdict on hand-made detections."""
-    return verify(Detections(scan_id=scan_id, detections=dets, image_scores=image_scores or {}, domain=domain), m, **kw)
+    found = Detections(scan_id=scan_id, detections=dets, image_scores=image_scores or {}, domain=domain, hold=hold)
+    return verify(found, m, **kw)
 
 
 def kinds(v):
@@ -329,6 +330,39 @@ def test_an_out_of_domain_scan_is_never_red(cats):
     assert v.domain == far
     near = DomainCheck(in_domain=True, distance=1.0, threshold=3.0)
     assert verdict_of(dets, manifest(*cats), config=cfg, domain=near).channel is Channel.RED
+
+
+EMPTY_HOLD = HoldCheck(empty=True, load=0.17, walls=0.15, floor=3.2)
+LOADED_HOLD = HoldCheck(empty=False, load=4.1, walls=2.5, floor=4.0)
+FAR = DomainCheck(in_domain=False, distance=7.5, threshold=3.0, reason="scan unlike the training scans")
+
+
+@pytest.mark.parametrize("domain", [None, FAR], ids=["in-domain", "out-of-domain"])
+def test_goods_declared_in_an_empty_hold_are_red_whatever_the_model_reads(domain):
+    cfg = VerifierConfig(yellow=0.3, red=0.4)
+    # The model reads tobacco where the attenuation shows an empty hold: the measurement wins.
+    v = verdict_of([det("tobacco", 0.99), det("textiles", 0.9)], manifest("textiles"), config=cfg,
+                   domain=domain, hold=EMPTY_HOLD)
+    assert v.verdict is Outcome.MISMATCH and v.channel is Channel.RED and v.risk >= cfg.red
+    expected = [(FindingKind.EMPTY, None)]
+    assert kinds(v) == ([(FindingKind.OUT_OF_DOMAIN, None)] + expected if domain else expected)
+    assert "empty by its attenuation" in v.findings[-1].detail and v.hold == EMPTY_HOLD
+    # An unknown HS code still names the declaration, and is still its own finding.
+    v = verdict_of([], manifest(extra_codes=["999999"]), config=cfg, domain=domain, hold=EMPTY_HOLD)
+    assert v.channel is Channel.RED and "999999" in v.findings[int(domain is not None)].detail
+    assert (FindingKind.UNKNOWN_HS, None) in kinds(v)
+
+
+def test_an_empty_hold_changes_nothing_without_goods_declared_or_when_loaded():
+    cfg = VerifierConfig(yellow=0.3, red=0.4)
+    # Declared empty and measured empty: the model's reading stands (out of domain: review).
+    assert verdict_of([], manifest(), config=cfg, hold=EMPTY_HOLD).channel is Channel.GREEN
+    assert verdict_of([], manifest(), config=cfg, domain=FAR, hold=EMPTY_HOLD).channel is Channel.YELLOW
+    assert verdict_of([], None, config=cfg, hold=EMPTY_HOLD).channel is Channel.YELLOW
+    # A loaded hold out of domain stays in review, never red.
+    dets = [det("tobacco", 0.99)]
+    assert verdict_of(dets, manifest("textiles"), config=cfg, domain=FAR, hold=LOADED_HOLD).channel is Channel.YELLOW
+    assert verdict_of(dets, manifest("tobacco"), config=cfg, hold=LOADED_HOLD).channel is Channel.GREEN
 
 
 def test_no_manifest_gives_a_review_verdict_with_the_detections():

@@ -51,6 +51,22 @@ class DomainCheck(BaseModel):
     distance: float | None = None
     threshold: float | None = None
     reason: str = ""
+    # The guard's measures beyond their thresholds (`xray.domain.REASONS`' keys: stats, profile, ...).
+    off: list[str] = Field(default_factory=list)
+
+
+class HoldCheck(BaseModel):
+    """Whether the container's hold is empty, measured from attenuation by the engine (`xray.hold`),
+    not read by the model: an empty hold declared with goods is a mismatch even on a scan the
+    model cannot read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    empty: bool = False
+    load: float = Field(description="95th percentile over the hold's columns of their median attenuation")
+    walls: float = Field(description="the hold's median attenuation (the two side walls)")
+    floor: float = Field(description="attenuation of the darkest floor-band row (its 25th percentile)")
+    note: str = Field(default="", description="why the measures were not read as empty, when not by their values")
 
 
 class Detections(BaseModel):
@@ -65,6 +81,7 @@ class Detections(BaseModel):
     image_scores: dict[str, float] = Field(default_factory=dict)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     domain: DomainCheck | None = None
+    hold: HoldCheck | None = None  # None: not measured (a pseudo-colour scan, an RGB model)
     # The scan's format, kind and bit depth (`xray.domain.scan_group`, e.g. "single-8bit"): the
     # verifier's thresholds may be calibrated per format. Empty: not known.
     scan_format: str = ""

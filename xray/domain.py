@@ -285,6 +285,7 @@ class DomainGuard:
         group = scan_group(scan)
         ratios: dict[str, tuple[float, float]] = {}
         off: list[str] = []
+        names: list[str] = []
         for name in self.references:
             if name not in vectors:
                 continue
@@ -292,6 +293,7 @@ class DomainGuard:
             d = ref.distance(vectors[name])
             ratios[name] = (d, ref.threshold)
             if not d <= ref.threshold:  # NaN counts as off
+                names.append(name)
                 # "... unlike the single-8bit training scans ...": which reference the scan was judged by
                 off.append(
                     REASONS[name].replace("the training scans", f"the {group} training scans") if own else REASONS[name]
@@ -305,6 +307,7 @@ class DomainGuard:
             distance=round(d, 4) if np.isfinite(d) else 1e9,
             threshold=round(t, 4),
             reason="; ".join(off),
+            off=names,
         )
 
 

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from xray.detection import Detection, DomainCheck
+from xray.detection import Detection, DomainCheck, HoldCheck
 
 Box = tuple[float, float, float, float]
 # The stages of one inspection, in the order they run; `total` is their sum (`stage_timings`).
@@ -81,6 +81,7 @@ class Verdict(BaseModel):
     # Declared vs found; empty in verdicts stored before it was recorded.
     goods: list[GoodsEvidence] = Field(default_factory=list)
     domain: DomainCheck | None = None  # None: not measured
+    hold: HoldCheck | None = None  # whether the hold is empty by its attenuation; None: not measured
     model_id: str = ""
     model_version: str = ""
     timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -348,6 +348,9 @@ def verify(
     review (inconclusive, yellow, at the risk where yellow starts) with the reason as a
     finding: no manifest (`manifest` None: detections only), and a scan the engine
     measured as out of the model's domain — never red on a scan the model cannot read.
+    One measurement overrides both the model and the guard: goods declared and a hold the
+    engine measured empty from its attenuation (`found.hold`, `xray.hold`) is red, an
+    empty finding.
 
     Args:
         decode_ms: Time it took to decode the scan, recorded with the other stages.
@@ -416,7 +419,26 @@ def verify(
         for code in unknown
     ]
 
-    if manifest is None or out_of_domain:
+    # Goods declared and a hold empty by its attenuation (`xray.hold`): a mismatch by measurement,
+    # in or out of the model's domain; what the model read of goods gives way to it.
+    empty_hold = manifest is not None and not manifest.declared_empty and found.hold is not None and found.hold.empty
+    if empty_hold:
+        assert manifest is not None and found.hold is not None
+        goods_kinds = {FindingKind.UNDECLARED, FindingKind.SUBSTITUTION, FindingKind.NOT_SEEN,
+                       FindingKind.FALSE_EMPTY, FindingKind.EMPTY}
+        findings = [f for f in findings if f.kind not in goods_kinds]
+        named = ", ".join(declared or [line.hs_code for line in manifest.lines])
+        findings.insert(
+            int(out_of_domain),
+            Finding(
+                kind=FindingKind.EMPTY,
+                confidence=1.0,
+                detail=f"declared {named}, the hold is empty by its attenuation "
+                f"(load {found.hold.load:.2f}, walls and floor seen), whatever the model reads",
+            ),
+        )
+        outcome, channel, risk = Outcome.MISMATCH, Channel.RED, max(risk, config.red)
+    elif manifest is None or out_of_domain:
         outcome, channel, risk = Outcome.INCONCLUSIVE, Channel.YELLOW, config.yellow
     elif risk >= config.red:
         outcome, channel = Outcome.MISMATCH, Channel.RED
@@ -438,6 +460,7 @@ def verify(
         image_scores=dict(found.image_scores),
         goods=_goods(ev, best, by_category, declared, table, config.present),
         domain=found.domain,
+        hold=found.hold,
         model_id=found.model_id,
         model_version=found.model_version,
         timings_ms=stage_timings(stages),

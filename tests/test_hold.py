@@ -1,0 +1,95 @@
+"""The hold check: an empty container is measured empty from its attenuation, whatever the model
+reads; a loaded one, a pseudo-colour rendering and an image that is not a cargo scan never are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xray.bundled import default_model_dir
+from xray.engine import Engine
+from xray.foreign import foreign_images
+from xray.hold import EMPTY_LOAD, measure_hold
+from xray.simulate.dataset import write_export
+from xray.simulate.scenarios import simulate_scan
+from xray.sources.files import read_scan
+
+PHYSICAL = ["portal-dual-16bit", "portal-single-16bit", "export-8bit-jpeg", "mobile-gantry"]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(default_model_dir(), threads=1)
+
+
+def found(engine: Engine, tmp_path: Path, seed: int, scenario: str, profile: str):
+    sim = simulate_scan(seed, size="20ft", scenario=scenario, profile=profile)
+    files = write_export(sim, tmp_path)
+    return engine.detect(read_scan(*files))
+
+
+@pytest.mark.parametrize("profile", PHYSICAL)
+def test_an_empty_container_is_measured_empty_and_a_loaded_one_is_not(engine, tmp_path, profile):
+    # mobile-gantry is the profile held out of training: the measure is physics, not what was learned.
+    for seed in (3, 4):
+        empty = found(engine, tmp_path, seed, "empty", profile).hold
+        assert empty is not None and empty.empty, (profile, seed, empty)
+        loaded = found(engine, tmp_path, seed, "clean", profile).hold
+        assert loaded is not None and not loaded.empty and loaded.load > EMPTY_LOAD, (profile, seed, loaded)
+        # The gap the threshold sits in: walls and floor are seen in both.
+        assert empty.load < loaded.load and empty.floor > 1.0 and loaded.floor > 1.0
+
+
+def test_a_pseudo_colour_rendering_is_not_measured(engine, tmp_path):
+    assert found(engine, tmp_path, 3, "empty", "pseudo-colour").hold is None
+
+
+@pytest.mark.parametrize("kind", ["photos", "documents", "baggage", "noise_flat"])
+def test_an_image_that_is_not_a_cargo_scan_is_never_an_empty_hold(engine, kind):
+    for scan in foreign_images()[kind]:
+        hold = engine.detect(scan).hold
+        assert hold is None or not hold.empty, (scan.id, hold)
+
+
+def test_each_of_the_three_facts_is_needed():
+    h, w = 96, 300
+    a = np.full((h, w), 0.15, np.float32)  # two walls
+    a[int(0.7 * h) : int(0.75 * h)] = 3.0  # the floor band
+    assert measure_hold(a).empty
+    loaded = a.copy()
+    loaded[30:60, 50:250] = 2.0  # goods in the hold
+    assert not measure_hold(loaded).empty and measure_hold(loaded).load > EMPTY_LOAD
+    no_walls = a.copy()
+    no_walls[a == np.float32(0.15)] = 0.0  # a white page with a dark rule
+    assert not measure_hold(no_walls).empty
+    no_floor = np.full((h, w), 0.15, np.float32)  # a flat grey image
+    assert not measure_hold(no_floor).empty
+    assert measure_hold(np.zeros((4, 300), np.float32)) is None  # too small to place a hold in
+
+
+def test_a_display_the_guard_finds_inverted_is_not_read_as_an_empty_hold():
+    from xray.detection import DomainCheck, HoldCheck
+    from xray.hold import unread_if_display_off
+
+    bright = HoldCheck(empty=True, load=0.12, walls=0.05, floor=6.0)
+    inverted = DomainCheck(in_domain=False, reason="grey-level profile unlike ...", off=["profile", "stats"])
+    unread = unread_if_display_off(bright, inverted)
+    assert not unread.empty and "inverted" in unread.note and unread.load == bright.load
+    # Off for other measures (a noisier scanner), or in domain: the measurement stands.
+    assert unread_if_display_off(bright, DomainCheck(in_domain=False, off=["stats", "blocking"])) == bright
+    assert unread_if_display_off(bright, DomainCheck()) == bright and unread_if_display_off(bright, None) == bright
+    assert unread_if_display_off(None, inverted) is None
+
+
+def test_the_guard_names_the_measures_that_were_off(engine, tmp_path):
+    flagged = 0
+    for seed in range(11, 15):
+        sim = simulate_scan(seed, size="20ft", scenario="clean", profile="broken")
+        domain = engine.detect(read_scan(*write_export(sim, tmp_path))).domain
+        assert domain is not None and domain.in_domain == (not domain.off)
+        assert set(domain.off) <= {"stats", "profile", "blocking", "features"}
+        assert len(domain.off) == (len(domain.reason.split("; ")) if domain.reason else 0)
+        flagged += not domain.in_domain
+    assert flagged >= 3  # the guard flags ~98 % of the broken profile
