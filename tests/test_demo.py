@@ -16,19 +16,20 @@ def test_the_demo_sends_each_profile_and_every_inspection_is_recorded(tiny_engin
     app = create_app(Settings(data_dir=tmp_path / "service", auth=False), engine=tiny_engine)
     out = tmp_path / "scans"
     with serving(app) as url:
-        assert main(["--url", url, "--count", "3", "--size", "20ft", "--out", str(out)]) == 0
+        assert main(["--url", url, "--count", "4", "--size", "20ft", "--out", str(out)]) == 0
         listed = httpx.get(f"{url}/v1/inspections").json()["items"]
-    assert len(listed) == 3
+    assert len(listed) == 4
     printed = capsys.readouterr().out
-    # by default, in turn, the profiles the bundled model's card names (three: 16-bit pair, 8-bit, colour)
-    assert trained_profiles() == ["portal-dual-16bit", "export-8bit-jpeg", "pseudo-colour"]
+    # by default, in turn, the profiles the bundled model's card names (four: 16-bit pair, 16-bit
+    # single energy, 8-bit, colour)
+    assert trained_profiles() == ["portal-dual-16bit", "portal-single-16bit", "export-8bit-jpeg", "pseudo-colour"]
     for profile in trained_profiles():
         assert profile in printed
-    # dual energy: a 16-bit PNG pair; the 8-bit export and the pseudo-colour picture: one file each
+    # dual energy: a 16-bit PNG pair; single energy, the 8-bit export and the pseudo-colour picture: one file each
     pictures = {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in out.glob("*_*.*") if p.suffix != ".json"}
-    assert len(pictures) == 4 and len(list(out.glob("*.json"))) == 3
+    assert len(pictures) == 5 and len(list(out.glob("*.json"))) == 4
     kinds = sorted((p.dtype.name, p.ndim) for p in pictures.values())
-    assert kinds == [("uint16", 2), ("uint16", 2), ("uint8", 2), ("uint8", 3)]
+    assert kinds == [("uint16", 2), ("uint16", 2), ("uint16", 2), ("uint8", 2), ("uint8", 3)]
 
 
 def test_the_demo_refuses_an_unknown_profile(tmp_path: Path, capsys) -> None:

@@ -27,7 +27,7 @@ from xray.domain import (
 from xray.engine import Engine
 from xray.errors import ConfigError
 from xray.foreign import foreign_images
-from xray.manifest import Manifest
+from xray.manifest import Manifest, ManifestLine
 from xray.verdict import Channel, FindingKind, Outcome
 from xray.verify import Inspector
 
@@ -317,9 +317,11 @@ def test_in_domain_scans_are_read_and_broken_ones_are_flagged(bundled: Engine, s
 def test_images_that_are_not_cargo_scans_never_get_a_goods_verdict(bundled: Engine, kind: str) -> None:
     scans = foreign_images(seed=5)[kind]
     inspector = Inspector(bundled)
-    # declared empty: whatever the model thinks it sees would be undeclared goods, i.e. red
+    # declared empty: whatever the model thinks it sees would be undeclared goods, i.e. red; declared
+    # goods: a hold measured empty would be red (`xray.hold`), and no such image is measured so
     empty = Manifest(container_id="MSKU1234565")
-    for scan, manifest in zip(scans[:4], [empty, None, empty, None]):
+    goods = Manifest(container_id="MSKU1234565", lines=[ManifestLine(hs_code="620342")])
+    for scan, manifest in zip(scans[:4], [empty, None, goods, goods]):
         v = inspector.inspect(scan, manifest)
         assert v.domain is not None and not v.domain.in_domain, scan.id
         assert v.channel is Channel.YELLOW and v.verdict is Outcome.INCONCLUSIVE
