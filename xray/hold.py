@@ -69,6 +69,9 @@ def unread_if_display_off(hold: HoldCheck | None, domain: DomainCheck | None) ->
     if hold is None or domain is None or not UNREAD_WHEN_OFF & set(domain.off):
         return hold
     return hold.model_copy(
-        update={"empty": False, "note": "grey-level profile unlike the training scans' (inverted or re-mapped "
-                "display?): the grey levels are not read as attenuation"}
+        update={
+            "empty": False,
+            "note": "grey-level profile unlike the training scans' (inverted or re-mapped "
+            "display?): the grey levels are not read as attenuation",
+        }
     )

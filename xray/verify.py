@@ -424,8 +424,13 @@ def verify(
     empty_hold = manifest is not None and not manifest.declared_empty and found.hold is not None and found.hold.empty
     if empty_hold:
         assert manifest is not None and found.hold is not None
-        goods_kinds = {FindingKind.UNDECLARED, FindingKind.SUBSTITUTION, FindingKind.NOT_SEEN,
-                       FindingKind.FALSE_EMPTY, FindingKind.EMPTY}
+        goods_kinds = {
+            FindingKind.UNDECLARED,
+            FindingKind.SUBSTITUTION,
+            FindingKind.NOT_SEEN,
+            FindingKind.FALSE_EMPTY,
+            FindingKind.EMPTY,
+        }
         findings = [f for f in findings if f.kind not in goods_kinds]
         named = ", ".join(declared or [line.hs_code for line in manifest.lines])
         findings.insert(
