@@ -40,6 +40,7 @@ INSPECTION_PATH = [
     "engine.py",  # Scan -> Detections
     "model/preprocess.py",  # the preprocessing training used
     "domain.py",  # the out-of-domain guard
+    "hold.py",  # is the hold empty? from attenuation, not the model
     "service/store.py",  # the audit record, committed before the answer
 ]
 
