@@ -124,8 +124,8 @@ parcel-model: setup
 # HOLDOUT), train models/default-realistic.yaml (domain randomisation on) and its later stages, each from
 # the best weights of the one before (each run resumes where it stopped), export with parity check and
 # test-split mAP, calibrate the verdicts and the out-of-domain guard on the four profiles, then evaluate
-# on scans of the held-out profile. About 5.5 h on 2 CPU cores (68 epochs at ~250 s, 2,250 scans, and
-# ~370 s, 3,000 scans, an epoch; measured alone); the held-out figures go into the card. REAL_COUNT=60
+# on scans of the held-out profile. About 5.5 h on 2 CPU cores (60 epochs at ~260 s on 2,250 scans, then
+# 8 at ~377 s on 3,000; measured alone); the held-out figures go into the card. REAL_COUNT=60
 # REAL_EPOCHS=1 REAL_BENCH_FLAGS=--quick REAL_RUNS=/tmp/q REAL_MODEL=/tmp/q/model (and REAL_DATA,
 # REAL4_DATA elsewhere) proves the path in minutes.
 model: setup
@@ -140,7 +140,7 @@ model: setup
 	$(BIN)/xray train --data $(REAL_DATA) --model models/default-realistic.yaml --out $(REAL_RUN) --threads 2 \
 		$$(test -f $(REAL_RUN)/last.pt && echo --resume) $(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS))
 	prev=$(REAL_RUN); for stage in $(REAL_FT_STAGES) $(REAL4_STAGE); do \
-		data=$(REAL_DATA); test $$stage = $(REAL4_STAGE) && data=$(REAL4_DATA); \
+		data=$(REAL_DATA); test "$$stage" = "$(REAL4_STAGE)" && data=$(REAL4_DATA); \
 		$(BIN)/xray train --data $$data --model models/$$stage.yaml --out $(REAL_RUNS)/$$stage --threads 2 \
 			$$(test -f $(REAL_RUNS)/$$stage/last.pt && echo --resume || echo --init $$prev/best.pt) \
 			$(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS)) || exit 1; \

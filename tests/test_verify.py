@@ -319,7 +319,7 @@ def test_overlapping_weak_boxes_of_one_region_are_drawn_once():
 
 
 @pytest.mark.parametrize("cats", [("textiles",), ()])
-def test_an_out_of_domain_scan_is_never_red(cats):
+def test_an_out_of_domain_scan_is_never_red_on_the_models_word(cats):
     dets = [det("textiles", 0.95), det("tobacco", 0.99), det("firearms", 0.99)]
     cfg = VerifierConfig(yellow=0.3, red=0.4)
     assert verdict_of(dets, manifest(*cats), config=cfg).channel is Channel.RED  # in domain: inspection
@@ -338,12 +338,13 @@ FAR = DomainCheck(in_domain=False, distance=7.5, threshold=3.0, reason="scan unl
 
 
 @pytest.mark.parametrize("domain", [None, FAR], ids=["in-domain", "out-of-domain"])
-def test_goods_declared_in_an_empty_hold_are_red_whatever_the_model_reads(domain):
+def test_goods_declared_in_an_empty_hold_are_red_whatever_else_the_model_reads(domain):
     cfg = VerifierConfig(yellow=0.3, red=0.4)
-    # The model reads tobacco where the attenuation shows an empty hold: the measurement wins.
-    v = verdict_of([det("tobacco", 0.99), det("textiles", 0.9)], manifest("textiles"), config=cfg,
+    # The model reads tobacco, not the declared textiles, where the attenuation shows an empty hold:
+    # the measurement wins, and the model's goods findings give way to it.
+    v = verdict_of([det("tobacco", 0.99), det("textiles", 0.2)], manifest("textiles"), config=cfg,
                    domain=domain, hold=EMPTY_HOLD)
-    assert v.verdict is Outcome.MISMATCH and v.channel is Channel.RED and v.risk >= cfg.red
+    assert v.verdict is Outcome.MISMATCH and v.channel is Channel.RED and v.risk == 1.0
     expected = [(FindingKind.EMPTY, None)]
     assert kinds(v) == ([(FindingKind.OUT_OF_DOMAIN, None)] + expected if domain else expected)
     assert "empty by its attenuation" in v.findings[-1].detail and v.hold == EMPTY_HOLD
@@ -351,6 +352,16 @@ def test_goods_declared_in_an_empty_hold_are_red_whatever_the_model_reads(domain
     v = verdict_of([], manifest(extra_codes=["999999"]), config=cfg, domain=domain, hold=EMPTY_HOLD)
     assert v.channel is Channel.RED and "999999" in v.findings[int(domain is not None)].detail
     assert (FindingKind.UNKNOWN_HS, None) in kinds(v)
+
+
+def test_an_in_domain_model_that_sees_the_declared_goods_outweighs_an_empty_hold():
+    # The measurement cannot see a thin layer on the floor; a model that can read the scan and sees
+    # what was declared is believed. Out of its domain, it is not.
+    cfg = VerifierConfig(yellow=0.3, red=0.4)
+    dets = [det("textiles", 0.95)]
+    assert verdict_of(dets, manifest("textiles"), config=cfg, hold=EMPTY_HOLD).channel is Channel.GREEN
+    v = verdict_of(dets, manifest("textiles"), config=cfg, domain=FAR, hold=EMPTY_HOLD)
+    assert v.channel is Channel.RED and (FindingKind.EMPTY, None) in kinds(v)
 
 
 def test_an_empty_hold_changes_nothing_without_goods_declared_or_when_loaded():

@@ -66,6 +66,7 @@ class HoldCheck(BaseModel):
     load: float = Field(description="95th percentile over the hold's columns of their median attenuation")
     walls: float = Field(description="the hold's median attenuation (the two side walls)")
     floor: float = Field(description="attenuation of the darkest floor-band row (its 25th percentile)")
+    floor_band: float = Field(default=0.0, description="the floor band's thickness, as a share of the height")
     note: str = Field(default="", description="why the measures were not read as empty, when not by their values")
 
 

@@ -284,7 +284,7 @@ class DomainGuard:
         vectors = self.measures(x, resized_hw, scan, features)
         group = scan_group(scan)
         ratios: dict[str, tuple[float, float]] = {}
-        off: list[str] = []
+        reasons: list[str] = []
         names: list[str] = []
         for name in self.references:
             if name not in vectors:
@@ -295,7 +295,7 @@ class DomainGuard:
             if not d <= ref.threshold:  # NaN counts as off
                 names.append(name)
                 # "... unlike the single-8bit training scans ...": which reference the scan was judged by
-                off.append(
+                reasons.append(
                     REASONS[name].replace("the training scans", f"the {group} training scans") if own else REASONS[name]
                 )
         if not ratios:
@@ -303,10 +303,10 @@ class DomainGuard:
         worst = max(ratios, key=lambda k: ratios[k][0] / ratios[k][1])
         d, t = ratios[worst]
         return DomainCheck(
-            in_domain=not off,
+            in_domain=not names,
             distance=round(d, 4) if np.isfinite(d) else 1e9,
             threshold=round(t, 4),
-            reason="; ".join(off),
+            reason="; ".join(reasons),
             off=names,
         )
 

@@ -30,7 +30,7 @@ from xray.config import ExecutionConfig
 from xray.detection import Detection, Detections, DomainCheck, HoldCheck, box_iou
 from xray.domain import FEATURE_OUTPUT, DomainGuard, scan_group
 from xray.errors import ConfigError
-from xray.hold import measure_hold, unread_if_display_off
+from xray.hold import UNREAD_WHEN_OFF, measure_hold, unread_if_display_off
 from xray.model.preprocess import (
     InputSpec,
     Letterbox,
@@ -413,14 +413,12 @@ class Engine:
         scores = np.asarray(out["image_scores"], np.float32).reshape(-1)
         dets = region_evidence(out["region_maps"], lb, self.classes, self.region_thresh)
         embedding = [float(v) for v in np.asarray(out["embedding"], np.float32).reshape(-1)]
-        hold = self.hold_check(Pass(x, lb), scan)
         t3 = time.perf_counter()
         return Detections(
             scan_id=scan.id,
             detections=dets,
             image_scores={c: float(v) for c, v in zip(self.classes, scores)},
             embedding=embedding,
-            hold=hold,
             scan_format=scan_group(scan),
             timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
             model_id=self.model_id,
@@ -429,10 +427,13 @@ class Engine:
 
     def hold_check(self, whole: Pass, scan: Scan, domain: DomainCheck | None = None) -> HoldCheck | None:
         """Whether the hold is empty, from the whole-scan input's high-energy attenuation (`xray.hold`);
-        None for a pseudo-colour scan or an RGB model, whose channels are not attenuation. Not empty
-        when the guard found the grey-level profile off (`hold.UNREAD_WHEN_OFF`)."""
+        None for a pseudo-colour scan or an RGB model, whose channels are not attenuation, and for a
+        model whose guard does not compare the grey-level profile. Not empty when the guard found
+        that profile off (`hold.UNREAD_WHEN_OFF`)."""
         if not scan.is_physical or self.spec.mode == "rgb":
             return None
+        if self.guard is None or not UNREAD_WHEN_OFF & set(self.guard.references):
+            return None  # nothing would tell an inverted display, whose dense loads show bright
         h, w = whole.lb.resized_hw
         # Channel 0 is A_high, normalised by `finish`: undone on the scan's part of the input only.
         a = whole.x[0, :h, :w] * np.float32(self.spec.std[0]) + np.float32(self.spec.mean[0])

@@ -36,7 +36,7 @@ class FindingKind(StrEnum):
     EMPTY = "empty"  # declared goods, container empty
     UNKNOWN_HS = "unknown_hs"  # an HS code that maps to no category
     NO_MANIFEST = "no_manifest"  # nothing to compare with: detections only
-    OUT_OF_DOMAIN = "out_of_domain"  # the model cannot read this scan: never red
+    OUT_OF_DOMAIN = "out_of_domain"  # the model cannot read this scan: never red on the model's word
     UNLIKE_REFERENCES = "unlike_references"  # declared code unlike the site's cleared scans of it
 
 

@@ -348,9 +348,9 @@ def verify(
     review (inconclusive, yellow, at the risk where yellow starts) with the reason as a
     finding: no manifest (`manifest` None: detections only), and a scan the engine
     measured as out of the model's domain — never red on a scan the model cannot read.
-    One measurement overrides both the model and the guard: goods declared and a hold the
-    engine measured empty from its attenuation (`found.hold`, `xray.hold`) is red, an
-    empty finding.
+    One measurement overrides both the guard and a model that does not see the declared
+    goods: goods declared and a hold the engine measured empty from its attenuation
+    (`found.hold`, `xray.hold`) is red at risk 1, an empty finding.
 
     Args:
         decode_ms: Time it took to decode the scan, recorded with the other stages.
@@ -419,9 +419,17 @@ def verify(
         for code in unknown
     ]
 
-    # Goods declared and a hold empty by its attenuation (`xray.hold`): a mismatch by measurement,
-    # in or out of the model's domain; what the model read of goods gives way to it.
-    empty_hold = manifest is not None and not manifest.declared_empty and found.hold is not None and found.hold.empty
+    # Goods declared and a hold empty by its attenuation (`xray.hold`): a mismatch by measurement, and
+    # what the model read of goods gives way to it. Out of the model's domain always; in it, unless the
+    # model sees declared goods: the measurement cannot see a layer under ~8 % of the hold's height.
+    sees_declared = any(m <= 1.0 - config.present for m in not_seen.values())
+    empty_hold = (
+        manifest is not None
+        and not manifest.declared_empty
+        and found.hold is not None
+        and found.hold.empty
+        and (out_of_domain or not sees_declared)
+    )
     if empty_hold:
         assert manifest is not None and found.hold is not None
         goods_kinds = {
@@ -442,7 +450,7 @@ def verify(
                 f"(load {found.hold.load:.2f}, walls and floor seen), whatever the model reads",
             ),
         )
-        outcome, channel, risk = Outcome.MISMATCH, Channel.RED, max(risk, config.red)
+        outcome, channel, risk = Outcome.MISMATCH, Channel.RED, 1.0
     elif manifest is None or out_of_domain:
         outcome, channel, risk = Outcome.INCONCLUSIVE, Channel.YELLOW, config.yellow
     elif risk >= config.red:
