@@ -90,6 +90,29 @@ def test_a_load_lying_low_on_the_floor_is_not_an_empty_hold(rows, length):
     assert hold is not None and not hold.empty, hold
 
 
+def test_plates_on_dunnage_and_light_goods_filling_the_hold_are_not_an_empty_hold():
+    h, w = 96, 300
+    plates = container(h, w)
+    plates[int(0.70 * h) - 6 : int(0.70 * h) - 3, 20:280] = 8.0  # on bearers: a gap above the floor
+    assert not measure_hold(plates).empty
+    light = container(h, w)
+    light[15 : int(0.70 * h), 15:285] += 0.35  # foam or mattresses: no column darker than the rest
+    hold = measure_hold(light)
+    assert not hold.empty and hold.walls > 0.3
+
+
+def test_a_thick_layer_reaching_above_the_floor_search_is_measured_whole():
+    # The floor near 60 % of the height (air above a portal scan's container) and a dense layer on it
+    # rising above that line: the dark run is measured whole, and is too thick to be a floor.
+    h, w = 120, 300
+    a = np.full((h, w), 0.15, np.float32)
+    a[: int(0.2 * h)] = 0.0  # air above the roof
+    a[int(0.62 * h) : int(0.65 * h)] = 3.0  # the floor
+    a[int(0.53 * h) : int(0.62 * h), 15:285] = 8.0  # steel plates on it
+    a[int(0.65 * h) :] = 0.3  # chassis and air
+    assert not measure_hold(a).empty
+
+
 def test_a_chassis_rail_below_the_floor_is_not_taken_for_the_floor():
     a = container()
     a[85] = 1.4  # a truck frame rail: dark across the width, one row, below the floor band

@@ -2,34 +2,40 @@
 
 An empty container declared with goods is the one finding that carried over to real scans
 (issue 13), and the out-of-domain guard must not take it away: a scan the model cannot read
-goes to review, but a hold that is empty by its physics is empty whatever the model reads.
+goes to review, but a hold that is empty by its physics, where the model sees no goods either,
+is empty whatever the guard says.
 
 Three facts of an empty container scan, on the whole-scan input's high-energy attenuation
 A = -ln T (the letterboxed scan, padding left out):
 
-- **a floor**: of the runs of rows in the bottom 40 % of the height that are dark across most of
-  the width (their 25th percentile), the heaviest: the floor band. A bare floor is thin; a run
-  thicker than `MAX_FLOOR_BAND` is a load lying on the floor;
+- **one thin floor band**: runs of rows under the roof line that are dark across most of the
+  width (their 25th percentile); the floor is the heaviest run reaching the bottom 40 % of the
+  height, measured whole. A floor run thicker than `MAX_FLOOR_BAND` is a load lying on the floor,
+  and a second run `MIN_RUN_ROWS` thick or more is a load beside it (plates on dunnage); a
+  chassis rail below the floor is thinner;
 - **no load in any column**: each column's 95th percentile of A over the hold, from 20 % of the
   height (under the roof line) down to just above the floor band; the load is the 95th
   percentile of those over the columns 5-95 % of the width. The first sees goods that fill a
   twentieth of the hold's height and steps over the thin mid-height rail; the second steps over
   a post or two;
-- **walls**: the hold's median A is above that of air: the beam crossed two steel walls
-  (a white page or a flat image has none).
+- **walls and nothing else**: the hold's median A is that of two steel walls: above air (a white
+  page or a flat image has none) and below `MAX_WALLS` (light goods that fill the hold evenly).
 
-Measured through the engine (session 13, `benchmarks/results/2026-11-29-hold-probe.py`,
-`2026-11-29-hold.md`): all 96 empty containers of the four training profiles' test split and of
-the held-out mobile gantry are measured empty (load 0.14-0.57), none of the 727 loaded ones (load
-2.6 or more), none of 54 photos, documents, baggage, noise and flat images. What it cannot see
-(empty containers with a load drawn in): a layer on the floor under about 6 % of the inside height
-(about 15 cm), or a single full-height item under about 5 % of the length. The verifier therefore
-lets an in-domain model that sees the declared goods stand (`xray.verify`). Pseudo-colour
+Measured through the engine (session 13, `benchmarks/results/2026-11-29-hold-synthetic.py`,
+`2026-11-29-hold-probe.py`, `2026-11-29-hold.md`): all 96 empty containers of the four training
+profiles' test split and of the held-out mobile gantry are measured empty (load 0.14-0.57, walls
+0.05-0.20), none of the 727 loaded ones, none of 54 photos, documents, baggage, noise and flat
+images. Empty containers with a load drawn in are measured loaded once a layer on the floor fills
+8 % of the inside height, plates on dunnage 6 %, light goods fill the hold at +0.35, or a
+full-height item spans 10 % of the length. Thinner or narrower loads go unseen, so the verifier
+uses the measurement only where the model sees no goods either (`xray.verify`). Pseudo-colour
 renderings are not transmission and are not measured; nor is a scan whose display the guard
 cannot check (`UNREAD_WHEN_OFF`): an inverted display shows a dense load bright.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,7 +43,7 @@ from xray.detection import DomainCheck, HoldCheck
 
 HOLD_TOP = 0.20  # of the height: the hold starts under the roof line
 HOLD_COLS = (0.05, 0.95)  # of the width: inside the end frames and the start and end bands
-FLOOR_ROWS = 0.60  # the floor band lies in the bottom 40 % of the height
+FLOOR_ROWS = 0.60  # the floor band reaches into the bottom 40 % of the height
 # Of the height: the thickest floor band of an empty container (0.062 measured, an 8-bit export
 # cropped at the floor). A thicker dark run at the bottom is a load lying on the floor.
 MAX_FLOOR_BAND = 0.08
@@ -46,6 +52,8 @@ LOAD_ROWS_Q = 95  # each column's percentile over the hold's rows
 LOAD_COLS_Q = 95  # the percentile of those over the columns
 EMPTY_LOAD = 0.60  # the hold's load at or below which no column holds goods
 MIN_WALLS = 0.03  # the hold's median A above which the beam crossed walls (T < 0.97)
+MAX_WALLS = 0.30  # and below which nothing but walls is in the beam (empties: 0.05-0.20; light goods fill it)
+MIN_RUN_ROWS = 2  # (sampled rows) a dark run this thick besides the floor is a load: plates on dunnage
 MIN_FLOOR = 1.0  # the floor band's A at or above which there is a floor (T < 0.37)
 MIN_ROWS, MIN_COLS = 16, 32  # a smaller input is not measured
 STRIDE = 2  # every 2nd row and column: the measures are percentiles of broad areas
@@ -57,19 +65,30 @@ STRIDE = 2  # every 2nd row and column: the measures are percentiles of broad ar
 UNREAD_WHEN_OFF = frozenset({"profile"})
 
 
-def floor_band(a: np.ndarray) -> tuple[int, int] | None:
-    """(first, last) row of the floor band: of the runs of rows in the bottom 40 % that are dark
-    (their 25th percentile at least `MIN_FLOOR`) across most of the width, the heaviest (the sum of
-    those percentiles): the floor, not a chassis rail below it. None without one."""
-    bottom = int(FLOOR_ROWS * a.shape[0])
-    rows = np.percentile(a[bottom:], 25, axis=1)
+@dataclass(frozen=True)
+class DarkRuns:
+    """Runs of rows under the roof line that are dark (their 25th percentile at least `MIN_FLOOR`)
+    across most of the width, as (first, last) rows, inclusive; the floor band is one of them."""
+
+    runs: list[tuple[int, int]]
+    floor: tuple[int, int] | None  # the heaviest run that reaches the bottom 40 % of the height
+    others: int  # other runs at least `MIN_RUN_ROWS` thick: loads, not a chassis rail
+
+
+def dark_runs(a: np.ndarray) -> DarkRuns:
+    """The dark runs of an attenuation image (rows as sampled), and which of them is the floor."""
+    h = a.shape[0]
+    top = int(HOLD_TOP * h)
+    rows = np.percentile(a[top:], 25, axis=1)
     dark = np.concatenate([[False], rows >= MIN_FLOOR, [False]])
     edges = np.flatnonzero(np.diff(dark.astype(np.int8)))
-    runs = list(zip(edges[::2], edges[1::2] - 1, strict=True))  # (first, last), inclusive
-    if not runs:
-        return None
-    first, last = max(runs, key=lambda r: float(rows[r[0] : r[1] + 1].sum()))
-    return bottom + int(first), bottom + int(last)
+    runs = [(top + int(f), top + int(e) - 1) for f, e in zip(edges[::2], edges[1::2], strict=True)]
+    low = [r for r in runs if r[1] >= int(FLOOR_ROWS * h)]
+    if not low:
+        return DarkRuns(runs, None, 0)
+    floor = max(low, key=lambda r: float(rows[r[0] - top : r[1] - top + 1].sum()))
+    others = sum(1 for r in runs if r != floor and r[1] - r[0] + 1 >= MIN_RUN_ROWS)
+    return DarkRuns(runs, floor, others)
 
 
 def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
@@ -80,7 +99,8 @@ def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
         return None
     a = full[::STRIDE, ::STRIDE]
     h, w = a.shape
-    band = floor_band(a)
+    found = dark_runs(a)
+    band = found.floor
     top = int(HOLD_TOP * h)
     # Without a floor the hold runs to the bottom: measured, but never empty.
     # The floor's upper edge (rows a little less dark than the band) belongs to it, not to the hold.
@@ -90,8 +110,15 @@ def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
     walls = float(np.median(hold))
     thickness = (band[1] - band[0] + 1) / h if band else 0.0
     floor = float(np.percentile(a[band[0] : band[1] + 1], 25, axis=1).max()) if band else 0.0
+    empty = (
+        load <= EMPTY_LOAD
+        and MIN_WALLS <= walls <= MAX_WALLS
+        and band is not None
+        and thickness <= MAX_FLOOR_BAND
+        and not found.others
+    )
     return HoldCheck(
-        empty=load <= EMPTY_LOAD and walls >= MIN_WALLS and band is not None and thickness <= MAX_FLOOR_BAND,
+        empty=empty,
         load=round(load, 4),
         walls=round(walls, 4),
         floor=round(floor, 4),

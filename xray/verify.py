@@ -348,9 +348,9 @@ def verify(
     review (inconclusive, yellow, at the risk where yellow starts) with the reason as a
     finding: no manifest (`manifest` None: detections only), and a scan the engine
     measured as out of the model's domain — never red on a scan the model cannot read.
-    One measurement overrides both the guard and a model that does not see the declared
-    goods: goods declared and a hold the engine measured empty from its attenuation
-    (`found.hold`, `xray.hold`) is red at risk 1, an empty finding.
+    One measurement overrides the guard: goods declared, a hold the engine measured empty
+    from its attenuation (`found.hold`, `xray.hold`) and no goods seen by the model is red
+    at risk 1, an empty finding.
 
     Args:
         decode_ms: Time it took to decode the scan, recorded with the other stages.
@@ -419,16 +419,17 @@ def verify(
         for code in unknown
     ]
 
-    # Goods declared and a hold empty by its attenuation (`xray.hold`): a mismatch by measurement, and
-    # what the model read of goods gives way to it. Out of the model's domain always; in it, unless the
-    # model sees declared goods: the measurement cannot see a layer under ~8 % of the hold's height.
-    sees_declared = any(m <= 1.0 - config.present for m in not_seen.values())
+    # Goods declared, a hold empty by its attenuation (`xray.hold`) and no goods seen by the model: an
+    # empty container, whatever the guard says. Where the model sees goods (declared or not) the
+    # two disagree; the measurement is blind to a thin layer on the floor or a narrow item, so it
+    # does not overrule the model, and the guard decides as for any other scan.
+    sees_goods = any(ev[c] >= config.present for c in table.keys)
     empty_hold = (
         manifest is not None
         and not manifest.declared_empty
         and found.hold is not None
         and found.hold.empty
-        and (out_of_domain or not sees_declared)
+        and not sees_goods
     )
     if empty_hold:
         assert manifest is not None and found.hold is not None
@@ -447,7 +448,7 @@ def verify(
                 kind=FindingKind.EMPTY,
                 confidence=1.0,
                 detail=f"declared {named}, the hold is empty by its attenuation "
-                f"(load {found.hold.load:.2f}, walls and floor seen), whatever the model reads",
+                f"(load {found.hold.load:.2f}, walls and floor seen) and no goods are seen",
             ),
         )
         outcome, channel, risk = Outcome.MISMATCH, Channel.RED, 1.0

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from xray.engine import Engine  # noqa: E402
 from xray.foreign import foreign_images  # noqa: E402
-from xray.hold import floor_band, measure_hold  # noqa: E402
+from xray.hold import dark_runs, measure_hold  # noqa: E402
 from xray.scan import Scan  # noqa: E402
 from xray.sources.files import read_scan  # noqa: E402
 
@@ -35,7 +35,7 @@ def attenuation(engine: Engine, scan: Scan) -> np.ndarray:
 def drawn_in(a: np.ndarray) -> dict[str, np.ndarray]:
     """An empty container's attenuation with loads drawn in, by name."""
     h, w = a.shape
-    band = floor_band(a[::2, ::2])
+    band = dark_runs(a[::2, ::2]).floor
     assert band is not None
     floor, roof = band[0] * 2, int(0.08 * h)
     inside, c0, c1 = floor - roof, int(0.05 * w), int(0.95 * w)
@@ -48,6 +48,15 @@ def drawn_in(a: np.ndarray) -> dict[str, np.ndarray]:
                 cols = slice(c0, c0 + int(length * (c1 - c0)))
                 b[rows, cols] = b[rows, cols] + 1.0 if value == "+1" else 8.0
                 out[f"layer {frac:.2f} of the inside height, {value}, {length:.0%} of the length"] = b
+    for lift in (0.02, 0.04):  # steel plates on dunnage: a gap of bearers between them and the floor
+        b = a.copy()
+        gap = max(2, int(lift * h))
+        b[floor - gap - int(0.06 * inside) : floor - gap, c0:c1] = 8.0
+        out[f"plates 6 % of the inside height on dunnage {lift:.0%} of the height, A=8"] = b
+    for extra in (0.2, 0.35, 0.5):  # light goods filling the hold (foam, mattresses)
+        b = a.copy()
+        b[roof + int(0.1 * inside) : floor, c0:c1] += extra
+        out[f"light goods filling the hold, +{extra}"] = b
     for width in (0.03, 0.05, 0.10):
         b = a.copy()
         x0 = int(0.4 * w)
@@ -60,6 +69,7 @@ def main() -> None:
     engine = Engine(ROOT / "models" / "default", threads=1)
     empty: dict[tuple[str, str], list[bool]] = collections.defaultdict(list)
     loads: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+    walls: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     for root in SETS:
         truth = {t["scan_id"]: t for t in map(json.loads, (root / "truth.jsonl").read_text().splitlines())}
         for image in json.loads((root / "annotations" / "test.json").read_text())["images"]:
@@ -73,6 +83,7 @@ def main() -> None:
             key = ("loaded" if t["loaded"] else "empty", t["profile"])
             empty[key].append(hold.empty)
             loads[key].append(hold.load)
+            walls[key].append(hold.walls)
             if not t["loaded"]:
                 for name, b in drawn_in(a).items():
                     drawn = measure_hold(b)
@@ -83,7 +94,11 @@ def main() -> None:
                 hold = measure_hold(attenuation(engine, scan))
                 empty[("not cargo", kind)].append(bool(hold and hold.empty))
     for key, values in sorted(empty.items()):
-        extra = f"  load {min(loads[key]):.3f}-{max(loads[key]):.3f}" if key in loads else ""
+        extra = (
+            f"  load {min(loads[key]):.3f}-{max(loads[key]):.3f}, walls {min(walls[key]):.3f}-{max(walls[key]):.3f}"
+            if key in loads
+            else ""
+        )
         print(f"{key[0]:58s} {key[1]:20s} measured empty {sum(values):4d} of {len(values):4d}{extra}")
 
 
