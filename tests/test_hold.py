@@ -135,6 +135,9 @@ def test_the_hold_is_kept_with_the_stored_verdict(engine, tmp_path):
                config=VerifierConfig.from_card(engine.card))
     again = Verdict.model_validate_json(v.model_dump_json())
     assert again.hold == f.hold and again.hold.empty and again.channel.value == "red"
+    # The measured hold, in scan pixels: what the evidence picture frames.
+    x1, y1, x2, y2 = again.hold.region
+    assert 0 <= x1 < x2 and 0 <= y1 < y2
 
 
 def test_a_display_the_guard_finds_inverted_is_not_read_as_an_empty_hold():

@@ -6,10 +6,10 @@ import itertools
 
 import numpy as np
 
-from xray.detection import Detection, Detections
+from xray.detection import Detection, Detections, HoldCheck
 from xray.goods import default_goods_table
 from xray.manifest import Manifest, ManifestLine
-from xray.overlay import DECLARED_BGR, UNDECLARED_BGR, draw_overlay, label_places
+from xray.overlay import DECLARED_BGR, HOLD_BGR, UNDECLARED_BGR, draw_overlay, label_places
 from xray.scan import Scan, ScanKind
 from xray.verify import VerifierConfig, verify
 
@@ -59,3 +59,24 @@ def test_both_labels_are_drawn_where_a_declared_and_an_undeclared_box_share_a_co
     green, red = filled_rows(DECLARED_BGR), filled_rows(UNDECLARED_BGR)
     assert len(green) >= 10 and len(red) >= 10  # both labels are there, and neither covers the other
     assert set(green).isdisjoint(red)
+
+
+def test_an_empty_finding_from_the_hold_draws_the_hold_that_was_measured() -> None:
+    scan = Scan(id="o", channels=np.full((2, 300, 600), 0.8, np.float32), kind=ScanKind.DUAL)
+    table = default_goods_table()
+    manifest = Manifest(container_id="MSCU1234565", lines=[ManifestLine(hs_code=table.hs_code_for("textiles"))])
+    hold = HoldCheck(empty=True, load=0.2, walls=0.12, floor=3.1, floor_band=0.04, region=(30, 60, 570, 200))
+    config = VerifierConfig(yellow=0.3, red=0.4)
+    legend = int(34 * max(0.5, 600 / 1800))
+
+    def frame(v) -> np.ndarray:
+        rows = draw_overlay(scan, v)[-(300 + legend) : -legend]
+        # The frame's left edge, at mid-height of the region: in each row, a pixel of its colour near x = 30.
+        return np.all(rows[100:160, 26:35] == np.array(HOLD_BGR, np.uint8), axis=2).any(axis=1)
+
+    empty = verify(Detections(hold=hold), manifest, config=config)
+    assert empty.channel.value == "red" and frame(empty).mean() > 0.9
+    # The same measurement where the model sees the declared goods: no empty finding, no frame.
+    seen = verify(Detections(detections=[Detection(box=(100, 80, 400, 190), category="textiles", score=0.9)],
+                             hold=hold), manifest, config=config)
+    assert seen.channel.value == "green" and not frame(seen).any()

@@ -68,6 +68,9 @@ class HoldCheck(BaseModel):
     floor: float = Field(description="attenuation of the darkest floor-band row (its 25th percentile)")
     floor_band: float = Field(default=0.0, description="the floor band's thickness, as a share of the height")
     note: str = Field(default="", description="why the measures were not read as empty, when not by their values")
+    region: tuple[float, float, float, float] | None = Field(
+        default=None, description="the hold as measured, x1, y1, x2, y2 (in the input's pixels, then the scan's)"
+    )
 
 
 class Detections(BaseModel):

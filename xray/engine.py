@@ -437,7 +437,11 @@ class Engine:
         h, w = whole.lb.resized_hw
         # Channel 0 is A_high, normalised by `finish`: undone on the scan's part of the input only.
         a = whole.x[0, :h, :w] * np.float32(self.spec.std[0]) + np.float32(self.spec.mean[0])
-        return unread_if_display_off(measure_hold(a), domain)
+        hold = measure_hold(a)
+        if hold is not None and hold.region is not None:
+            x1, y1, x2, y2 = (float(v) for v in whole.lb.to_scan(np.array([hold.region]))[0])
+            hold = hold.model_copy(update={"region": (round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1))})
+        return unread_if_display_off(hold, domain)
 
     def domain_check(self, whole: Pass, out: dict[str, np.ndarray], scan: Scan) -> DomainCheck | None:
         """How unlike the training scans this scan is (`xray.domain`); None when the card has no guard."""

@@ -105,7 +105,8 @@ def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
     # Without a floor the hold runs to the bottom: measured, but never empty.
     # The floor's upper edge (rows a little less dark than the band) belongs to it, not to the hold.
     end = max(top + 2, band[0] - max(1, round(FLOOR_EDGE * h))) if band else h
-    hold = a[top:end, int(HOLD_COLS[0] * w) : int(HOLD_COLS[1] * w)]
+    c0, c1 = int(HOLD_COLS[0] * w), int(HOLD_COLS[1] * w)
+    hold = a[top:end, c0:c1]
     load = float(np.percentile(np.percentile(hold, LOAD_ROWS_Q, axis=0), LOAD_COLS_Q))
     walls = float(np.median(hold))
     thickness = (band[1] - band[0] + 1) / h if band else 0.0
@@ -123,6 +124,7 @@ def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
         walls=round(walls, 4),
         floor=round(floor, 4),
         floor_band=round(thickness, 4),
+        region=(float(c0 * STRIDE), float(top * STRIDE), float(c1 * STRIDE), float(end * STRIDE)),
     )
 
 

@@ -18,6 +18,7 @@ from xray.verdict import Channel, FindingKind, Verdict
 CHANNEL_BGR = {Channel.GREEN: (60, 160, 40), Channel.YELLOW: (0, 200, 240), Channel.RED: (40, 40, 220)}
 DECLARED_BGR = (60, 180, 60)
 UNDECLARED_BGR = (40, 40, 230)
+HOLD_BGR = (200, 120, 0)  # the measured hold of an empty finding: blue, unlike any goods frame
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -66,6 +67,22 @@ def draw_overlay(scan: Scan, verdict: Verdict, *, width: int | None = None) -> n
     for i, (lx, ly, lw, lh) in zip(order, places):
         cv2.rectangle(img, (lx, ly), (lx + lw, ly + lh), colours[i], -1)
         cv2.putText(img, labels[i], (lx + 3, ly + lh - 5), _FONT, scale_txt, (255, 255, 255), 1, cv2.LINE_AA)
+    hold = verdict.hold
+    empty_finding = any(f.kind is FindingKind.EMPTY for f in verdict.findings)
+    if hold is not None and hold.empty and hold.region is not None and empty_finding:
+        # The evidence of an empty finding is the measurement itself: the hold that was measured.
+        x1, y1, x2, y2 = (int(round(v)) for v in hold.region)
+        cv2.rectangle(img, (x1, y1), (x2, y2), HOLD_BGR, thick)
+        cv2.putText(
+            img,
+            "hold measured empty",
+            (x1 + 6, y1 + int(30 * scale_txt)),
+            _FONT,
+            scale_txt,
+            HOLD_BGR,
+            max(1, thick // 2),
+            cv2.LINE_AA,
+        )
     if width:
         img = cv2.resize(img, (width, int(round(img.shape[0] * width / img.shape[1]))), interpolation=cv2.INTER_AREA)
     w = img.shape[1]
