@@ -63,13 +63,14 @@ class HoldCheck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     empty: bool = False
-    load: float = Field(description="95th percentile over the hold's columns of their median attenuation")
+    load: float = Field(description="95th percentile over the hold's columns of their 95th percentile of attenuation")
     walls: float = Field(description="the hold's median attenuation (the two side walls)")
-    floor: float = Field(description="attenuation of the darkest floor-band row (its 25th percentile)")
+    floor: float = Field(description="attenuation of the floor band's darkest row (its 25th percentile); 0: no floor")
     floor_band: float = Field(default=0.0, description="the floor band's thickness, as a share of the height")
     note: str = Field(default="", description="why the measures were not read as empty, when not by their values")
     region: tuple[float, float, float, float] | None = Field(
-        default=None, description="the hold as measured, x1, y1, x2, y2 (in the input's pixels, then the scan's)"
+        default=None,
+        description="the hold as measured, x1, y1, x2, y2, in the pixels of the image measured (scan pixels from the engine)",
     )
 
 

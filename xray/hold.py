@@ -66,29 +66,29 @@ UNREAD_WHEN_OFF = frozenset({"profile"})
 
 
 @dataclass(frozen=True)
-class DarkRuns:
-    """Runs of rows under the roof line that are dark (their 25th percentile at least `MIN_FLOOR`)
-    across most of the width, as (first, last) rows, inclusive; the floor band is one of them."""
+class FloorBand:
+    """The floor band among the runs of rows under the roof line that are dark (their 25th
+    percentile at least `MIN_FLOOR`) across most of the width."""
 
-    runs: list[tuple[int, int]]
-    floor: tuple[int, int] | None  # the heaviest run that reaches the bottom 40 % of the height
+    rows: tuple[int, int] | None  # (first, last), inclusive: the heaviest run reaching the bottom 40 %
+    darkest: float  # its darkest row's 25th percentile of A
     others: int  # other runs at least `MIN_RUN_ROWS` thick: loads, not a chassis rail
 
 
-def dark_runs(a: np.ndarray) -> DarkRuns:
-    """The dark runs of an attenuation image (rows as sampled), and which of them is the floor."""
+def floor_band(a: np.ndarray) -> FloorBand:
+    """The floor band of an attenuation image (rows as sampled), and how many other thick dark runs it has."""
     h = a.shape[0]
     top = int(HOLD_TOP * h)
     rows = np.percentile(a[top:], 25, axis=1)
     dark = np.concatenate([[False], rows >= MIN_FLOOR, [False]])
     edges = np.flatnonzero(np.diff(dark.astype(np.int8)))
-    runs = [(top + int(f), top + int(e) - 1) for f, e in zip(edges[::2], edges[1::2], strict=True)]
-    low = [r for r in runs if r[1] >= int(FLOOR_ROWS * h)]
+    runs = [(int(f), int(e) - 1) for f, e in zip(edges[::2], edges[1::2], strict=True)]  # in rows[]
+    low = [r for r in runs if top + r[1] >= int(FLOOR_ROWS * h)]
     if not low:
-        return DarkRuns(runs, None, 0)
-    floor = max(low, key=lambda r: float(rows[r[0] - top : r[1] - top + 1].sum()))
-    others = sum(1 for r in runs if r != floor and r[1] - r[0] + 1 >= MIN_RUN_ROWS)
-    return DarkRuns(runs, floor, others)
+        return FloorBand(None, 0.0, 0)
+    first, last = max(low, key=lambda r: float(rows[r[0] : r[1] + 1].sum()))
+    others = sum(1 for r in runs if r != (first, last) and r[1] - r[0] + 1 >= MIN_RUN_ROWS)
+    return FloorBand((top + first, top + last), float(rows[first : last + 1].max()), others)
 
 
 def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
@@ -99,8 +99,8 @@ def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
         return None
     a = full[::STRIDE, ::STRIDE]
     h, w = a.shape
-    found = dark_runs(a)
-    band = found.floor
+    found = floor_band(a)
+    band = found.rows
     top = int(HOLD_TOP * h)
     # Without a floor the hold runs to the bottom: measured, but never empty.
     # The floor's upper edge (rows a little less dark than the band) belongs to it, not to the hold.
@@ -110,7 +110,6 @@ def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
     load = float(np.percentile(np.percentile(hold, LOAD_ROWS_Q, axis=0), LOAD_COLS_Q))
     walls = float(np.median(hold))
     thickness = (band[1] - band[0] + 1) / h if band else 0.0
-    floor = float(np.percentile(a[band[0] : band[1] + 1], 25, axis=1).max()) if band else 0.0
     empty = (
         load <= EMPTY_LOAD
         and MIN_WALLS <= walls <= MAX_WALLS
@@ -122,7 +121,7 @@ def measure_hold(attenuation: np.ndarray) -> HoldCheck | None:
         empty=empty,
         load=round(load, 4),
         walls=round(walls, 4),
-        floor=round(floor, 4),
+        floor=round(found.darkest, 4),
         floor_band=round(thickness, 4),
         region=(float(c0 * STRIDE), float(top * STRIDE), float(c1 * STRIDE), float(end * STRIDE)),
     )

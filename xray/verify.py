@@ -423,24 +423,20 @@ def verify(
     # empty container, whatever the guard says. Where the model sees goods (declared or not) the
     # two disagree; the measurement is blind to a thin layer on the floor or a narrow item, so it
     # does not overrule the model, and the guard decides as for any other scan.
-    sees_goods = any(ev[c] >= config.present for c in table.keys)
+    goods = _goods(ev, best, by_category, declared, table, config.present)
     empty_hold = (
         manifest is not None
         and not manifest.declared_empty
         and found.hold is not None
         and found.hold.empty
-        and not sees_goods
+        and not any(g.seen for g in goods)
     )
     if empty_hold:
         assert manifest is not None and found.hold is not None
-        goods_kinds = {
-            FindingKind.UNDECLARED,
-            FindingKind.SUBSTITUTION,
-            FindingKind.NOT_SEEN,
-            FindingKind.FALSE_EMPTY,
-            FindingKind.EMPTY,
-        }
-        findings = [f for f in findings if f.kind not in goods_kinds]
+        # With no goods seen, the model's goods findings are weak suspicions and "not seen" / "empty".
+        findings = [
+            f for f in findings if f.kind not in (FindingKind.UNDECLARED, FindingKind.NOT_SEEN, FindingKind.EMPTY)
+        ]
         named = ", ".join(declared or [line.hs_code for line in manifest.lines])
         findings.insert(
             int(out_of_domain),
@@ -472,7 +468,7 @@ def verify(
         detections=list(detections),
         declared=declared,
         image_scores=dict(found.image_scores),
-        goods=_goods(ev, best, by_category, declared, table, config.present),
+        goods=goods,
         domain=found.domain,
         hold=found.hold,
         model_id=found.model_id,

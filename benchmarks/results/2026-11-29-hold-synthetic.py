@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from xray.engine import Engine  # noqa: E402
 from xray.foreign import foreign_images  # noqa: E402
-from xray.hold import dark_runs, measure_hold  # noqa: E402
+from xray.hold import floor_band, measure_hold  # noqa: E402
 from xray.scan import Scan  # noqa: E402
 from xray.sources.files import read_scan  # noqa: E402
 
@@ -35,7 +35,7 @@ def attenuation(engine: Engine, scan: Scan) -> np.ndarray:
 def drawn_in(a: np.ndarray) -> dict[str, np.ndarray]:
     """An empty container's attenuation with loads drawn in, by name."""
     h, w = a.shape
-    band = dark_runs(a[::2, ::2]).floor
+    band = floor_band(a[::2, ::2]).rows
     assert band is not None
     floor, roof = band[0] * 2, int(0.08 * h)
     inside, c0, c1 = floor - roof, int(0.05 * w), int(0.95 * w)
