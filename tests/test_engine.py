@@ -300,3 +300,32 @@ def test_detect_batch_runs_a_batch_graph_once_per_shape_and_splits_it(tiny_model
     batched.flip = fixed.flip = False
     _same(batched.detect(scans[1]), fixed.detect(scans[1]))  # a batch of one
     assert [c[0] for c in calls] == [1]
+
+
+def test_bundled_weights_compute_what_the_bundled_graph_does(scan_files):
+    """`models/default/weights.pt` (what `xray train --init` starts a stage from) is the bundled graph's
+    model: the same detections and image scores on a scan and on its mirror. Its BatchNorm is folded,
+    so training from it holds BatchNorm."""
+    from xray.bundled import default_model_dir
+    from xray.engine import mirrored
+    from xray.model.factory import load_checkpoint
+    from xray.train.loop import bn_held
+
+    engine = Engine(threads=1)
+    weights = default_model_dir() / engine.card["weights"]["file"]
+    model, _ = model_from_checkpoint(weights)
+    assert bn_held(load_checkpoint(weights)) == engine.card["weights"]["freeze_bn"]
+    compared = 0
+    for f in scan_files[:2]:
+        first = engine.model_inputs(read_scan(f.high, f.low))[0]
+        for x in (first.x, mirrored(first)):
+            graph = engine.run_many([x])[0]
+            with torch.no_grad():
+                eager = model(torch.from_numpy(x)[None])[0]
+            assert len(graph["scores"]) == len(eager["scores"])
+            assert np.allclose(graph["scores"], eager["scores"].numpy(), atol=1e-4)
+            assert np.allclose(graph["boxes"], eager["boxes"].numpy(), atol=0.05)
+            assert np.array_equal(graph["labels"], eager["labels"].numpy())
+            assert np.allclose(np.reshape(graph["image_scores"], -1), eager["image_scores"].numpy().reshape(-1), atol=1e-4)
+            compared += len(graph["scores"])
+    assert compared > 0

@@ -58,6 +58,13 @@ def test_export_writes_model_and_card(trained: tuple[Path, Path], tmp_path: Path
     assert "git_commit" in on_disk and on_disk["training"]["config"]["model"]["name"] == "fcos_lite"
     # what it was trained on: the training data, not the split export measured
     assert on_disk["training"]["data"]["path"] == str(data) and "split" not in on_disk["training"]["data"]
+    # Beside the graph, the weights a later stage starts from (`xray train --init`): the checkpoint's own.
+    assert on_disk["weights"] == {"file": "weights.pt", "size_bytes": (tmp_path / "m" / "weights.pt").stat().st_size,
+                                  "freeze_bn": False}
+    weights = torch.load(tmp_path / "m" / "weights.pt", weights_only=False)
+    best = torch.load(ckpt, weights_only=False)
+    assert "optimizer" not in weights and weights["classes"] == best["classes"] and weights["config"] == best["config"]
+    assert all(torch.equal(weights["model"][k], v) for k, v in best["model"].items())
 
 
 def test_the_card_names_the_scanner_profiles_a_model_was_trained_on() -> None:

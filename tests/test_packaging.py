@@ -17,7 +17,7 @@ def test_wheel_ships_the_bundled_model_and_package_data(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("xray-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     data = next(n.split("/data/")[0] for n in names if "/data/share/xray/" in n)
-    for f in ("model.onnx", "model.json"):
+    for f in ("model.onnx", "model.json", "weights.pt"):
         assert f"{data}/data/share/xray/models/default/{f}" in names
     model = zipfile.ZipFile(wheel).read(f"{data}/data/share/xray/models/default/model.onnx")
     assert model == (ROOT / "models" / "default" / "model.onnx").read_bytes()

@@ -290,3 +290,39 @@ def test_init_inflates_the_stem_for_a_new_input_channel(data: Path, run: Path, t
     with pytest.raises(ConfigError, match="--init"):
         loop.fit(data=data, config=other, out=tmp_path / "bad", epochs=1, device="cpu", progress=False,
                  plots=False, init=run / "best.pt")
+
+
+def _bn_stats(state: dict) -> dict:
+    return {k: v.clone() for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
+
+
+def test_init_from_weights_with_folded_batchnorm_holds_it(data: Path, run: Path, tmp_path: Path) -> None:
+    """Weights whose BatchNorm statistics are placeholders (`weights.pt` with `freeze_bn`, as read back
+    from an exported graph) train with BatchNorm held: its statistics stay, the rest learns, and a
+    resumed or further stage keeps holding it. Ordinary weights update their statistics."""
+    from xray.export import write_weights
+
+    model, ckpt = model_from_checkpoint(run / "best.pt")
+    write_weights(tmp_path / "folded.pt", model, ckpt, freeze_bn=True)
+    start = torch.load(tmp_path / "folded.pt", weights_only=False)["model"]
+
+    _fit(data, tmp_path / "held", epochs=1, plots=False, init=tmp_path / "folded.pt")
+    held = torch.load(tmp_path / "held" / "last.pt", weights_only=False)
+    assert held["config"]["train"]["freeze_bn"] is True and loop.bn_held(held)
+    for k, v in _bn_stats(start).items():
+        assert torch.equal(held["model"][k], v), k
+    assert any(not torch.equal(held["model"][k], v) for k, v in start.items() if k.endswith("weight")), "nothing learned"
+
+    _fit(data, tmp_path / "free", epochs=1, plots=False, init=run / "best.pt")
+    free = torch.load(tmp_path / "free" / "last.pt", weights_only=False)
+    assert free["config"]["train"]["freeze_bn"] is False and not loop.bn_held(free)
+    assert any(not torch.equal(free["model"][k], v) for k, v in _bn_stats(start).items())
+
+
+def test_hold_batchnorm_puts_only_batchnorm_in_eval_mode() -> None:
+    model = build_model(load_config(TINY), num_classes=13).train()
+    held = loop.hold_batchnorm(model)
+    assert held > 0
+    for m in model.modules():
+        is_bn = isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        assert m.training is not is_bn

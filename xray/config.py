@@ -260,6 +260,10 @@ class TrainConfig(Section):
     # within `box_stall_tol` of 1.0: the predicted boxes have zero size and will not grow (0: never stop).
     box_stall_steps: int = Field(200, ge=0)
     box_stall_tol: float = Field(1e-3, gt=0)
+    # BatchNorm keeps its running statistics while training (its scale and shift still learn): for
+    # weights whose BatchNorm was folded into the convolutions, whose statistics are placeholders.
+    # `--init` turns it on for such weights (an exported model's `weights.pt` says so).
+    freeze_bn: bool = False
 
 
 class AugmentConfig(Section):

@@ -2,7 +2,8 @@
 
     xray export runs/NAME/best.pt --out models/NAME [--data DATASET --split test]
 
-Writes `model.onnx` and `model.json` (the model card). Measured choice: torch's legacy
+Writes `model.onnx`, `model.json` (the model card) and `weights.pt` (the weights, for
+`xray train --init`). Measured choice: torch's legacy
 TorchScript-based exporter (`dynamo=False`, opset 17) with decoding and NMS *in the
 graph* — the dynamo exporter fails on torchvision's batched NMS. The graph takes one
 preprocessed scan (1, C, H, W) (any H, W; see `xray.model.preprocess`) and returns
@@ -30,6 +31,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from xray.atomic import write_atomic
 from xray.card import build_card, card_metrics, measure_latency, write_card
 from xray.config import config_from_dict
 from xray.data.dataset import XrayDataset
@@ -363,6 +365,27 @@ def parity_inputs(
     return out
 
 
+# Beside the graph: the trainable weights, so that a later stage can start from the bundled model
+# (`xray train --init models/default/weights.pt`) without its training runs.
+WEIGHTS_FILE = "weights.pt"
+
+
+def write_weights(path: Path, model: nn.Module, ckpt: dict[str, Any], *, freeze_bn: bool) -> dict[str, Any]:
+    """The model's weights as a checkpoint `xray train --init` takes (no optimizer, no schedule);
+    its card entry. `freeze_bn`: the BatchNorm statistics are placeholders, and training from
+    these weights must hold them (`train.freeze_bn`)."""
+    state = {
+        "model": model.state_dict(),
+        "config": ckpt["config"],
+        "classes": ckpt["classes"],
+        "epoch": ckpt.get("epoch"),
+        "metrics": ckpt.get("metrics"),
+        "freeze_bn": freeze_bn,
+    }
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    return {"file": path.name, "size_bytes": path.stat().st_size, "freeze_bn": freeze_bn}
+
+
 def export(
     checkpoint: str | Path,
     out: str | Path,
@@ -372,7 +395,8 @@ def export(
     parity_n: int = 4,
     latency_runs: int = 0,
 ) -> dict[str, Any]:
-    """Checkpoint -> OUT/model.onnx + OUT/model.json, parity-checked. Returns the card.
+    """Checkpoint -> OUT/model.onnx + OUT/model.json, parity-checked, and OUT/weights.pt to train
+    on from (`write_weights`). Returns the card.
 
     Args:
         checkpoint: A training checkpoint (best.pt / last.pt).
@@ -417,6 +441,7 @@ def export(
         opset=OPSET,
         latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
     )
+    card["weights"] = write_weights(out / WEIGHTS_FILE, model, ckpt, freeze_bn=cfg.train.freeze_bn)
     if isinstance(model, ScanClassifier):
         # The scan-level score is this model's evidence (its boxes are only where the map peaks), so the
         # uncalibrated verifier weighs it fully; `xray calibrate` replaces this with its own choice.
@@ -457,14 +482,14 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     p = card["export"]["parity"]
     if "max_diff" in p:  # a scan-level model
         print(
-            f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
+            f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB), model.json and weights.pt; parity "
             f"passed on {p['inputs']} inputs (max diff per output: "
             + ", ".join(f"{k} {v:.1e}" for k, v in p["max_diff"].items())
             + ")"
         )
     else:
         print(
-            f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB) and model.json; parity "
+            f"wrote {Path(args.out) / 'model.onnx'} ({card['size_bytes'] / 1e6:.1f} MB), model.json and weights.pt; parity "
             f"passed on {p['inputs']} inputs ({p['compared']} of {p['detections']} detections compared, max box diff "
             f"{p['max_box_diff_px']:.2e} px, max score diff {p['max_score_diff']:.2e}; raw head: probabilities within "
             f"{p['raw']['max_prob_diff']:.1e}, box sides within {p['raw']['max_box_side_diff_px']:.1e} px)"

@@ -155,6 +155,17 @@ class BoxLossWatch:
             )
 
 
+def hold_batchnorm(model: torch.nn.Module) -> int:
+    """Put every BatchNorm layer of a training model in eval mode: it normalises with its running
+    statistics and does not update them; its scale and shift still learn. Returns how many."""
+    held = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            held += 1
+    return held
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     loader: DataLoader,
@@ -169,6 +180,7 @@ def train_one_epoch(
     progress: bool = True,
     box_watch: BoxLossWatch | None = None,
     ranks: distributed.Ranks | None = None,
+    freeze_bn: bool = False,
 ) -> dict[str, float]:
     """One pass over the loader. Returns mean losses (`loss` and each component).
 
@@ -176,10 +188,13 @@ def train_one_epoch(
     `max_bad_steps` such steps in a row training stops with FloatingPointError.
     `box_watch` stops a run whose box loss is stuck at 1.0 (ConfigError).
     Under DDP (`ranks`) the step losses are averaged across processes before any of
-    these decisions, so that all processes take the same ones.
+    these decisions, so that all processes take the same ones. With `freeze_bn` the
+    BatchNorm layers stay in eval mode (`hold_batchnorm`).
     """
     ranks = ranks or distributed.Ranks()
     model.train()
+    if freeze_bn:
+        hold_batchnorm(model)
     sums: dict[str, float] = {}
     steps = bad_in_row = skipped = 0
     amp = scaler is not None
@@ -377,9 +392,19 @@ def resume_run(run: Training, path: Path, device: torch.device) -> None:
     run.start_epoch = ckpt["epoch"] + 1
     if ckpt["config"].get("init"):
         run.cfg = run.cfg.replace(init=ckpt["config"]["init"])  # a resumed fine-tuning run keeps its provenance
+    if bn_held(ckpt):
+        run.cfg = run.cfg.replace(train={"freeze_bn": True})  # as the run started (`init_from`)
     run.best, run.best_metrics = tuple(ckpt.get("best", run.best)), ckpt.get("best_metrics")
     torch.set_rng_state(ckpt["rng"]["torch"])
     run.generator.set_state(ckpt["rng"]["loader"])
+
+
+def bn_held(ckpt: dict[str, Any]) -> bool:
+    """Whether weights must train with BatchNorm held (`train.freeze_bn`): their BatchNorm statistics
+    are placeholders, because the weights come from an exported graph with BatchNorm folded
+    (`weights.pt` with `freeze_bn`), or from a run that trained that way."""
+    stored = ckpt.get("config", {}).get("train", {}) if isinstance(ckpt.get("config"), dict) else {}
+    return bool(ckpt.get("freeze_bn") or stored.get("freeze_bn"))
 
 
 def init_from(run: Training, path: Path, device: torch.device) -> None:
@@ -392,6 +417,10 @@ def init_from(run: Training, path: Path, device: torch.device) -> None:
         raise ConfigError(f"--init: {path} was trained with another model config or class list")
     load_inflated(run.model, ckpt["model"])
     run.cfg = run.cfg.replace(init={"from": str(path), "epoch": ckpt.get("epoch"), "metrics": ckpt.get("metrics")})
+    if bn_held(ckpt) and not run.cfg.train.freeze_bn:
+        # Placeholder statistics (BatchNorm folded at export): batch statistics would undo the weights.
+        run.cfg = run.cfg.replace(train={"freeze_bn": True})
+        print(f"--init: {path} has its BatchNorm folded into the convolutions; training with train.freeze_bn")
 
 
 def validate(run: Training, val_ds: XrayDataset | None, epoch: int, device: torch.device) -> dict[str, Any] | None:
@@ -541,6 +570,7 @@ def train_run(
             progress=progress and writes,
             box_watch=run.box_watch,
             ranks=ranks,
+            freeze_bn=tcfg.freeze_bn,
         )
         if writes:
             end_epoch(run, out, epoch, losses, val_ds, dev, time.time() - t0, progress=progress)
