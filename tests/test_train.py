@@ -18,6 +18,7 @@ from xray.data.augment import Augment
 from xray.data.dataset import XrayDataset, collate, read_scan
 from xray.errors import ConfigError, DatasetError
 from xray.model import build_model, load_config, model_from_checkpoint
+from xray.model.factory import bn_held
 from xray.model.preprocess import InputSpec
 from xray.scan import ScanKind
 from xray.train import loop
@@ -308,14 +309,25 @@ def test_init_from_weights_with_folded_batchnorm_holds_it(data: Path, run: Path,
 
     _fit(data, tmp_path / "held", epochs=1, plots=False, init=tmp_path / "folded.pt")
     held = torch.load(tmp_path / "held" / "last.pt", weights_only=False)
-    assert held["config"]["train"]["freeze_bn"] is True and loop.bn_held(held)
+    assert held["config"]["train"]["freeze_bn"] is True and bn_held(held)
     for k, v in _bn_stats(start).items():
         assert torch.equal(held["model"][k], v), k
     assert any(not torch.equal(held["model"][k], v) for k, v in start.items() if k.endswith("weight")), "nothing learned"
+    # Exported, the weights stay marked: a stage from the export holds BatchNorm too.
+    from xray.export import export
+
+    assert export(tmp_path / "held" / "best.pt", tmp_path / "m", parity_n=1)["weights"]["freeze_bn"] is True
+    assert bn_held(torch.load(tmp_path / "m" / "weights.pt", weights_only=False))
+    # Resumed from its last.pt with a config that does not say freeze_bn: still held.
+    _fit(data, tmp_path / "held", epochs=2, plots=False, resume=True)
+    resumed = torch.load(tmp_path / "held" / "last.pt", weights_only=False)
+    assert resumed["epoch"] == 1 and resumed["config"]["train"]["freeze_bn"] is True
+    for k, v in _bn_stats(start).items():
+        assert torch.equal(resumed["model"][k], v), k
 
     _fit(data, tmp_path / "free", epochs=1, plots=False, init=run / "best.pt")
     free = torch.load(tmp_path / "free" / "last.pt", weights_only=False)
-    assert free["config"]["train"]["freeze_bn"] is False and not loop.bn_held(free)
+    assert free["config"]["train"]["freeze_bn"] is False and not bn_held(free)
     assert any(not torch.equal(free["model"][k], v) for k, v in _bn_stats(start).items())
 
 

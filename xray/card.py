@@ -143,7 +143,7 @@ def build_card(
         "training": {
             "config": cfg.model_dump(mode="json"),
             "checkpoint": str(checkpoint),
-            "epochs_trained": ckpt.get("epoch", -1) + 1,
+            "epochs_trained": (ckpt["epoch"] + 1) if isinstance(ckpt.get("epoch"), int) else None,
             "data": training_data(ckpt),
             "versions": ckpt.get("versions"),
         },

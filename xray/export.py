@@ -37,7 +37,7 @@ from xray.config import config_from_dict
 from xray.data.dataset import XrayDataset
 from xray.errors import ConfigError, XrayError
 from xray.model.detector import GoodsDetector
-from xray.model.factory import model_from_checkpoint
+from xray.model.factory import bn_held, model_from_checkpoint
 from xray.model.preprocess import InputSpec, finish, preprocess
 from xray.model.scan_classifier import ScanClassifier
 from xray.runtime import create_session
@@ -441,7 +441,7 @@ def export(
         opset=OPSET,
         latency=measure_latency(onnx_path, inputs[0][None], runs=latency_runs) if latency_runs > 0 else None,
     )
-    card["weights"] = write_weights(out / WEIGHTS_FILE, model, ckpt, freeze_bn=cfg.train.freeze_bn)
+    card["weights"] = write_weights(out / WEIGHTS_FILE, model, ckpt, freeze_bn=bn_held(ckpt))
     if isinstance(model, ScanClassifier):
         # The scan-level score is this model's evidence (its boxes are only where the map peaks), so the
         # uncalibrated verifier weighs it fully; `xray calibrate` replaces this with its own choice.

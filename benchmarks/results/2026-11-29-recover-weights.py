@@ -67,6 +67,8 @@ def recover(model_dir: Path) -> nn.Module:
             mod.weight.copy_(torch.from_numpy(weight))
             bn = calls[k + 1] if k + 1 < len(calls) and isinstance(calls[k + 1], nn.BatchNorm2d) else None
             if bn is not None:
+                if mod.bias is not None:  # the folded bias is all in the BatchNorm's shift
+                    mod.bias.zero_()
                 bn.weight.fill_(1.0)
                 bn.bias.copy_(torch.from_numpy(bias))
                 bn.running_mean.zero_()
@@ -74,8 +76,13 @@ def recover(model_dir: Path) -> nn.Module:
             elif bias is not None:
                 mod.bias.copy_(torch.from_numpy(bias))
     left = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear) and id(m) not in done]
+    # Parameters outside convolutions, linear layers and BatchNorm (GroupNorm, learned box scales)
+    # are not read back here: refuse rather than leave them at their initial values.
+    covered = {id(p) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear | nn.BatchNorm2d)
+               for p in m.parameters(recurse=False)}
+    left += [n for n, p in model.named_parameters() if id(p) not in covered]
     if left:
-        raise SystemExit(f"modules the graph gave no weights: {left}")
+        raise SystemExit(f"weights the graph gave no values for: {left}")
     return model
 
 
@@ -109,8 +116,11 @@ def main() -> None:
     model = recover(model_dir)
     worst = check(model, model_dir)
     card = json.loads((model_dir / "model.json").read_text())
-    ckpt = {"config": card["training"]["config"], "classes": card["classes"],
-            "epoch": card["training"].get("best_epoch"), "metrics": card.get("metrics")}
+    # As an exported checkpoint records them: the best epoch and its validation metrics.
+    val = dict(card["metrics"]["val"])
+    epoch = val.pop("epoch", None)
+    val.pop("data", None)
+    ckpt = {"config": card["training"]["config"], "classes": card["classes"], "epoch": epoch, "metrics": val}
     card["weights"] = {**write_weights(model_dir / WEIGHTS_FILE, model, ckpt, freeze_bn=True),
                        "from": "model.onnx (BatchNorm folded; recovered, session 14)"}
     write_card(model_dir / "model.json", card)

@@ -90,3 +90,12 @@ def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> tuple[nn.Module,
     model = build_model(cfg, num_classes=len(ckpt["classes"]))
     model.load_state_dict(ckpt["model"])
     return model.eval(), {**ckpt, "config": cfg.model_dump(mode="json")}
+
+
+def bn_held(ckpt: dict[str, Any]) -> bool:
+    """Whether weights must train with BatchNorm held (`train.freeze_bn`): their BatchNorm statistics
+    are placeholders, because the weights come from an exported graph with BatchNorm folded
+    (`weights.pt` with `freeze_bn`), or from a run that trained that way."""
+    config = ckpt.get("config")
+    stored = config.get("train") if isinstance(config, dict) else None
+    return bool(ckpt.get("freeze_bn") or (isinstance(stored, dict) and stored.get("freeze_bn")))

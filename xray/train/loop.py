@@ -38,7 +38,7 @@ from xray.data.augment import Augment
 from xray.data.dataset import XrayDataset, collate
 from xray.errors import ConfigError
 from xray.goods import goods_table
-from xray.model.factory import build_model, load_checkpoint
+from xray.model.factory import bn_held, build_model, load_checkpoint
 from xray.provenance import versions
 from xray.train import distributed
 from xray.train import plots as plotting
@@ -237,7 +237,8 @@ def train_one_epoch(
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
         bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.1e}"})
-    ranks.average_buffers(model)  # every process ends the epoch with the same model
+    if not freeze_bn:  # held statistics are the same everywhere already; averaging would only round them
+        ranks.average_buffers(model)  # every process ends the epoch with the same model
     means = {k: v / max(1, steps) for k, v in sums.items()}
     means["skipped_steps"] = float(skipped)
     return means
@@ -397,14 +398,6 @@ def resume_run(run: Training, path: Path, device: torch.device) -> None:
     run.best, run.best_metrics = tuple(ckpt.get("best", run.best)), ckpt.get("best_metrics")
     torch.set_rng_state(ckpt["rng"]["torch"])
     run.generator.set_state(ckpt["rng"]["loader"])
-
-
-def bn_held(ckpt: dict[str, Any]) -> bool:
-    """Whether weights must train with BatchNorm held (`train.freeze_bn`): their BatchNorm statistics
-    are placeholders, because the weights come from an exported graph with BatchNorm folded
-    (`weights.pt` with `freeze_bn`), or from a run that trained that way."""
-    stored = ckpt.get("config", {}).get("train", {}) if isinstance(ckpt.get("config"), dict) else {}
-    return bool(ckpt.get("freeze_bn") or stored.get("freeze_bn"))
 
 
 def init_from(run: Training, path: Path, device: torch.device) -> None:
