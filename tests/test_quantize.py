@@ -13,6 +13,7 @@ from fixtures_dataset import write_dataset
 from xray.calibration import install_feature_output
 from xray.cli import main
 from xray.data.dataset import XrayDataset
+from xray.detection import box_iou
 from xray.engine import Engine
 from xray.errors import ConfigError
 from xray.quantize import quantize_model, select_nodes
@@ -78,7 +79,17 @@ def test_engine_runs_int8_with_fp32_outputs(fp32: tuple[Path, Path], int8: Path)
         assert fa @ fb / (np.linalg.norm(fa) * np.linalg.norm(fb)) > 0.97
         found, ref = b.detect(scan), a.detect(scan)  # the whole engine path, mirrored pass included
         assert found.image_scores.keys() == set(b.classes) and found.model_id == "tiny-int8"
-        assert abs(len(found.detections) - len(ref.detections)) <= max(2, len(ref.detections) // 5)
+        # Detections clear of the score floor by more than INT8's error (the 0.05 allowed the image
+        # scores) are found both ways; those nearer it may fall either side. The tiny model's boxes
+        # mostly sit just above the floor, so their count alone says nothing (30 FP32 against 6 INT8
+        # on one machine, within 1 on another).
+        floor = a.min_score + 0.05
+        assert all(d.score >= b.min_score for d in found.detections)
+        for these, those in ((ref.detections, found.detections), (found.detections, ref.detections)):
+            for d in these:
+                if d.score >= floor:
+                    assert any(o.category == d.category and box_iou(np.array([d.box]), np.array([o.box]))[0, 0] >= 0.5
+                               for o in those), d
 
 
 def test_node_selection(fp32: tuple[Path, Path]) -> None:
