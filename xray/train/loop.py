@@ -413,7 +413,10 @@ def init_from(run: Training, path: Path, device: torch.device) -> None:
     if bn_held(ckpt) and not run.cfg.train.freeze_bn:
         # Placeholder statistics (BatchNorm folded at export): batch statistics would undo the weights.
         run.cfg = run.cfg.replace(train={"freeze_bn": True})
-        print(f"--init: {path} has its BatchNorm folded into the convolutions; training with train.freeze_bn")
+        print(
+            f"--init: {path} has placeholder BatchNorm statistics (folded at export, or held since); "
+            "training with train.freeze_bn"
+        )
 
 
 def validate(run: Training, val_ds: XrayDataset | None, epoch: int, device: torch.device) -> dict[str, Any] | None:
