@@ -4,7 +4,8 @@
 category plus an empty container; with a dataset folder it shows that dataset's first
 scans instead. `--profiles docs/profiles.jpg` draws the grid of scanner profiles (rows)
 by goods categories (columns), `--before-after docs/realism-before-after.jpg` the same
-scan from the default scanner and from the realistic `export-8bit-jpeg` profile.
+scan from the default scanner and from the realistic `export-8bit-jpeg` profile, `--packing
+docs/packed-loads.jpg` dense loads beside packed ones (`scene.packed_loads`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from xray.goods import default_goods_table
 from xray.simulate.container import container_bounds
 from xray.simulate.export import encode
-from xray.simulate.profile import profile_names
+from xray.simulate.profile import load_profile, profile_names
 from xray.simulate.render import to_display
 from xray.simulate.scenarios import SimulatedScan, simulate_scan
 
@@ -160,6 +161,33 @@ def before_after(seed: int = 7, category: str = "textiles", size: str = "20ft") 
     return np.vstack(pics)
 
 
+# Seeds whose 20-ft scans show each change (tyres standing in rows, timber bundles, paper reels).
+PACKING_EXAMPLES = (("tyres", 42), ("furniture_wood", 40), ("paper", 40), ("firearms", 1000))
+
+
+def packing_pair(category: str, seed: int, profile: str = "export-8bit-jpeg", width: int = 520) -> list[np.ndarray]:
+    """One 20-ft scan as the profile draws it (dense loads) and with `scene.packed_loads`, labelled."""
+    dense = load_profile(profile)
+    packed = dense.model_copy(update={"scene": dense.scene.model_copy(update={"packed_loads": True})})
+    cells = []
+    for name, p in (("dense", dense), ("packed", packed)):
+        sim = simulate_scan(seed, size="20ft", categories=[category], scenario="clean", profile=p)
+        img = as_exported(sim)
+        img = cv2.resize(img, (width, int(round(img.shape[0] * width / img.shape[1]))), interpolation=cv2.INTER_AREA)
+        cells.append(np.vstack([_label(f"{category}, {profile}: {name} loads", width), img]))
+    return cells
+
+
+def packing(profile: str = "export-8bit-jpeg", width: int = 520) -> np.ndarray:
+    """Rows = the categories that dense loads leave half empty; left the profile as bundled, right the
+    same seed with `scene.packed_loads` (tyres laced, timber dead-stacked, reels and crates to the roof)."""
+    rows = []
+    for category, seed in PACKING_EXAMPLES:
+        dense, packed = packing_pair(category, seed, profile, width)
+        rows.append(np.hstack([dense, np.full((dense.shape[0], 8, 3), 255, np.uint8), packed]))
+    return np.vstack(rows)
+
+
 def dataset_gallery(root: Path, split: str = "train", n: int = 6) -> np.ndarray:
     coco = json.loads((root / "annotations" / f"{split}.json").read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
@@ -197,10 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--profiles", default=None, help="also write the profiles-by-categories grid here (JPEG)")
     p.add_argument("--before-after", default=None, help="also write the before/after realism pair here (JPEG)")
+    p.add_argument("--packing", default=None, help="also write dense beside packed loads here (JPEG)")
     args = p.parse_args(argv)
     for path, make in (
         (args.profiles, lambda: profile_gallery(args.seed)),
         (args.before_after, lambda: before_after(args.seed)),
+        (args.packing, packing),
     ):
         if path:
             cv2.imwrite(path, make(), [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -32,6 +32,9 @@ class Lot:
     depth_cm: float
     fill: float = 1.0  # fraction of the available height to load
     dense: bool = False  # cartons tile each pallet without a gap at its end (real, tightly packed loads)
+    # Dense, and the categories that `dense` still leaves half empty packed as real ones ship: tyres
+    # laced (rows staggered along the beam), timber dead-stacked, reels and rifle crates to the roof.
+    packed: bool = False
 
 
 def _blob_texture(rng: np.random.Generator, h: int, w: int, cells: tuple[int, int], amount: float) -> np.ndarray:
@@ -383,29 +386,40 @@ def draw_tyres(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
         ring = disc_profile(px(R), px(r))
         belt = disc_profile(px(R) - 1, px(R) - 4)
         rows = max(int(height * lot.fill) // ring.shape[0], 1)
+        # Laced (packed): every other row along the beam sits half a tyre across and up, in the
+        # holes of the one before, so that the beam meets rubber nearly everywhere.
+        layers = [(0, 0, n_z)]
+        if lot.packed:
+            layers = [(0, 0, (n_z + 1) // 2), (ring.shape[1] // 2, ring.shape[0] // 2, n_z // 2)]
         for a, _ in _units_along(rng, lot.x0, lot.x1, ring.shape[1], (0, px(20))):
             if a + ring.shape[1] > lot.x1:
                 break
-            for k in range(rows):
-                y1 = lot.y_floor - k * ring.shape[0]
-                canvas.add_path(
-                    "carbon",
-                    a,
-                    y1 - ring.shape[0],
-                    a + ring.shape[1],
-                    y1,
-                    n_z * w_tyre / 10 * 0.35 * ring,
-                    density=1.15,
-                )
-                canvas.add_path(
-                    "iron",
-                    a + 1,
-                    y1 - ring.shape[0] + 1,
-                    a + 1 + belt.shape[1],
-                    y1 - ring.shape[0] + 1 + belt.shape[0],
-                    n_z * 0.15 * belt,
-                )
-            top_all, x_end = min(top_all, lot.y_floor - rows * ring.shape[0]), max(x_end, a + ring.shape[1])
+            for dx, dy, n_z_ in layers:
+                a_ = a + dx
+                if n_z_ < 1 or a_ + ring.shape[1] > lot.x1:
+                    continue
+                for k in range(rows):
+                    y1 = lot.y_floor - dy - k * ring.shape[0]
+                    if dy and y1 - ring.shape[0] < lot.y_top:
+                        break
+                    canvas.add_path(
+                        "carbon",
+                        a_,
+                        y1 - ring.shape[0],
+                        a_ + ring.shape[1],
+                        y1,
+                        n_z_ * w_tyre / 10 * 0.35 * ring,
+                        density=1.15,
+                    )
+                    canvas.add_path(
+                        "iron",
+                        a_ + 1,
+                        y1 - ring.shape[0] + 1,
+                        a_ + 1 + belt.shape[1],
+                        y1 - ring.shape[0] + 1 + belt.shape[0],
+                        n_z_ * 0.15 * belt,
+                    )
+                    top_all, x_end = min(top_all, y1 - ring.shape[0]), max(x_end, a_ + ring.shape[1])
     return [(lot.x0, top_all, x_end, lot.y_floor)] if x_end > lot.x0 else []
 
 
@@ -487,10 +501,13 @@ def draw_furniture_wood(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> l
     if rng.random() < 0.5:
         boxes_x, top_all = [], lot.y_floor
         height = lot.y_floor - lot.y_top
-        for a, b in _units_along(rng, lot.x0, lot.x1, px(rng.uniform(2000, 4000)), (px(50), px(200))):
-            frac = rng.uniform(0.5, 0.95)
+        ends = (px(10), px(40)) if lot.packed else (px(50), px(200))  # packed: bundles end to end
+        for a, b in _units_along(rng, lot.x0, lot.x1, px(rng.uniform(2000, 4000)), ends):
+            frac = drawn = rng.uniform(0.5, 0.95)
             if lot.dense:  # bundles stacked to near the roof (same draw, a narrower range)
-                frac = 0.85 + (frac - 0.5) / 3
+                frac = 0.85 + (drawn - 0.5) / 3
+            if lot.packed:
+                frac = 0.93 + (drawn - 0.5) / 0.45 * 0.07
             top = lot.y_floor - int(height * lot.fill * frac)
             board = px(rng.uniform(25, 50))
             y = lot.y_floor - px(80)
@@ -499,7 +516,8 @@ def draw_furniture_wood(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> l
                 canvas.add_path(
                     "carbon", a, y - board, b, y, lot.depth_cm * rng.uniform(0.8, 0.95), density=rng.uniform(0.45, 0.65)
                 )
-                y -= board + max(1, px(rng.uniform(3, 25)))
+                gap = rng.uniform(3, 25)
+                y -= board + max(1, px(gap / 8 if lot.packed else gap))  # packed: boards dead-stacked
             boxes_x += [a, b]
             top_all = min(top_all, y)
         return [(min(boxes_x), top_all, max(boxes_x), lot.y_floor)] if boxes_x else []
@@ -542,6 +560,8 @@ def draw_paper(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
                 break
             reel_h = px(rng.uniform(700, 1400))
             y, top = lot.y_floor, lot.y_floor - int(height * lot.fill)
+            if lot.packed:  # whole reels to the roof: as many as fit, of the height that fills it
+                reel_h = (y - top) // max((y - top) // max(reel_h, 1), 1)
             while y - reel_h >= top:
                 canvas.add_path("organic", a, y - reel_h, a + prof.shape[1], y, n_z * prof, density=0.8)
                 y -= reel_h
@@ -557,7 +577,10 @@ def draw_firearms(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Bo
     n_z = max(int(lot.depth_cm / rng.uniform(8, 15)), 1)  # rifles side by side along the beam
     crate_l, crate_h = px(rng.uniform(1000, 1250)), px(rng.uniform(300, 420))
     height = lot.y_floor - lot.y_top
-    top = lot.y_floor - int(height * lot.fill * rng.uniform(0.4, 1.0))
+    frac = rng.uniform(0.4, 1.0)
+    if lot.packed:  # crates stacked to the roof (same draw, a narrower range)
+        frac = 0.9 + (frac - 0.4) / 6
+    top = lot.y_floor - int(height * lot.fill * frac)
     x_end, y = lot.x0, lot.y_floor
     while y - crate_h >= top:
         for a, b in _units_along(rng, lot.x0, lot.x1, crate_l, (0, px(20))):

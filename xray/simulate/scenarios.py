@@ -178,12 +178,13 @@ def plan_scene(
 
 
 def _load(
-    canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan, *, dense: bool = False
+    canvas: Canvas, rng: np.random.Generator, hold: Hold, plan: ScenePlan, *, dense: bool = False, packed: bool = False
 ) -> list[tuple[str, Box]]:
     """Split the hold into lots, draw each category, then hide goods behind one of them.
 
     `dense` loads as real containers are: goods fill most of the length, the depth and
     the height (the default draws lighter, sparser loads; its draws are kept as they are).
+    `packed` (with `dense`) also packs the categories that dense loads leave half empty (`Lot.packed`).
     """
     px = canvas.px
     boxes: list[tuple[str, Box]] = []
@@ -215,6 +216,7 @@ def _load(
             depth_cm=cover_depth,
             fill=fill,
             dense=dense,
+            packed=packed,
         )
         found = DRAWERS[cat](canvas, rng, lot)
         boxes += [(cat, b) for b in found]
@@ -407,7 +409,7 @@ def _simulate_profiled(
         if profile.scene.strong_structure:
             draw_structure(canvas, plan.spec, hold, rng)
         before = (canvas.organic.copy(), canvas.iron.copy())
-        boxes = _load(canvas, rng, hold, plan, dense=profile.scene.dense_loads)
+        boxes = _load(canvas, rng, hold, plan, dense=profile.scene.dense_loads, packed=profile.scene.packed_loads)
         if {c for c, _ in boxes} == wanted:
             break
     else:
