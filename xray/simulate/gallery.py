@@ -168,7 +168,7 @@ PACKING_EXAMPLES = (("tyres", 42), ("furniture_wood", 40), ("paper", 40), ("fire
 def packing_pair(category: str, seed: int, profile: str = "export-8bit-jpeg", width: int = 520) -> list[np.ndarray]:
     """One 20-ft scan as the profile draws it (dense loads) and with `scene.packed_loads`, labelled."""
     dense = load_profile(profile)
-    packed = dense.model_copy(update={"scene": dense.scene.model_copy(update={"packed_loads": True})})
+    packed = dense.with_scene(packed_loads=True)
     cells = []
     for name, p in (("dense", dense), ("packed", packed)):
         sim = simulate_scan(seed, size="20ft", categories=[category], scenario="clean", profile=p)

@@ -386,22 +386,20 @@ def draw_tyres(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
         ring = disc_profile(px(R), px(r))
         belt = disc_profile(px(R) - 1, px(R) - 4)
         rows = max(int(height * lot.fill) // ring.shape[0], 1)
-        # Laced (packed): every other row along the beam sits half a tyre across and up, in the
-        # holes of the one before, so that the beam meets rubber nearly everywhere.
-        layers = [(0, 0, n_z)]
+        # Laced (packed): every other tyre along the beam sits half a tyre further along, over the
+        # holes of the one before: the holes seen through the load shrink from half to a fifth.
+        layers = [(0, n_z)]
         if lot.packed:
-            layers = [(0, 0, (n_z + 1) // 2), (ring.shape[1] // 2, ring.shape[0] // 2, n_z // 2)]
+            layers = [(0, (n_z + 1) // 2), (ring.shape[1] // 2, n_z // 2)]
         for a, _ in _units_along(rng, lot.x0, lot.x1, ring.shape[1], (0, px(20))):
             if a + ring.shape[1] > lot.x1:
                 break
-            for dx, dy, n_z_ in layers:
+            for dx, n_z_ in layers:
                 a_ = a + dx
                 if n_z_ < 1 or a_ + ring.shape[1] > lot.x1:
                     continue
                 for k in range(rows):
-                    y1 = lot.y_floor - dy - k * ring.shape[0]
-                    if dy and y1 - ring.shape[0] < lot.y_top:
-                        break
+                    y1 = lot.y_floor - k * ring.shape[0]
                     canvas.add_path(
                         "carbon",
                         a_,
@@ -503,11 +501,11 @@ def draw_furniture_wood(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> l
         height = lot.y_floor - lot.y_top
         ends = (px(10), px(40)) if lot.packed else (px(50), px(200))  # packed: bundles end to end
         for a, b in _units_along(rng, lot.x0, lot.x1, px(rng.uniform(2000, 4000)), ends):
-            frac = drawn = rng.uniform(0.5, 0.95)
-            if lot.dense:  # bundles stacked to near the roof (same draw, a narrower range)
-                frac = 0.85 + (drawn - 0.5) / 3
-            if lot.packed:
-                frac = 0.93 + (drawn - 0.5) / 0.45 * 0.07
+            frac = rng.uniform(0.5, 0.95)
+            if lot.packed:  # same draw, to the roof
+                frac = 0.93 + (frac - 0.5) / 0.45 * 0.07
+            elif lot.dense:  # bundles stacked to near the roof (same draw, a narrower range)
+                frac = 0.85 + (frac - 0.5) / 3
             top = lot.y_floor - int(height * lot.fill * frac)
             board = px(rng.uniform(25, 50))
             y = lot.y_floor - px(80)
@@ -560,8 +558,9 @@ def draw_paper(canvas: Canvas, rng: np.random.Generator, lot: Lot) -> list[Box]:
                 break
             reel_h = px(rng.uniform(700, 1400))
             y, top = lot.y_floor, lot.y_floor - int(height * lot.fill)
-            if lot.packed:  # whole reels to the roof: as many as fit, of the height that fills it
-                reel_h = (y - top) // max((y - top) // max(reel_h, 1), 1)
+            if lot.packed:  # whole reels to the roof: no taller than drawn, at least half as tall
+                n_high = int(np.ceil((y - top) / max(reel_h, 1)))
+                reel_h = max((y - top) // max(n_high, 1), 1)
             while y - reel_h >= top:
                 canvas.add_path("organic", a, y - reel_h, a + prof.shape[1], y, n_z * prof, density=0.8)
                 y -= reel_h

@@ -110,6 +110,18 @@ class ScannerProfile(_Strict):
     scene: Scene = Scene()
     artifacts: Artifacts = Artifacts()
 
+    def with_scene(self, **changes: bool) -> ScannerProfile:
+        """This profile with other scene settings (`packed_loads=True`), checked as a file's would be.
+
+        Raises:
+            ConfigError: settings a profile file could not have.
+        """
+        try:
+            scene = Scene.model_validate({**self.scene.model_dump(), **changes})
+        except ValidationError as e:
+            raise ConfigError(f"profile {self.name!r}: scene: {e.errors()[0]['msg']}") from None
+        return self.model_copy(update={"scene": scene})
+
     @field_validator("pixel_mm")
     @classmethod
     def _pitch(cls, v: tuple[tuple[float, float], tuple[float, float]]) -> tuple:
