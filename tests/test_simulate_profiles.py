@@ -46,6 +46,7 @@ def test_the_bundled_profiles_load_and_draw_inside_their_ranges():
     ("name: x\ndisplay: {stretch: [[50, 60], [40, 99]]}\n", "display.stretch"),
     ("name: x\nenergies_mv: [4.0, 6.0]\n", "energies_mv"),  # high first
     ("- a list\n", "mapping"),
+    ("name: x\nscene: {dense_loads: true, packed_loads: maybe}\n", "scene.packed_loads"),  # not a boolean
 ])
 def test_bad_profiles_are_config_errors_naming_the_key_and_the_file(text, key):
     with pytest.raises(ConfigError) as e:

@@ -33,7 +33,8 @@ class Lot:
     fill: float = 1.0  # fraction of the available height to load
     dense: bool = False  # cartons tile each pallet without a gap at its end (real, tightly packed loads)
     # Dense, and the categories that `dense` still leaves half empty packed as real ones ship: tyres
-    # laced (rows staggered along the beam), timber dead-stacked, reels and rifle crates to the roof.
+    # laced (every other tyre along the beam half a tyre further along), timber dead-stacked, reels
+    # and rifle crates to the roof.
     packed: bool = False
 
 

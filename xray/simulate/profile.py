@@ -83,7 +83,8 @@ class Scene(_Strict):
     dense_loads: bool = False  # goods fill most of the hold, stacked near the roof, with internal texture
     strong_structure: bool = False  # posts, corrugation, mid-height rail, heavy floor band as on real scans
     # Dense loads with tyres laced, timber dead-stacked, reels and rifle crates to the roof: real loaded
-    # exports are 80 % below grey 70 inside the walls, and dense loads alone left such holds half bright.
+    # exports are 80 % below grey 70 inside the walls; dense loads alone left such holds a third or more
+    # above grey 80.
     packed_loads: bool = False
 
     @model_validator(mode="after")
