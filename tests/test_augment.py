@@ -261,3 +261,57 @@ def test_full_domain_randomisation_keeps_boxes_valid(seed: int) -> None:
     assert img.shape == att.shape and np.isfinite(img).all() and (img >= 0).all() and (img <= A_MAX + 1e-4).all()
     assert len(boxes) == 1 and (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
     assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 384).all() and (boxes[:, [1, 3]] <= 128).all()
+
+
+# -- the scanner look on the scan at its own resolution (`domain_scan_resolution`) ---------------
+
+
+def test_scan_resolution_moves_the_scanner_look_off_the_model_input() -> None:
+    on = Augment({"domain_randomisation": 1.0, "domain_scan_resolution": True})
+    off = Augment({"domain_randomisation": 1.0})
+    model_input = {type(t).__name__ for t in on.pipeline.transforms}
+    assert "BBoxSafeRandomCrop" in model_input  # the crop moves boxes: it stays on the model input
+    assert not {"DisplayExport", "ScannerArtifact", "RowStripes", "SingleEnergy"} & model_input
+    assert on.at_scan_resolution and not off.at_scan_resolution
+    assert [type(t).__name__ for t in on.scan_pipeline.transforms] == [
+        "SingleEnergy", "ScannerArtifact", "RowStripes", "QuantumNoise", "ScannerArtifact", "DetectorBlur",
+        "DisplayExport"]
+    # off, the model input keeps the earlier pipeline, blur and all (recipes trained with it reproduce)
+    assert {"DisplayExport", "GaussianBlur"} <= {type(t).__name__ for t in off.pipeline.transforms}
+    att = _textured()
+    assert off.scanner(att, rng=np.random.default_rng(0), px_per_input=3.0) is att
+    with pytest.raises(ConfigError, match="domain_scan_resolution"):
+        Augment({"domain_scan_resolution": "sometimes"})
+
+
+def test_detector_blur_sigma_is_in_model_input_pixels() -> None:
+    """The same drawn sigma blurs a scan with three pixels to one input pixel three times as wide."""
+    aug = Augment({**DR_OFF, "domain_scan_resolution": True, "domain_blur": 1.0, "domain_blur_sigma": [2.0, 2.0]})
+    step = np.zeros((1, 16, 400), np.float32)
+    step[:, :, 200:] = 3.0
+    widths = []
+    for px in (1.0, 3.0):
+        out = aug.scanner(step, rng=np.random.default_rng(0), px_per_input=px)[0, 8]
+        widths.append(int(((out > 0.3) & (out < 2.7)).sum()))  # columns on the edge's ramp
+    assert widths[0] >= 4 and 2.6 <= widths[1] / widths[0] <= 3.4
+
+
+def test_detail_channels_see_the_scanner_look_only_at_scan_resolution(tmp_path) -> None:
+    """A starved training scan: measured before the shrink, its detail channel carries the starvation
+    noise (as a starved scan's does at inference); put on after the shrink, it stays the clean scan's."""
+    from tests.fixtures_dataset import write_dataset
+    from xray.config import InputConfig
+    from xray.data.dataset import XrayDataset
+
+    root = write_dataset(tmp_path / "ds", splits={"train": 2})
+    spec = InputConfig(mode="dual_ratio_detail", size=(128, 384), mean=(1.5, 1.5, 1.1, 0.07),
+                       std=(1.5, 1.5, 0.1, 0.18))
+    starve = {**DR_OFF, "tip": 0.0, "domain_starvation": 1.0, "domain_starvation_floor": [0.02, 0.02]}
+
+    def detail(**aug: object) -> np.ndarray:
+        ds = XrayDataset(root, "train", spec=spec, augment=Augment({**starve, **aug}) if aug else None)
+        return np.stack([ds[i][0][3].numpy() for i in range(len(ds))])
+
+    clean, after, before = detail(), detail(domain_scan_resolution=False), detail(domain_scan_resolution=True)
+    assert np.allclose(after, clean)  # after the shrink: the detail channel never saw the starvation
+    assert before.mean() > clean.mean() + 0.1  # before it: noise energy in the texture channel

@@ -309,6 +309,11 @@ class AugmentConfig(Section):
     domain_scatter_fraction: tuple[float, float] = (0.0, 0.1)
     domain_starvation: float = Field(0.3, ge=0, le=1)
     domain_starvation_floor: tuple[float, float] = (0.0, 0.02)
+    # Where the scanner's look is put on: off, on the model input (after the shrink); on, on the scan at its
+    # own resolution before the shrink (crop stays on the model input), as a scanner and its export do. A
+    # model with detail channels needs it on: they are measured before the shrink, so off they never see
+    # the noise, stripes or JPEG that the attenuation channels get (blur sigma stays in model-input pixels).
+    domain_scan_resolution: bool = False
 
 
 class ExportConfig(Section):

@@ -301,21 +301,54 @@ class ScannerArtifact(A.ImageOnlyTransform):
         return ("kind", "strength")
 
 
-def domain_transforms(c: AugmentConfig) -> list[A.BasicTransform]:
-    """The domain-randomisation transforms of a config (empty when `domain_randomisation` is 0)."""
+class DetectorBlur(A.ImageOnlyTransform):
+    """Gaussian blur with sigma drawn in model-input pixels, applied to an image with
+    `px_per_input` of its pixels to one input pixel (passed with the image): the same blur
+    on the model input whether it runs on the scan before the shrink or after it."""
+
+    def __init__(self, sigma: tuple[float, float], p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.sigma = tuple(sigma)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        return {"s": self.py_random.uniform(*self.sigma) * float(data.get("px_per_input", 1.0))}
+
+    def apply(self, img: np.ndarray, s: float = 0.0, **params: Any) -> np.ndarray:
+        if s <= 0:
+            return img
+        out = cv2.GaussianBlur(np.ascontiguousarray(img), (0, 0), s)
+        return out.reshape(img.shape).astype(np.float32, copy=False)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("sigma",)
+
+
+def scanner_transforms(c: AugmentConfig, *, at_scan_resolution: bool) -> list[A.BasicTransform]:
+    """The domain randomisation's scanner and export look, in acquisition order (empty when
+    `domain_randomisation` is 0): what a scanner and its export do to every pixel."""
     p = c.domain_randomisation
     if p <= 0:
         return []
+    blur = (DetectorBlur(c.domain_blur_sigma, p=p * c.domain_blur) if at_scan_resolution
+            else A.GaussianBlur(sigma_limit=c.domain_blur_sigma, blur_limit=0, p=p * c.domain_blur))
     return [
-        A.BBoxSafeRandomCrop(erosion_rate=0.0, p=p * c.domain_crop),
         SingleEnergy(low=c.domain_single_energy_low, p=p * c.domain_single_energy),
         ScannerArtifact("scatter", c.domain_scatter_fraction, p=p * c.domain_scatter),
         RowStripes(c.domain_stripe_strength, c.domain_dead_rows, p=p * c.domain_stripes),
         QuantumNoise(c.domain_noise_counts, p=p * c.domain_noise),
         ScannerArtifact("starvation", c.domain_starvation_floor, p=p * c.domain_starvation),
-        A.GaussianBlur(sigma_limit=c.domain_blur_sigma, blur_limit=0, p=p * c.domain_blur),
+        blur,
         DisplayExport(c.domain_gamma, c.domain_jpeg_quality, jpeg=c.domain_jpeg, p=p * c.domain_export),
     ]
+
+
+def domain_transforms(c: AugmentConfig) -> list[A.BasicTransform]:
+    """The domain-randomisation transforms on the model input (empty when `domain_randomisation` is 0):
+    the crop, then the scanner look unless `domain_scan_resolution` puts that on the scan (`Augment.scanner`)."""
+    if c.domain_randomisation <= 0:
+        return []
+    crop = A.BBoxSafeRandomCrop(erosion_rate=0.0, p=c.domain_randomisation * c.domain_crop)
+    return [crop] if c.domain_scan_resolution else [crop, *scanner_transforms(c, at_scan_resolution=False)]
 
 
 class Augment:
@@ -360,6 +393,24 @@ class Augment:
             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, min_area=16),
             seed=0,
         )
+        # The scanner look on the scan before the shrink (`domain_scan_resolution`): no boxes move.
+        self.scan_pipeline = A.Compose(scanner_transforms(c, at_scan_resolution=True), seed=0) if c.domain_scan_resolution else None
+
+    @property
+    def at_scan_resolution(self) -> bool:
+        """Whether `scanner` has work: the scanner look goes on the scan before the shrink."""
+        return self.scan_pipeline is not None and len(self.scan_pipeline.transforms) > 0
+
+    def scanner(self, att: np.ndarray, *, rng: np.random.Generator, px_per_input: float) -> np.ndarray:
+        """The scanner and export look (`scanner_transforms`) on (C, H, W) attenuation at the scan's
+        resolution, `px_per_input` scan pixels to one model-input pixel; same shape out."""
+        if not self.at_scan_resolution:
+            return att
+        assert self.scan_pipeline is not None
+        self.scan_pipeline.set_random_seed(int(rng.integers(2**31)))
+        u = np.ascontiguousarray(np.clip(att / A_MAX, 0.0, 1.0).transpose(1, 2, 0))
+        out = self.scan_pipeline(image=u, px_per_input=px_per_input)["image"]
+        return np.ascontiguousarray(np.asarray(out, np.float32).reshape(u.shape).transpose(2, 0, 1) * A_MAX)
 
     def __call__(
         self, att: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator,

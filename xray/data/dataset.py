@@ -189,6 +189,8 @@ class XrayDataset(Dataset):
                     image_labels[got[1]] = 1.0
 
         lb = fit(base.shape[1:], self.spec.size)
+        if augment is not None and augment.at_scan_resolution:  # before the detail channels are measured
+            base = augment.scanner(base, rng=rng, px_per_input=1.0 / lb.sy)
         base = shrink(base, lb.resized_hw, self.spec)
         boxes = lb.to_input(boxes)
         if augment is not None:
