@@ -284,6 +284,19 @@ def test_scan_resolution_moves_the_scanner_look_off_the_model_input() -> None:
         Augment({"domain_scan_resolution": "sometimes"})
 
 
+
+@pytest.mark.parametrize(("seed", "pixel_sum", "box"), [
+    (2, 112154.25, [3.03, 14.47, 288.43, 99.07]),
+    (3, 82703.27, [60.0, 20.0, 300.0, 100.0]),
+    (4, 119279.36, [55.98, 23.16, 311.92, 97.41]),
+])
+def test_without_scan_resolution_training_draws_as_before_it(seed: int, pixel_sum: float, box: list[float]) -> None:
+    """Pinned at commit 60c77de, before the option: the recipes that trained the bundled model draw the same images."""
+    img, boxes, _ = Augment({"domain_randomisation": 1.0, "tip": 0.0})(
+        _textured(), np.array([[60, 20, 300, 100]]), np.array([2]), rng=np.random.default_rng(seed))
+    assert float(img.astype(np.float64).sum()) == pytest.approx(pixel_sum, abs=0.02)
+    assert np.allclose(boxes[0], box, atol=0.01)
+
 def test_detector_blur_sigma_is_in_model_input_pixels() -> None:
     """The same drawn sigma blurs a scan with three pixels to one input pixel three times as wide."""
     aug = Augment({**DR_OFF, "domain_scan_resolution": True, "domain_blur": 1.0, "domain_blur_sigma": [2.0, 2.0]})
