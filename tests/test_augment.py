@@ -69,7 +69,7 @@ def test_same_rng_same_result() -> None:
 def test_gain_scales_attenuation() -> None:
     aug = Augment({**OFF, "gain": [1.2, 1.2]})
     img, _, _ = aug(_block_image((50, 20, 150, 90)), np.zeros((0, 4)), np.zeros(0, int), rng=np.random.default_rng(0))
-    values = set(np.round(np.unique(img), 4).tolist())
+    values = set(np.round(np.unique(img).astype(np.float64), 4).tolist())
     # p = 0.8: either untouched (3.0) or exactly 3.6 = 3.0 x 1.2; air stays air.
     assert values in ({0.0, 3.0}, {0.0, 3.6})
 
@@ -271,9 +271,10 @@ def test_scan_resolution_moves_the_scanner_look_off_the_model_input() -> None:
     off = Augment({"domain_randomisation": 1.0})
     model_input = {type(t).__name__ for t in on.pipeline.transforms}
     assert "BBoxSafeRandomCrop" in model_input  # the crop moves boxes: it stays on the model input
-    assert not {"DisplayExport", "ScannerArtifact", "RowStripes", "SingleEnergy"} & model_input
+    assert model_input == {"HorizontalFlip", "VerticalFlip", "Affine", "BBoxSafeRandomCrop"}  # geometry only
     assert on.at_scan_resolution and not off.at_scan_resolution
-    assert [type(t).__name__ for t in on.scan_pipeline.transforms] == [
+    assert [type(t).__name__ for t in on.scan_pipeline.transforms] == [  # goods, then scanner, then export
+        "AttenuationGain", "AttenuationGamma", "QuantumNoise", "DetectorBlur",
         "SingleEnergy", "ScannerArtifact", "RowStripes", "QuantumNoise", "ScannerArtifact", "DetectorBlur",
         "DisplayExport"]
     # off, the model input keeps the earlier pipeline, blur and all (recipes trained with it reproduce)
@@ -284,7 +285,6 @@ def test_scan_resolution_moves_the_scanner_look_off_the_model_input() -> None:
         Augment({"domain_scan_resolution": "sometimes"})
 
 
-
 @pytest.mark.parametrize(("seed", "pixel_sum", "box"), [
     (2, 112154.25, [3.03, 14.47, 288.43, 99.07]),
     (3, 82703.27, [60.0, 20.0, 300.0, 100.0]),
@@ -292,10 +292,11 @@ def test_scan_resolution_moves_the_scanner_look_off_the_model_input() -> None:
 ])
 def test_without_scan_resolution_training_draws_as_before_it(seed: int, pixel_sum: float, box: list[float]) -> None:
     """Pinned at commit 60c77de, before the option: the recipes that trained the bundled model draw the same images."""
-    img, boxes, _ = Augment({"domain_randomisation": 1.0, "tip": 0.0})(
+    img, boxes, _ = Augment({"domain_randomisation": 1.0, "tip": 0.0, "draws": "shared"})(
         _textured(), np.array([[60, 20, 300, 100]]), np.array([2]), rng=np.random.default_rng(seed))
     assert float(img.astype(np.float64).sum()) == pytest.approx(pixel_sum, abs=0.02)
     assert np.allclose(boxes[0], box, atol=0.01)
+
 
 def test_detector_blur_sigma_is_in_model_input_pixels() -> None:
     """The same drawn sigma blurs a scan with three pixels to one input pixel three times as wide."""
@@ -328,3 +329,57 @@ def test_detail_channels_see_the_scanner_look_only_at_scan_resolution(tmp_path) 
     clean, after, before = detail(), detail(domain_scan_resolution=False), detail(domain_scan_resolution=True)
     assert np.allclose(after, clean)  # after the shrink: the detail channel never saw the starvation
     assert before.mean() > clean.mean() + 0.1  # before it: noise energy in the texture channel
+
+
+def test_a_dataset_without_scan_resolution_draws_as_before_it(tmp_path) -> None:
+    """The dataset's items (TIP, detail channels, domain randomisation) pinned at commit 60c77de."""
+    from tests.fixtures_dataset import write_dataset
+    from xray.config import InputConfig
+    from xray.data.dataset import XrayDataset
+
+    root = write_dataset(tmp_path / "ds", splits={"train": 3}, size=(192, 576))
+    spec = InputConfig(mode="dual_ratio_detail", size=(128, 384), mean=(1.5, 1.5, 1.1, 0.07),
+                       std=(1.5, 1.5, 0.1, 0.18))
+    ds = XrayDataset(root, "train", spec=spec, augment=Augment({"domain_randomisation": 1.0, "draws": "shared"}),
+                     seed=5)
+    sums = [float(ds[i][0].double().sum()) for i in range(3)]
+    assert sums == pytest.approx([-76139.73, -92315.62, -65932.5], abs=0.02)
+
+
+def test_the_dataset_tells_the_scan_look_how_many_scan_pixels_make_an_input_pixel(tmp_path, monkeypatch) -> None:
+    from tests.fixtures_dataset import write_dataset
+    from xray.config import InputConfig
+    from xray.data.dataset import XrayDataset
+
+    root = write_dataset(tmp_path / "ds", splits={"train": 1}, size=(256, 768))
+    seen: list[float] = []
+    real = Augment.scanner
+
+    def spy(self, att, *, rng, px_per_input):
+        seen.append(px_per_input)
+        return real(self, att, rng=rng, px_per_input=px_per_input)
+
+    monkeypatch.setattr(Augment, "scanner", spy)
+    spec = InputConfig(mode="dual_ratio_detail", size=(128, 384), mean=(1.5, 1.5, 1.1, 0.07),
+                       std=(1.5, 1.5, 0.1, 0.18))
+    XrayDataset(root, "train", spec=spec, augment=Augment({"domain_scan_resolution": True, "tip": 0.0}))[0]
+    assert seen == [pytest.approx(2.0)]  # a 256 x 768 scan into 128 x 384
+
+
+def test_independent_draws_decide_each_transform_on_its_own() -> None:
+    """albumentations seeds a pipeline's transforms alike: with `shared`, a horizontal flip (p 0.5) and
+    a vertical one (p 0.5) come together or not at all; `independent` gives all four combinations."""
+    att = _block_image((40, 20, 140, 90))
+
+    def combos(draws: str) -> set[tuple[bool, bool]]:
+        aug = Augment({**OFF, "hflip": 0.5, "vflip": 0.5, "draws": draws})
+        out = set()
+        for seed in range(40):
+            _, boxes, _ = aug(att, np.array([[40, 20, 140, 90]]), np.array([0]), rng=np.random.default_rng(seed))
+            out.add((bool(boxes[0, 0] != 40), bool(boxes[0, 1] != 20)))
+        return out
+
+    assert combos("shared") == {(False, False), (True, True)}
+    assert combos("independent") == {(False, False), (True, False), (False, True), (True, True)}
+    with pytest.raises(ConfigError, match="draws"):
+        Augment({"draws": "sometimes"})

@@ -314,6 +314,11 @@ class AugmentConfig(Section):
     # model with detail channels needs it on: they are measured before the shrink, so off they never see
     # the noise, stripes or JPEG that the attenuation channels get (blur sigma stays in model-input pixels).
     domain_scan_resolution: bool = False
+    # How transforms draw their randomness. albumentations seeds every transform of a pipeline alike, so
+    # with `shared` one number decides them all (a starved image is always also exported, noised...);
+    # `independent` gives each its own seed. `shared` is kept for the recipes that trained the bundled
+    # model and the recorded archive and parcel figures, so that they reproduce.
+    draws: Literal["independent", "shared"] = "independent"
 
 
 class ExportConfig(Section):

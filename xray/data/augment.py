@@ -357,6 +357,8 @@ class Augment:
     Geometry (flips, scale + translate), gain, contrast, noise and blur run in one
     albumentations pipeline that moves the boxes with the pixels; TIP is separate
     (`project`) because it needs patches from other scans (the dataset supplies them).
+    With `domain_scan_resolution`, everything but geometry and the domain crop runs
+    instead on the scan before the shrink (`scanner`), where a scanner puts it.
     """
 
     def __init__(self, cfg: AugmentConfig | dict[str, Any] | None = None) -> None:
@@ -372,42 +374,59 @@ class Augment:
         self.cfg: dict[str, Any] = cfg.model_dump()
         c = cfg
         t = c.translate
+        geometry = [
+            A.HorizontalFlip(p=c.hflip),
+            A.VerticalFlip(p=c.vflip),
+            A.Affine(
+                scale=c.scale,
+                translate_percent={"x": (-t, t), "y": (-t / 2, t / 2)},
+                fill=0.0,  # A = 0 is air
+                fill_mask=0.0,
+                mask_interpolation=cv2.INTER_LINEAR,  # the mask carries measured detail channels
+                p=c.affine,
+            ),
+        ]
+        look = [AttenuationGain(c.gain, c.channel_gain, p=0.8), AttenuationGamma(c.gamma, p=0.5),
+                QuantumNoise(c.noise_counts, p=c.noise)]
+        if c.domain_scan_resolution:
+            # Goods, then scanner, then export, all on the scan; only what moves boxes stays on the model input.
+            scan = [*look, DetectorBlur(c.blur_sigma, p=c.blur), *scanner_transforms(c, at_scan_resolution=True)]
+            model = [*geometry, *domain_transforms(c)]
+        else:
+            scan = []
+            model = [*geometry, *look, A.GaussianBlur(sigma_limit=c.blur_sigma, blur_limit=0, p=c.blur),
+                     *domain_transforms(c)]
         self.pipeline = A.Compose(
-            [
-                A.HorizontalFlip(p=c.hflip),
-                A.VerticalFlip(p=c.vflip),
-                A.Affine(
-                    scale=c.scale,
-                    translate_percent={"x": (-t, t), "y": (-t / 2, t / 2)},
-                    fill=0.0,  # A = 0 is air
-                    fill_mask=0.0,
-                    mask_interpolation=cv2.INTER_LINEAR,  # the mask carries measured detail channels
-                    p=c.affine,
-                ),
-                AttenuationGain(c.gain, c.channel_gain, p=0.8),
-                AttenuationGamma(c.gamma, p=0.5),
-                QuantumNoise(c.noise_counts, p=c.noise),
-                A.GaussianBlur(sigma_limit=c.blur_sigma, blur_limit=0, p=c.blur),
-                *domain_transforms(c),
-            ],
+            model,
             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, min_area=16),
             seed=0,
         )
-        # The scanner look on the scan before the shrink (`domain_scan_resolution`): no boxes move.
-        self.scan_pipeline = A.Compose(scanner_transforms(c, at_scan_resolution=True), seed=0) if c.domain_scan_resolution else None
+        self.scan_pipeline = A.Compose(scan, seed=0) if scan else None
+
+    def _seed(self, pipeline: A.Compose, rng: np.random.Generator) -> None:
+        """Seed a pipeline for one image. albumentations seeds every transform of a Compose alike, so
+        their first draws (apply or not) are one number: each transform applies exactly when those with
+        a larger probability do. `draws: independent` gives each transform a seed of its own."""
+        seed = int(rng.integers(2**31))
+        pipeline.set_random_seed(seed)
+        if self.config.draws == "independent":
+            own = np.random.default_rng(seed).integers(2**31, size=len(pipeline.transforms))
+            for tr, s in zip(pipeline.transforms, own, strict=True):
+                tr.set_random_seed(int(s))
 
     @property
     def at_scan_resolution(self) -> bool:
-        """Whether `scanner` has work: the scanner look goes on the scan before the shrink."""
-        return self.scan_pipeline is not None and len(self.scan_pipeline.transforms) > 0
+        """Whether `scanner` has work: the look goes on the scan before the shrink."""
+        return self.scan_pipeline is not None
 
     def scanner(self, att: np.ndarray, *, rng: np.random.Generator, px_per_input: float) -> np.ndarray:
-        """The scanner and export look (`scanner_transforms`) on (C, H, W) attenuation at the scan's
-        resolution, `px_per_input` scan pixels to one model-input pixel; same shape out."""
+        """Gain, contrast, noise and blur, then the scanner and export look (`scanner_transforms`), on
+        (C, H, W) attenuation at the scan's resolution, `px_per_input` scan pixels to one model-input
+        pixel; same shape out. Only with `domain_scan_resolution`; otherwise `att` itself."""
         if not self.at_scan_resolution:
             return att
         assert self.scan_pipeline is not None
-        self.scan_pipeline.set_random_seed(int(rng.integers(2**31)))
+        self._seed(self.scan_pipeline, rng)
         u = np.ascontiguousarray(np.clip(att / A_MAX, 0.0, 1.0).transpose(1, 2, 0))
         out = self.scan_pipeline(image=u, px_per_input=px_per_input)["image"]
         return np.ascontiguousarray(np.asarray(out, np.float32).reshape(u.shape).transpose(2, 0, 1) * A_MAX)
@@ -423,7 +442,7 @@ class Augment:
         """
         _, H, W = att.shape
         boxes = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0, [W, H, W, H])
-        self.pipeline.set_random_seed(int(rng.integers(2**31)))
+        self._seed(self.pipeline, rng)
         n = att.shape[0] - geometric_only
         extra = {"mask": np.ascontiguousarray(att[n:].transpose(1, 2, 0))} if geometric_only else {}
         out = self.pipeline(
