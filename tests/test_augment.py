@@ -266,6 +266,13 @@ def test_full_domain_randomisation_keeps_boxes_valid(seed: int) -> None:
 # -- the scanner look on the scan at its own resolution (`domain_scan_resolution`) ---------------
 
 
+def _detail_spec():
+    """The bundled model's input mode (detail channels measured before the shrink), at a small size."""
+    from xray.config import InputConfig
+
+    return InputConfig(mode="dual_ratio_detail", size=(128, 384), mean=(1.5, 1.5, 1.1, 0.07), std=(1.5, 1.5, 0.1, 0.18))
+
+
 def test_scan_resolution_moves_the_scanner_look_off_the_model_input() -> None:
     on = Augment({"domain_randomisation": 1.0, "domain_scan_resolution": True})
     off = Augment({"domain_randomisation": 1.0})
@@ -314,12 +321,10 @@ def test_detail_channels_see_the_scanner_look_only_at_scan_resolution(tmp_path) 
     """A starved training scan: measured before the shrink, its detail channel carries the starvation
     noise (as a starved scan's does at inference); put on after the shrink, it stays the clean scan's."""
     from tests.fixtures_dataset import write_dataset
-    from xray.config import InputConfig
     from xray.data.dataset import XrayDataset
 
     root = write_dataset(tmp_path / "ds", splits={"train": 2})
-    spec = InputConfig(mode="dual_ratio_detail", size=(128, 384), mean=(1.5, 1.5, 1.1, 0.07),
-                       std=(1.5, 1.5, 0.1, 0.18))
+    spec = _detail_spec()
     starve = {**DR_OFF, "tip": 0.0, "domain_starvation": 1.0, "domain_starvation_floor": [0.02, 0.02]}
 
     def detail(**aug: object) -> np.ndarray:
@@ -334,12 +339,10 @@ def test_detail_channels_see_the_scanner_look_only_at_scan_resolution(tmp_path) 
 def test_a_dataset_without_scan_resolution_draws_as_before_it(tmp_path) -> None:
     """The dataset's items (TIP, detail channels, domain randomisation) pinned at commit 60c77de."""
     from tests.fixtures_dataset import write_dataset
-    from xray.config import InputConfig
     from xray.data.dataset import XrayDataset
 
     root = write_dataset(tmp_path / "ds", splits={"train": 3}, size=(192, 576))
-    spec = InputConfig(mode="dual_ratio_detail", size=(128, 384), mean=(1.5, 1.5, 1.1, 0.07),
-                       std=(1.5, 1.5, 0.1, 0.18))
+    spec = _detail_spec()
     ds = XrayDataset(root, "train", spec=spec, augment=Augment({"domain_randomisation": 1.0, "draws": "shared"}),
                      seed=5)
     sums = [float(ds[i][0].double().sum()) for i in range(3)]
@@ -348,7 +351,6 @@ def test_a_dataset_without_scan_resolution_draws_as_before_it(tmp_path) -> None:
 
 def test_the_dataset_tells_the_scan_look_how_many_scan_pixels_make_an_input_pixel(tmp_path, monkeypatch) -> None:
     from tests.fixtures_dataset import write_dataset
-    from xray.config import InputConfig
     from xray.data.dataset import XrayDataset
 
     root = write_dataset(tmp_path / "ds", splits={"train": 1}, size=(256, 768))
@@ -360,8 +362,7 @@ def test_the_dataset_tells_the_scan_look_how_many_scan_pixels_make_an_input_pixe
         return real(self, att, rng=rng, px_per_input=px_per_input)
 
     monkeypatch.setattr(Augment, "scanner", spy)
-    spec = InputConfig(mode="dual_ratio_detail", size=(128, 384), mean=(1.5, 1.5, 1.1, 0.07),
-                       std=(1.5, 1.5, 0.1, 0.18))
+    spec = _detail_spec()
     XrayDataset(root, "train", spec=spec, augment=Augment({"domain_scan_resolution": True, "tip": 0.0}))[0]
     assert seen == [pytest.approx(2.0)]  # a 256 x 768 scan into 128 x 384
 

@@ -423,9 +423,8 @@ class Augment:
         """Gain, contrast, noise and blur, then the scanner and export look (`scanner_transforms`), on
         (C, H, W) attenuation at the scan's resolution, `px_per_input` scan pixels to one model-input
         pixel; same shape out. Only with `domain_scan_resolution`; otherwise `att` itself."""
-        if not self.at_scan_resolution:
+        if self.scan_pipeline is None:
             return att
-        assert self.scan_pipeline is not None
         self._seed(self.scan_pipeline, rng)
         u = np.ascontiguousarray(np.clip(att / A_MAX, 0.0, 1.0).transpose(1, 2, 0))
         out = self.scan_pipeline(image=u, px_per_input=px_per_input)["image"]
