@@ -61,6 +61,19 @@ def detection_at(risks: np.ndarray, mismatch: np.ndarray, false_alarm: float) ->
     return {"threshold": t, "detection_rate": float(np.mean(bad >= t)), "false_alarm_rate": float(np.mean(clean >= t))}
 
 
+def by_scenario(risks: np.ndarray, scenarios: list[str], threshold: float | None) -> dict[str, dict[str, float | int]]:
+    """Each scenario's scans and the share at or above `threshold`: detection for the mismatch
+    scenarios, false alarms for the clean ones. One hard kind of mismatch (concealment, on every
+    model so far) can hold the overall figure down while the others pass; this shows which."""
+    if threshold is None:
+        return {}
+    names = np.asarray(scenarios)
+    return {
+        name: {"scans": int((names == name).sum()), "flagged": float(np.mean(risks[names == name] >= threshold))}
+        for name in sorted(set(scenarios))
+    }
+
+
 def run(model_dir: Path, cache: Path, *, quick: bool, profile: str = DEFAULT_HOLDOUT) -> dict[str, Any]:
     """The section."""
     from sklearn.metrics import roc_auc_score
@@ -73,6 +86,7 @@ def run(model_dir: Path, cache: Path, *, quick: bool, profile: str = DEFAULT_HOL
         [verify(r["found"].model_copy(update={"domain": None}), r["manifest"], config=config).risk for r in records]
     )
     mismatch = np.array([r["mismatch"] for r in records])
+    at = detection_at(risks, mismatch, FALSE_ALARM)
     flagged = [r["found"].domain is not None and not r["found"].domain.in_domain for r in records]
     trained_on = ((engine.card.get("training") or {}).get("data") or {}).get("profiles")
     return {
@@ -81,7 +95,8 @@ def run(model_dir: Path, cache: Path, *, quick: bool, profile: str = DEFAULT_HOL
         "scans": len(records),
         "mismatches": int(mismatch.sum()),
         "trained_on_profiles": trained_on,
-        f"at_{int(FALSE_ALARM * 100)}pct_false_alarms": detection_at(risks, mismatch, FALSE_ALARM),
+        f"at_{int(FALSE_ALARM * 100)}pct_false_alarms": at,
+        "by_scenario": by_scenario(risks, [r["scenario"] for r in records], at["threshold"]),
         "roc_auc": float(roc_auc_score(mismatch, risks)) if 0 < mismatch.sum() < len(mismatch) else None,
         "ood_flagged": float(np.mean(flagged)) if records else None,
         "guard": "calibrated" if engine.guard is not None else "none (the model card has no domain section)",

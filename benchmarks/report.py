@@ -263,6 +263,11 @@ def markdown(results: dict[str, Any]) -> str:
                   f"| ROC AUC of the scan risk (guard off) | {_f3(ho.get('roc_auc'))} |",
                   f"| flagged out of domain by the guard | {_pct(ho.get('ood_flagged'))} ({ho.get('guard')}) |",
                   f"| scans (mismatches) | {ho.get('scans')} ({ho.get('mismatches')}) |"]
+        if ho.get("by_scenario"):
+            lines += ["", "| held-out scans by scenario, at the 5 % operating point | scans | share flagged |",
+                      "|---|---|---|"]
+            lines += [f"| {name} | {row['scans']} | {_pct(row['flagged'])} |"
+                      for name, row in ho["by_scenario"].items()]
     else:
         lines.append(_status_line(results, "holdout") or "")
     lines.append("")

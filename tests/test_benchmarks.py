@@ -238,3 +238,16 @@ def test_the_peer_venv_is_not_built_on_a_nearly_full_disk(tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match=r"2\.0 GB is free"):
         peer.ensure_peer_venv(tmp_path / "venv")
     assert ran == [] and not (tmp_path / "venv").exists()
+
+
+def test_report_shows_the_held_out_profile_by_scenario() -> None:
+    holdout = {"status": "ok", "holdout_profile": "mobile-gantry", "scans": 300, "mismatches": 110,
+               "at_5pct_false_alarms": {"threshold": 0.6, "detection_rate": 0.727, "false_alarm_rate": 0.047},
+               "roc_auc": 0.928, "ood_flagged": 0.69, "guard": "calibrated",
+               "by_scenario": {"clean": {"scans": 157, "flagged": 0.06},
+                               "concealment": {"scans": 43, "flagged": 0.4}}}
+    md = report.markdown(fake_results(holdout=holdout))
+    assert "| concealment | 43 | 40.0% |" in md and "| clean | 157 | 6.0% |" in md
+    del holdout["by_scenario"]  # a result recorded before the breakdown existed still renders
+    assert "concealment" not in report.markdown(fake_results(holdout=holdout))
+

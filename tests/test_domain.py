@@ -344,6 +344,18 @@ def test_holdout_benchmark_reads_detection_at_the_false_alarm_rate() -> None:
     assert detection_at(clean, np.zeros(100, bool), 0.05)["detection_rate"] is None
 
 
+def test_holdout_benchmark_breaks_detection_down_by_scenario() -> None:
+    from benchmarks.holdout import by_scenario
+
+    risks = np.array([0.1, 0.2, 0.9, 0.3, 0.95, 0.8, 0.7])
+    scenarios = ["clean", "clean", "clean", "concealment", "concealment", "missing", "missing"]
+    rows = by_scenario(risks, scenarios, 0.75)
+    assert rows["clean"] == {"scans": 3, "flagged": pytest.approx(1 / 3)}
+    assert rows["concealment"] == {"scans": 2, "flagged": pytest.approx(0.5)}
+    assert rows["missing"] == {"scans": 2, "flagged": pytest.approx(0.5)}
+    assert by_scenario(risks, scenarios, None) == {}  # no operating point (no clean or no mismatched scans)
+
+
 def test_guard_options_need_domain_mode(tmp_path: Path) -> None:
     from xray.cli import main
 
