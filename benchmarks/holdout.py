@@ -68,10 +68,8 @@ def by_scenario(risks: np.ndarray, scenarios: list[str], threshold: float | None
     if threshold is None:
         return {}
     names = np.asarray(scenarios)
-    return {
-        name: {"scans": int((names == name).sum()), "flagged": float(np.mean(risks[names == name] >= threshold))}
-        for name in sorted(set(scenarios))
-    }
+    masks = {name: names == name for name in sorted(set(scenarios))}
+    return {name: {"scans": int(m.sum()), "flagged": float(np.mean(risks[m] >= threshold))} for name, m in masks.items()}
 
 
 def run(model_dir: Path, cache: Path, *, quick: bool, profile: str = DEFAULT_HOLDOUT) -> dict[str, Any]:

@@ -250,4 +250,3 @@ def test_report_shows_the_held_out_profile_by_scenario() -> None:
     assert "| concealment | 43 | 40.0% |" in md and "| clean | 157 | 6.0% |" in md
     del holdout["by_scenario"]  # a result recorded before the breakdown existed still renders
     assert "concealment" not in report.markdown(fake_results(holdout=holdout))
-
