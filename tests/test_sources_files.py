@@ -416,3 +416,50 @@ def test_png16_deflate_levels_keep_every_value(tmp_path: Path) -> None:
     assert stored.stat().st_size > packed.stat().st_size
     with pytest.raises(ScanError, match="0-9"):
         write_png16(tmp_path / "bad.png", values / 65535.0, level=10)
+
+
+def grey_png(samples: np.ndarray, depth: int, *extra: bytes) -> bytes:
+    """A grey PNG of `samples` at `depth` bits, rows unfiltered, with `extra` chunks before the data."""
+    if depth == 16:
+        rows = [b"\0" + row.astype(">u2").tobytes() for row in samples]
+    else:
+        bits = np.unpackbits(samples.astype(np.uint8)[..., None], axis=-1)[..., 8 - depth :]
+        rows = [b"\0" + np.packbits(row.ravel()).tobytes() for row in bits]
+    h, w = samples.shape
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, 0, 0, 0, 0))
+        + b"".join(extra)
+        + png_chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("depth", "transparent"),
+    [(16, False), (8, False), (16, True), (8, True), (4, False)],
+    ids=["16-bit", "8-bit", "16-bit with tRNS", "8-bit with tRNS", "4-bit"],
+)
+def test_grey_png_reads_as_its_samples(tmp_path: Path, depth: int, transparent: bool) -> None:
+    # A transparency chunk must not turn the scan into grey + alpha (some decoders add the
+    # alpha channel), and 4-bit samples scale to their own maximum.
+    top = (1 << depth) - 1
+    samples = np.random.default_rng(depth).integers(0, top + 1, (H, W))
+    trns = (png_chunk(b"tRNS", struct.pack(">H", 7)),) if transparent else ()
+    path = tmp_path / "grey.png"
+    path.write_bytes(grey_png(samples, depth, *trns))
+    scan = read_scan(path)
+    assert scan.kind is ScanKind.SINGLE and scan.channels.shape == (1, H, W)
+    assert scan.bit_depth == (16 if depth == 16 else 8)
+    np.testing.assert_allclose(scan.channels[0], samples / top, atol=1e-6)
+
+
+def test_corrupt_grey_png_data_is_a_scan_read_error_naming_the_file(tmp_path: Path) -> None:
+    good = bytearray(write_png16(tmp_path / "g.png", levels16() / 65535.0).read_bytes())
+    idat = good.find(b"IDAT") + 4
+    good[idat + 20 : idat + 60] = b"\xff" * 40  # inside the deflate stream; the chunk CRC now fails too
+    path = tmp_path / "flipped.png"
+    path.write_bytes(bytes(good))
+    with pytest.raises(ScanReadError, match="corrupt") as info:
+        read_scan(path)
+    assert info.value.path == str(path)
