@@ -264,6 +264,11 @@ class TrainConfig(Section):
     # weights whose BatchNorm was folded into the convolutions, whose statistics are placeholders.
     # `--init` turns it on for such weights (an exported model's `weights.pt` says so).
     freeze_bn: bool = False
+    # Repeat factor sampling (LVIS, Gupta et al. 2019; detectron2's RepeatFactorTrainingSampler): each
+    # image is drawn in proportion to max(1, sqrt(t / f)) for the rarest class it holds, f being the
+    # share of training images with that class, so rare goods (firearms) are seen more often. The
+    # epoch keeps its length. 0: plain shuffling. Not with --ddp.
+    repeat_threshold: float = Field(0.0, ge=0, le=1)
 
 
 class AugmentConfig(Section):

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from xray.atomic import write_atomic
@@ -44,6 +44,7 @@ from xray.train import distributed
 from xray.train import plots as plotting
 from xray.train.evaluate import evaluate, evaluate_scan_level
 from xray.train.metrics import dataset_info, public_metrics
+from xray.train.sampling import repeat_sampler
 
 CHECKPOINT_FORMAT = 1
 
@@ -292,9 +293,15 @@ def build_loader(
     dataset: XrayDataset, tcfg: TrainConfig, device: torch.device, ranks: distributed.Ranks | None = None
 ) -> tuple[DataLoader, torch.Generator]:
     """The shuffling training loader and its generator (saved in checkpoints, so resume replays the order).
-    Under DDP each process loads its share, shuffled by `DistributedSampler` from the seed and epoch."""
+    Under DDP each process loads its share, shuffled by `DistributedSampler` from the seed and epoch;
+    with `train.repeat_threshold`, images holding rare classes are drawn more often (`xray.train.sampling`)."""
     generator = torch.Generator().manual_seed(tcfg.seed)
+    sampler: DistributedSampler | WeightedRandomSampler | None
     sampler = distributed.sampler(dataset, ranks or distributed.Ranks(), tcfg.seed)
+    if tcfg.repeat_threshold > 0:
+        if sampler is not None:
+            raise ConfigError("train.repeat_threshold (repeat factor sampling) does not work with --ddp; set it to 0")
+        sampler = repeat_sampler(dataset.labels, tcfg.repeat_threshold, generator)
     loader = DataLoader(
         dataset,
         batch_size=tcfg.batch_size,
