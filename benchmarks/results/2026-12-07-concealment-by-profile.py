@@ -1,10 +1,10 @@
 """In-profile concealment detection by scanner profile, for candidates evaluated on the same test split.
 
-    python benchmarks/results/2026-12-07-concealment-by-profile.py data/sim-realistic4 NAME=VERDICTS_DIR ...
+    PYTHONPATH=. python benchmarks/results/2026-12-07-concealment-by-profile.py data/sim-realistic4 NAME=VERDICTS_DIR ...
 
 VERDICTS_DIR is `xray evaluate --level scan --out`'s folder; the dataset's truth.jsonl gives each scan's
-profile. The threshold is each candidate's 1 % (and 5 %) false-alarm point over all clean test scans, as in
-compare-candidates, so a profile's row shows where that one operating point leaves its concealments.
+profile. The threshold is each candidate's 1 % (and 5 %) false-alarm point over all clean test scans, by the
+held-out benchmark's rule, so a profile's row shows where that one operating point leaves its concealments.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def at_false_alarm(clean: np.ndarray, fa: float) -> float:
-    ranked = np.sort(clean)[::-1]
-    allowed = int(fa * len(ranked))
-    return float(ranked[allowed]) + 1e-9 if allowed < len(ranked) else 0.0
+from benchmarks.holdout import detection_at
 
 
 def main() -> None:
@@ -38,11 +34,11 @@ def main() -> None:
         bad = np.array([r["mismatch"] for r in recs])
         prof = np.array([profile[r["scan_id"]] for r in recs])
         hidden = np.array([r["scenario"] == "concealment" for r in recs])
-        cuts = {fa: at_false_alarm(risk[~bad], fa) for fa in (0.01, 0.05)}
+        cuts = [detection_at(risk, bad, fa)["threshold"] for fa in (0.01, 0.05)]
         for p in sorted(set(prof)):
             sel = hidden & (prof == p)
             key = f"{p} ({sel.sum()})"
-            rows.setdefault(key, []).append(" / ".join(f"{np.mean(risk[sel] >= t):.0%}" for t in cuts.values()))
+            rows.setdefault(key, []).append(" / ".join(f"{np.mean(risk[sel] >= t):.0%}" for t in cuts))
     print("| concealment found at 1 % / 5 % false alarms | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for key, cells in rows.items():
