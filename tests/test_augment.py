@@ -357,9 +357,9 @@ def test_the_dataset_tells_the_scan_look_how_many_scan_pixels_make_an_input_pixe
     seen: list[float] = []
     real = Augment.scanner
 
-    def spy(self, att, *, rng, px_per_input):
+    def spy(self, att, *, rng, px_per_input, **kw):
         seen.append(px_per_input)
-        return real(self, att, rng=rng, px_per_input=px_per_input)
+        return real(self, att, rng=rng, px_per_input=px_per_input, **kw)
 
     monkeypatch.setattr(Augment, "scanner", spy)
     spec = _detail_spec()
@@ -384,3 +384,52 @@ def test_independent_draws_decide_each_transform_on_its_own() -> None:
     assert combos("independent") == {(False, False), (True, False), (False, True), (True, True)}
     with pytest.raises(ConfigError, match="draws"):
         Augment({"draws": "sometimes"})
+
+
+def _on_8_bit_grid(att: np.ndarray) -> bool:
+    levels = np.exp(-att) * 255  # back to transmission grey levels
+    return bool(np.allclose(levels[levels > 0.5], np.rint(levels[levels > 0.5]), atol=2e-2))
+
+
+@pytest.mark.parametrize("scan_resolution", [True, False])
+def test_a_scan_read_from_an_export_is_not_exported_again_without_reexport(scan_resolution: bool) -> None:
+    """`domain_reexport: false`: a 16-bit scan still gets the display export; an 8-bit one keeps its own
+    grey levels (its other scanner transforms still apply). The default exports both, as recipes so far."""
+    export = {**DR_OFF, "domain_export": 1.0, "domain_jpeg": 0.0, "domain_scan_resolution": scan_resolution}
+    once, twice = Augment({**export, "domain_reexport": False}), Augment(export)
+    att, box, label = _textured(), np.array([[60, 20, 300, 100]]), np.array([2])
+
+    def look(aug: Augment, bit_depth: int) -> np.ndarray:
+        rng = np.random.default_rng(1)
+        scan = aug.scanner(att, rng=rng, px_per_input=1.0, bit_depth=bit_depth)
+        return aug(scan, box, label, rng=rng, bit_depth=bit_depth)[0]
+
+    assert _on_8_bit_grid(look(once, 16)) and _on_8_bit_grid(look(twice, 8)) and _on_8_bit_grid(look(twice, 16))
+    assert np.allclose(look(once, 8), att, atol=1e-5)  # nothing else is on: the export's own pixels, untouched
+    assert not _on_8_bit_grid(att)
+    stripes = Augment({**export, "domain_reexport": False, "domain_stripes": 1.0,
+                       "domain_stripe_strength": [0.05, 0.05]})
+    assert not np.allclose(look(stripes, 8), att, atol=1e-3)  # the scanner's look other than the export stays
+
+
+def test_the_dataset_tells_the_augmentation_where_each_scan_was_read_from(tmp_path, monkeypatch) -> None:
+    import cv2
+
+    from tests.fixtures_dataset import write_dataset
+    from xray.data.dataset import XrayDataset
+
+    root = write_dataset(tmp_path / "ds", splits={"train": 2})
+    for name in ("s000002_high.png", "s000002_low.png"):  # the second scan as an 8-bit export of itself
+        png = root / "images" / "train" / name
+        cv2.imwrite(str(png), (cv2.imread(str(png), cv2.IMREAD_UNCHANGED) // 257).astype(np.uint8))
+    seen: list[int] = []
+    real = Augment.__call__
+
+    def spy(self, att, boxes, labels, *, bit_depth=16, **kw):
+        seen.append(bit_depth)
+        return real(self, att, boxes, labels, bit_depth=bit_depth, **kw)
+
+    monkeypatch.setattr(Augment, "__call__", spy)
+    ds = XrayDataset(root, "train", spec=_detail_spec(), augment=Augment({"tip": 0.0}))
+    ds[0], ds[1]
+    assert seen == [16, 8]

@@ -319,6 +319,10 @@ class AugmentConfig(Section):
     # model with detail channels needs it on: they are measured before the shrink, so off they never see
     # the noise, stripes or JPEG that the attenuation channels get (blur sigma stays in model-input pixels).
     domain_scan_resolution: bool = False
+    # Whether a scan read from an 8-bit export (JPEG or pseudo-colour) may be given the display export
+    # again. It already has a display curve, quantisation and often JPEG; a second one is harsher than any
+    # real export. False draws the export on 16-bit scans only. True is kept for the recipes so far.
+    domain_reexport: bool = True
     # How transforms draw their randomness. albumentations seeds every transform of a pipeline alike, so
     # with `shared` one number decides them all (a starved image is always also exported, noised...);
     # `independent` gives each its own seed. `shared` is kept for the recipes that trained the bundled

@@ -323,9 +323,10 @@ class DetectorBlur(A.ImageOnlyTransform):
         return ("sigma",)
 
 
-def scanner_transforms(c: AugmentConfig, *, at_scan_resolution: bool) -> list[A.BasicTransform]:
+def scanner_transforms(c: AugmentConfig, *, at_scan_resolution: bool, export: bool = True) -> list[A.BasicTransform]:
     """The domain randomisation's scanner and export look, in acquisition order (empty when
-    `domain_randomisation` is 0): what a scanner and its export do to every pixel."""
+    `domain_randomisation` is 0): what a scanner and its export do to every pixel. `export` False
+    leaves out the display export, for scans that were read from one (`domain_reexport`)."""
     p = c.domain_randomisation
     if p <= 0:
         return []
@@ -338,17 +339,20 @@ def scanner_transforms(c: AugmentConfig, *, at_scan_resolution: bool) -> list[A.
         QuantumNoise(c.domain_noise_counts, p=p * c.domain_noise),
         ScannerArtifact("starvation", c.domain_starvation_floor, p=p * c.domain_starvation),
         blur,
-        DisplayExport(c.domain_gamma, c.domain_jpeg_quality, jpeg=c.domain_jpeg, p=p * c.domain_export),
+        *([DisplayExport(c.domain_gamma, c.domain_jpeg_quality, jpeg=c.domain_jpeg, p=p * c.domain_export)]
+          if export else []),
     ]
 
 
-def domain_transforms(c: AugmentConfig) -> list[A.BasicTransform]:
+def domain_transforms(c: AugmentConfig, *, export: bool = True) -> list[A.BasicTransform]:
     """The domain-randomisation transforms on the model input (empty when `domain_randomisation` is 0):
     the crop, then the scanner look unless `domain_scan_resolution` puts that on the scan (`Augment.scanner`)."""
     if c.domain_randomisation <= 0:
         return []
     crop = A.BBoxSafeRandomCrop(erosion_rate=0.0, p=c.domain_randomisation * c.domain_crop)
-    return [crop] if c.domain_scan_resolution else [crop, *scanner_transforms(c, at_scan_resolution=False)]
+    if c.domain_scan_resolution:
+        return [crop]
+    return [crop, *scanner_transforms(c, at_scan_resolution=False, export=export)]
 
 
 class Augment:
@@ -372,7 +376,14 @@ class Augment:
         self.config = cfg
         # A plain mapping view, read by the dataset (tip, tip_max, tip_categories, tip_over_goods).
         self.cfg: dict[str, Any] = cfg.model_dump()
-        c = cfg
+        self.pipeline, self.scan_pipeline = self._build(cfg, export=True)
+        # Scans read from an 8-bit export get their own pair without a second export (`domain_reexport`).
+        self.exported_pipeline, self.exported_scan_pipeline = (
+            (self.pipeline, self.scan_pipeline) if cfg.domain_reexport else self._build(cfg, export=False))
+
+    @staticmethod
+    def _build(c: AugmentConfig, *, export: bool) -> tuple[A.Compose, A.Compose | None]:
+        """The model-input pipeline and the scan pipeline (None without `domain_scan_resolution`)."""
         t = c.translate
         geometry = [
             A.HorizontalFlip(p=c.hflip),
@@ -390,18 +401,19 @@ class Augment:
                 QuantumNoise(c.noise_counts, p=c.noise)]
         if c.domain_scan_resolution:
             # Goods, then scanner, then export, all on the scan; only what moves boxes stays on the model input.
-            scan = [*look, DetectorBlur(c.blur_sigma, p=c.blur), *scanner_transforms(c, at_scan_resolution=True)]
+            scan = [*look, DetectorBlur(c.blur_sigma, p=c.blur),
+                    *scanner_transforms(c, at_scan_resolution=True, export=export)]
             model = [*geometry, *domain_transforms(c)]
         else:
             scan = []
             model = [*geometry, *look, A.GaussianBlur(sigma_limit=c.blur_sigma, blur_limit=0, p=c.blur),
-                     *domain_transforms(c)]
-        self.pipeline = A.Compose(
+                     *domain_transforms(c, export=export)]
+        pipeline = A.Compose(
             model,
             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, min_area=16),
             seed=0,
         )
-        self.scan_pipeline = A.Compose(scan, seed=0) if scan else None
+        return pipeline, (A.Compose(scan, seed=0) if scan else None)
 
     def _seed(self, pipeline: A.Compose, rng: np.random.Generator) -> None:
         """Seed a pipeline for one image. albumentations seeds every transform of a Compose alike, so
@@ -419,32 +431,36 @@ class Augment:
         """Whether `scanner` has work: the look goes on the scan before the shrink."""
         return self.scan_pipeline is not None
 
-    def scanner(self, att: np.ndarray, *, rng: np.random.Generator, px_per_input: float) -> np.ndarray:
+    def scanner(self, att: np.ndarray, *, rng: np.random.Generator, px_per_input: float,
+                bit_depth: int = 16) -> np.ndarray:
         """Gain, contrast, noise and blur, then the scanner and export look (`scanner_transforms`), on
         (C, H, W) attenuation at the scan's resolution, `px_per_input` scan pixels to one model-input
-        pixel; same shape out. Only with `domain_scan_resolution`; otherwise `att` itself."""
-        if self.scan_pipeline is None:
+        pixel; same shape out. `bit_depth` is the scan's source (8: read from an export). Only with
+        `domain_scan_resolution`; otherwise `att` itself."""
+        pipeline = self.exported_scan_pipeline if bit_depth == 8 else self.scan_pipeline
+        if pipeline is None:
             return att
-        self._seed(self.scan_pipeline, rng)
+        self._seed(pipeline, rng)
         u = np.ascontiguousarray(np.clip(att / A_MAX, 0.0, 1.0).transpose(1, 2, 0))
-        out = self.scan_pipeline(image=u, px_per_input=px_per_input)["image"]
+        out = pipeline(image=u, px_per_input=px_per_input)["image"]
         return np.ascontiguousarray(np.asarray(out, np.float32).reshape(u.shape).transpose(2, 0, 1) * A_MAX)
 
     def __call__(
         self, att: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator,
-        geometric_only: int = 0,
+        geometric_only: int = 0, bit_depth: int = 16,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Augment (C, H, W) attenuation with (N, 4) xyxy boxes and (N,) labels; same shapes out.
 
         The last `geometric_only` channels (measured detail, not attenuation) move with
-        the pixels but get no gain, contrast, noise or blur.
+        the pixels but get no gain, contrast, noise or blur. `bit_depth` is the scan's source.
         """
         _, H, W = att.shape
         boxes = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0, [W, H, W, H])
-        self._seed(self.pipeline, rng)
+        pipeline = self.exported_pipeline if bit_depth == 8 else self.pipeline
+        self._seed(pipeline, rng)
         n = att.shape[0] - geometric_only
         extra = {"mask": np.ascontiguousarray(att[n:].transpose(1, 2, 0))} if geometric_only else {}
-        out = self.pipeline(
+        out = pipeline(
             image=np.ascontiguousarray(np.clip(att[:n] / A_MAX, 0.0, 1.0).transpose(1, 2, 0)),
             bboxes=boxes,
             labels=np.asarray(labels, np.int64),

@@ -190,11 +190,12 @@ class XrayDataset(Dataset):
 
         lb = fit(base.shape[1:], self.spec.size)
         if augment is not None and augment.at_scan_resolution:  # before the detail channels are measured
-            base = augment.scanner(base, rng=rng, px_per_input=1.0 / lb.sy)
+            base = augment.scanner(base, rng=rng, px_per_input=1.0 / lb.sy, bit_depth=scan.bit_depth)
         base = shrink(base, lb.resized_hw, self.spec)
         boxes = lb.to_input(boxes)
         if augment is not None:
-            base, boxes, labels = augment(base, boxes, labels, rng=rng, geometric_only=self.spec.detail_channels)
+            base, boxes, labels = augment(base, boxes, labels, rng=rng, geometric_only=self.spec.detail_channels,
+                                          bit_depth=scan.bit_depth)
         image = finish(base, self.spec)
 
         if self.image_label_source == "boxes":
