@@ -187,3 +187,15 @@ def test_dataset_import_archive_mode_reports_bad_files(tmp_path, capsys) -> None
     assert report["imported"] == 7 and sum(report["splits"].values()) == 7
     assert [(pathlib.Path(s["file"]).name, "PNG" in s["reason"]) for s in report["skipped"]] == [("s7.png", True)]
     assert main(["dataset", "check", str(out)]) == 0
+
+
+def test_box_evaluation_of_an_exported_model_names_what_it_takes(tiny_model_dir: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`--level box` reads a training checkpoint; an exported folder or its model.onnx is refused by name."""
+    from fixtures_dataset import write_dataset
+
+    data = write_dataset(tmp_path / "ds", splits={"test": 1})
+    for model in (tiny_model_dir, tiny_model_dir / "model.onnx"):
+        assert main(["evaluate", "--level", "box", "--model", str(model), "--data", str(data), "--split", "test"]) == 2
+        err = capsys.readouterr().err
+        assert f"{model}: cannot read checkpoint (an exported model" in err and "Traceback" not in err

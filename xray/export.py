@@ -20,6 +20,7 @@ outputs at every pyramid point (a temporary graph), which tied scores cannot blu
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -477,7 +478,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         print(f"export FAILED parity: {e}")
         return 3
     except XrayError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     p = card["export"]["parity"]
     if "max_diff" in p:  # a scan-level model

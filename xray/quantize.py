@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -445,7 +446,7 @@ def quantize_main(argv: Sequence[str] | None = None) -> int:
             evaluate_limit=args.evaluate_limit,
         )
     except XrayError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     q = card["quantization"]
     keys = ("calibration", "fidelity", "latency", "latency_one_thread", "accuracy")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.root, fraction=args.fraction, seed=args.seed, splits=args.splits.split(","), drop_boxes=args.drop_boxes
         )
     except DatasetError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     print(
         f"{args.root}: {len(rec['flipped'])} declarations flipped in {args.splits}"

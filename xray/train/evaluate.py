@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             model, dataset, device=args.device, batch_size=args.batch_size, workers=args.workers
         )
     except XrayError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
     def fmt(v: float | None) -> str:
