@@ -20,8 +20,8 @@ PARCEL_DATA ?= data/parcels
 PARCEL_RUN ?= runs/parcel_s
 
 # The bundled model (`make model`): mixed scanner profiles except the held-out one. Stages 1-4 on
-# three profiles; stage 5 (REAL4_STAGE, since session 13) adds a single-energy 16-bit portal, and the
-# model is calibrated and measured on the four.
+# three profiles; stage 5 (REAL4_STAGE, since session 13) adds a single-energy 16-bit portal; stage 6
+# (REAL6_STAGE) puts the scanner look on the scan itself. The model is calibrated and measured on the four.
 HOLDOUT ?= mobile-gantry
 REAL_PROFILES ?= portal-dual-16bit,export-8bit-jpeg,pseudo-colour
 REAL4_PROFILES ?= portal-dual-16bit,portal-single-16bit,export-8bit-jpeg,pseudo-colour
@@ -31,6 +31,8 @@ REAL_DATA ?= data/sim-realistic
 REAL4_DATA ?= data/sim-realistic4
 REAL_CALIB ?= data/calib-realistic4-$(REAL_COUNT)
 REAL4_STAGE ?= default-realistic4-ft
+# Stage 6 (since session 20): three epochs with the scanner look on the scan, drawn at 0.4, same data.
+REAL6_STAGE ?= default-realistic4-s6
 REAL_BROKEN ?= data/ood-broken-300
 REAL_RUNS ?= runs
 REAL_RUN ?= $(REAL_RUNS)/default-realistic
@@ -124,8 +126,9 @@ parcel-model: setup
 # HOLDOUT), train models/default-realistic.yaml (domain randomisation on) and its later stages, each from
 # the best weights of the one before (each run resumes where it stopped), export with parity check and
 # test-split mAP, calibrate the verdicts and the out-of-domain guard on the four profiles, then evaluate
-# on scans of the held-out profile. About 5.5 h on 2 CPU cores (60 epochs at ~260 s on 2,250 scans, then
-# 8 at ~377 s on 3,000; measured alone); the held-out figures go into the card. REAL_COUNT=60
+# on scans of the held-out profile. About 5.8 h on 2 CPU cores (60 epochs at ~260 s on 2,250 scans, then
+# 8 at ~377 s and 3 at ~425 s on 3,000, measured alone; simulation ~12 min); the held-out figures go
+# into the card. REAL_COUNT=60
 # REAL_EPOCHS=1 REAL_BENCH_FLAGS=--quick REAL_RUNS=/tmp/q REAL_MODEL=/tmp/q/model (and REAL_DATA,
 # REAL4_DATA elsewhere) proves the path in minutes.
 model: setup
@@ -139,8 +142,8 @@ model: setup
 		--seed 2029 --workers 2 --mismatch-rate 0.4 --splits 0,0,1 --profile broken --quiet
 	$(BIN)/xray train --data $(REAL_DATA) --model models/default-realistic.yaml --out $(REAL_RUN) --threads 2 \
 		$$(test -f $(REAL_RUN)/last.pt && echo --resume) $(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS))
-	prev=$(REAL_RUN); for stage in $(REAL_FT_STAGES) $(REAL4_STAGE); do \
-		data=$(REAL_DATA); test "$$stage" = "$(REAL4_STAGE)" && data=$(REAL4_DATA); \
+	prev=$(REAL_RUN); for stage in $(REAL_FT_STAGES) $(REAL4_STAGE) $(REAL6_STAGE); do \
+		data=$(REAL_DATA); case "$$stage" in $(REAL4_STAGE)|$(REAL6_STAGE)) data=$(REAL4_DATA);; esac; \
 		$(BIN)/xray train --data $$data --model models/$$stage.yaml --out $(REAL_RUNS)/$$stage --threads 2 \
 			$$(test -f $(REAL_RUNS)/$$stage/last.pt && echo --resume || echo --init $$prev/best.pt) \
 			$(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS)) || exit 1; \
