@@ -392,24 +392,32 @@ def _on_8_bit_grid(att: np.ndarray) -> bool:
 
 
 @pytest.mark.parametrize("scan_resolution", [True, False])
-def test_a_scan_read_from_an_export_is_not_exported_again_without_reexport(scan_resolution: bool) -> None:
+def test_an_exported_scan_is_not_exported_again_without_reexport_and_only_named_formats_get_the_look(scan_resolution: bool) -> None:
     """`domain_reexport: false`: a 16-bit scan still gets the display export; an 8-bit one keeps its own
     grey levels (its other scanner transforms still apply). The default exports both, as recipes so far."""
     export = {**DR_OFF, "domain_export": 1.0, "domain_jpeg": 0.0, "domain_scan_resolution": scan_resolution}
     once, twice = Augment({**export, "domain_reexport": False}), Augment(export)
     att, box, label = _textured(), np.array([[60, 20, 300, 100]]), np.array([2])
 
-    def look(aug: Augment, bit_depth: int) -> np.ndarray:
+    def look(aug: Augment, scan_format: str) -> np.ndarray:
         rng = np.random.default_rng(1)
-        scan = aug.scanner(att, rng=rng, px_per_input=1.0, bit_depth=bit_depth)
-        return aug(scan, box, label, rng=rng, bit_depth=bit_depth)[0]
+        scan = aug.scanner(att, rng=rng, px_per_input=1.0, scan_format=scan_format)
+        return aug(scan, box, label, rng=rng, scan_format=scan_format)[0]
 
-    assert _on_8_bit_grid(look(once, 16)) and _on_8_bit_grid(look(twice, 8)) and _on_8_bit_grid(look(twice, 16))
-    assert np.allclose(look(once, 8), att, atol=1e-5)  # nothing else is on: the export's own pixels, untouched
+    assert _on_8_bit_grid(look(once, "dual-16bit")) and _on_8_bit_grid(look(twice, "single-8bit"))
+    assert _on_8_bit_grid(look(twice, "dual-16bit"))
+    assert np.allclose(look(once, "single-8bit"), att, atol=1e-5)  # nothing else is on: its own pixels, untouched
     assert not _on_8_bit_grid(att)
     stripes = Augment({**export, "domain_reexport": False, "domain_stripes": 1.0,
                        "domain_stripe_strength": [0.05, 0.05]})
-    assert not np.allclose(look(stripes, 8), att, atol=1e-3)  # the scanner's look other than the export stays
+    assert not np.allclose(look(stripes, "rgb-8bit"), att, atol=1e-3)  # the look other than the export stays
+
+    # `domain_formats`: only the formats named get the scanner look (any of it); the others keep their own
+    some = Augment({**export, "domain_stripes": 1.0, "domain_formats": ["dual-16bit", "single-8bit"]})
+    assert _on_8_bit_grid(look(some, "dual-16bit")) and _on_8_bit_grid(look(some, "single-8bit"))
+    assert np.allclose(look(some, "rgb-8bit"), att, atol=1e-5)
+    with pytest.raises(ConfigError, match="rgb-24bit"):
+        Augment({"domain_formats": ["rgb-24bit"]})
 
 
 def test_the_dataset_tells_the_augmentation_where_each_scan_was_read_from(tmp_path, monkeypatch) -> None:
@@ -425,11 +433,11 @@ def test_the_dataset_tells_the_augmentation_where_each_scan_was_read_from(tmp_pa
     seen: list[int] = []
     real = Augment.__call__
 
-    def spy(self, att, boxes, labels, *, bit_depth=16, **kw):
-        seen.append(bit_depth)
-        return real(self, att, boxes, labels, bit_depth=bit_depth, **kw)
+    def spy(self, att, boxes, labels, *, scan_format="dual-16bit", **kw):
+        seen.append(scan_format)
+        return real(self, att, boxes, labels, scan_format=scan_format, **kw)
 
     monkeypatch.setattr(Augment, "__call__", spy)
     ds = XrayDataset(root, "train", spec=_detail_spec(), augment=Augment({"tip": 0.0}))
     ds[0], ds[1]
-    assert seen == [16, 8]
+    assert seen == ["dual-16bit", "dual-8bit"]

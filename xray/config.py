@@ -323,11 +323,24 @@ class AugmentConfig(Section):
     # again. It already has a display curve, quantisation and often JPEG; a second one is harsher than any
     # real export. False draws the export on 16-bit scans only. True is kept for the recipes so far.
     domain_reexport: bool = True
+    # The scan formats (kind and bit depth, as `VerifierConfig.by_format`: dual-16bit, single-16bit,
+    # single-8bit, rgb-8bit) that get the scanner look; the others keep their own. None: every format.
+    domain_formats: list[str] | None = None
     # How transforms draw their randomness. albumentations seeds every transform of a pipeline alike, so
     # with `shared` one number decides them all (a starved image is always also exported, noised...);
     # `independent` gives each its own seed. `shared` is kept for the recipes that trained the bundled
     # model and the recorded archive and parcel figures, so that they reproduce.
     draws: Literal["independent", "shared"] = "independent"
+
+    @field_validator("domain_formats")
+    @classmethod
+    def _known_formats(cls, v: list[str] | None) -> list[str] | None:
+        kinds, depths = ("dual", "single", "rgb"), ("8bit", "16bit")
+        for f in v or []:
+            kind, _, depth = f.partition("-")
+            if kind not in kinds or depth not in depths:
+                raise ValueError(f"scan format {f!r}: expected KIND-DEPTH, KIND one of {kinds}, DEPTH one of {depths}")
+        return v
 
 
 class ExportConfig(Section):

@@ -344,13 +344,13 @@ def scanner_transforms(c: AugmentConfig, *, at_scan_resolution: bool, export: bo
     ]
 
 
-def domain_transforms(c: AugmentConfig, *, export: bool = True) -> list[A.BasicTransform]:
+def domain_transforms(c: AugmentConfig, *, export: bool = True, look: bool = True) -> list[A.BasicTransform]:
     """The domain-randomisation transforms on the model input (empty when `domain_randomisation` is 0):
     the crop, then the scanner look unless `domain_scan_resolution` puts that on the scan (`Augment.scanner`)."""
     if c.domain_randomisation <= 0:
         return []
     crop = A.BBoxSafeRandomCrop(erosion_rate=0.0, p=c.domain_randomisation * c.domain_crop)
-    if c.domain_scan_resolution:
+    if c.domain_scan_resolution or not look:
         return [crop]
     return [crop, *scanner_transforms(c, at_scan_resolution=False, export=export)]
 
@@ -376,14 +376,27 @@ class Augment:
         self.config = cfg
         # A plain mapping view, read by the dataset (tip, tip_max, tip_categories, tip_over_goods).
         self.cfg: dict[str, Any] = cfg.model_dump()
-        self.pipeline, self.scan_pipeline = self._build(cfg, export=True)
-        # Scans read from an 8-bit export get their own pair without a second export (`domain_reexport`).
+        self.pipeline, self.scan_pipeline = self._build(cfg)
+        # Scans read from an 8-bit export get their own pair without a second export (`domain_reexport`),
+        # and formats outside `domain_formats` one without the scanner look.
         self.exported_pipeline, self.exported_scan_pipeline = (
             (self.pipeline, self.scan_pipeline) if cfg.domain_reexport else self._build(cfg, export=False))
+        self.plain_pipeline, self.plain_scan_pipeline = (
+            (self.pipeline, self.scan_pipeline) if cfg.domain_formats is None else self._build(cfg, look=False))
+
+    def _pair(self, scan_format: str) -> tuple[A.Compose, A.Compose | None]:
+        """The (model-input, scan) pipelines for a scan of `scan_format` (e.g. `rgb-8bit`)."""
+        formats = self.config.domain_formats
+        if formats is not None and scan_format not in formats:
+            return self.plain_pipeline, self.plain_scan_pipeline
+        if scan_format.endswith("-8bit"):
+            return self.exported_pipeline, self.exported_scan_pipeline
+        return self.pipeline, self.scan_pipeline
 
     @staticmethod
-    def _build(c: AugmentConfig, *, export: bool) -> tuple[A.Compose, A.Compose | None]:
-        """The model-input pipeline and the scan pipeline (None without `domain_scan_resolution`)."""
+    def _build(c: AugmentConfig, *, export: bool = True, look: bool = True) -> tuple[A.Compose, A.Compose | None]:
+        """The model-input pipeline and the scan pipeline (None without `domain_scan_resolution`);
+        `look` False leaves out the scanner look (`scanner_transforms`), `export` False its display export."""
         t = c.translate
         geometry = [
             A.HorizontalFlip(p=c.hflip),
@@ -397,17 +410,17 @@ class Augment:
                 p=c.affine,
             ),
         ]
-        look = [AttenuationGain(c.gain, c.channel_gain, p=0.8), AttenuationGamma(c.gamma, p=0.5),
-                QuantumNoise(c.noise_counts, p=c.noise)]
+        goods = [AttenuationGain(c.gain, c.channel_gain, p=0.8), AttenuationGamma(c.gamma, p=0.5),
+                 QuantumNoise(c.noise_counts, p=c.noise)]
         if c.domain_scan_resolution:
             # Goods, then scanner, then export, all on the scan; only what moves boxes stays on the model input.
-            scan = [*look, DetectorBlur(c.blur_sigma, p=c.blur),
-                    *scanner_transforms(c, at_scan_resolution=True, export=export)]
+            scan = [*goods, DetectorBlur(c.blur_sigma, p=c.blur),
+                    *(scanner_transforms(c, at_scan_resolution=True, export=export) if look else [])]
             model = [*geometry, *domain_transforms(c)]
         else:
             scan = []
-            model = [*geometry, *look, A.GaussianBlur(sigma_limit=c.blur_sigma, blur_limit=0, p=c.blur),
-                     *domain_transforms(c, export=export)]
+            model = [*geometry, *goods, A.GaussianBlur(sigma_limit=c.blur_sigma, blur_limit=0, p=c.blur),
+                     *domain_transforms(c, export=export, look=look)]
         pipeline = A.Compose(
             model,
             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.4, min_area=16),
@@ -432,12 +445,12 @@ class Augment:
         return self.scan_pipeline is not None
 
     def scanner(self, att: np.ndarray, *, rng: np.random.Generator, px_per_input: float,
-                bit_depth: int = 16) -> np.ndarray:
+                scan_format: str = "dual-16bit") -> np.ndarray:
         """Gain, contrast, noise and blur, then the scanner and export look (`scanner_transforms`), on
         (C, H, W) attenuation at the scan's resolution, `px_per_input` scan pixels to one model-input
-        pixel; same shape out. `bit_depth` is the scan's source (8: read from an export). Only with
-        `domain_scan_resolution`; otherwise `att` itself."""
-        pipeline = self.exported_scan_pipeline if bit_depth == 8 else self.scan_pipeline
+        pixel; same shape out. `scan_format` is the scan's (`xray.domain.scan_group`: an `-8bit` one
+        was read from an export). Only with `domain_scan_resolution`; otherwise `att` itself."""
+        pipeline = self._pair(scan_format)[1]
         if pipeline is None:
             return att
         self._seed(pipeline, rng)
@@ -447,16 +460,16 @@ class Augment:
 
     def __call__(
         self, att: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator,
-        geometric_only: int = 0, bit_depth: int = 16,
+        geometric_only: int = 0, scan_format: str = "dual-16bit",
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Augment (C, H, W) attenuation with (N, 4) xyxy boxes and (N,) labels; same shapes out.
 
         The last `geometric_only` channels (measured detail, not attenuation) move with
-        the pixels but get no gain, contrast, noise or blur. `bit_depth` is the scan's source.
+        the pixels but get no gain, contrast, noise or blur. `scan_format` is the scan's (`scanner`).
         """
         _, H, W = att.shape
         boxes = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0, [W, H, W, H])
-        pipeline = self.exported_pipeline if bit_depth == 8 else self.pipeline
+        pipeline = self._pair(scan_format)[0]
         self._seed(pipeline, rng)
         n = att.shape[0] - geometric_only
         extra = {"mask": np.ascontiguousarray(att[n:].transpose(1, 2, 0))} if geometric_only else {}

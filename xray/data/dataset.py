@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from xray.data.augment import Augment, extract_patch, project, rescale_patch
 from xray.data.format import ScanRecord, annotations_path, load_coco, split_records
+from xray.domain import scan_group
 from xray.errors import DatasetError, ScanError
 from xray.goods import default_goods_table
 from xray.model.preprocess import InputSpec, base_channels, finish, fit, shrink
@@ -190,12 +191,12 @@ class XrayDataset(Dataset):
 
         lb = fit(base.shape[1:], self.spec.size)
         if augment is not None and augment.at_scan_resolution:  # before the detail channels are measured
-            base = augment.scanner(base, rng=rng, px_per_input=1.0 / lb.sy, bit_depth=scan.bit_depth)
+            base = augment.scanner(base, rng=rng, px_per_input=1.0 / lb.sy, scan_format=scan_group(scan))
         base = shrink(base, lb.resized_hw, self.spec)
         boxes = lb.to_input(boxes)
         if augment is not None:
             base, boxes, labels = augment(base, boxes, labels, rng=rng, geometric_only=self.spec.detail_channels,
-                                          bit_depth=scan.bit_depth)
+                                          scan_format=scan_group(scan))
         image = finish(base, self.spec)
 
         if self.image_label_source == "boxes":
