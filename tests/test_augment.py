@@ -441,3 +441,11 @@ def test_the_dataset_tells_the_augmentation_where_each_scan_was_read_from(tmp_pa
     ds = XrayDataset(root, "train", spec=_detail_spec(), augment=Augment({"tip": 0.0}))
     ds[0], ds[1]
     assert seen == ["dual-16bit", "dual-8bit"]
+
+
+def test_domain_formats_accepts_every_scan_kind() -> None:
+    """The config spells out xray.scan.ScanKind's values (importing it would load numpy with every config)."""
+    from xray.scan import ScanKind
+
+    formats = [f"{k.value}-{d}bit" for k in ScanKind for d in (8, 16)]
+    assert Augment({"domain_formats": formats}).config.domain_formats == formats

@@ -335,6 +335,7 @@ class AugmentConfig(Section):
     @field_validator("domain_formats")
     @classmethod
     def _known_formats(cls, v: list[str] | None) -> list[str] | None:
+        # xray.scan.ScanKind's values, spelled out: importing it would load numpy with every config.
         kinds, depths = ("dual", "single", "rgb"), ("8bit", "16bit")
         for f in v or []:
             kind, _, depth = f.partition("-")

@@ -190,13 +190,14 @@ class XrayDataset(Dataset):
                     image_labels[got[1]] = 1.0
 
         lb = fit(base.shape[1:], self.spec.size)
+        scan_format = scan_group(scan)
         if augment is not None and augment.at_scan_resolution:  # before the detail channels are measured
-            base = augment.scanner(base, rng=rng, px_per_input=1.0 / lb.sy, scan_format=scan_group(scan))
+            base = augment.scanner(base, rng=rng, px_per_input=1.0 / lb.sy, scan_format=scan_format)
         base = shrink(base, lb.resized_hw, self.spec)
         boxes = lb.to_input(boxes)
         if augment is not None:
             base, boxes, labels = augment(base, boxes, labels, rng=rng, geometric_only=self.spec.detail_channels,
-                                          scan_format=scan_group(scan))
+                                          scan_format=scan_format)
         image = finish(base, self.spec)
 
         if self.image_label_source == "boxes":

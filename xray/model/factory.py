@@ -65,16 +65,15 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     Raises:
         ConfigError: the file cannot be read as a checkpoint.
     """
-    # An exported model (its folder or model.onnx) is the usual wrong thing to pass: name it.
-    hint = (
-        " (an exported model: this takes a training checkpoint such as runs/NAME/best.pt or a model's weights.pt)"
-        if Path(path).is_dir() or Path(path).suffix == ".onnx"
-        else ""
-    )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        raise ConfigError(f"{path}: cannot read checkpoint{hint}: {e}") from e
+        # An exported model (its folder or model.onnx) is the usual wrong thing to pass: name it.
+        exported = Path(path).is_dir() or Path(path).suffix == ".onnx"
+        hint = (
+            " (an exported model: this takes a training checkpoint such as runs/NAME/best.pt or a model's weights.pt)"
+        )
+        raise ConfigError(f"{path}: cannot read checkpoint{hint if exported else ''}: {e}") from e
     if not isinstance(ckpt, dict):
         raise ConfigError(f"{path}: not an xray training checkpoint")
     return ckpt
