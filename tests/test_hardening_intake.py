@@ -16,9 +16,14 @@ from xray.service.store import Store
 from xray.verify import Inspector
 
 
-def drop(src: Path, folder: Path, name: str) -> None:
+def drop(src: Path | bytes, folder: Path, name: str) -> None:
+    """Put a file (a copy of `src`, or these bytes) into the watched folder whole: the intake runs
+    with `settle_s=0`, so a file written in place could be read while still empty."""
     tmp = folder / f".{name}.part"
-    shutil.copyfile(src, tmp)
+    if isinstance(src, bytes):
+        tmp.write_bytes(src)
+    else:
+        shutil.copyfile(src, tmp)
     tmp.rename(folder / name)
 
 
@@ -52,7 +57,7 @@ def running_intake(tmp_path, tiny_engine):
 
 def test_poisoned_manifest_never_stops_the_intake(running_intake, scan_files) -> None:
     watch, store, metrics = running_intake
-    (watch / "poison.json").write_text('{"container_id": "C1", "lines": ' + "[" * 5000 + "]" * 5000 + "}")
+    drop(('{"container_id": "C1", "lines": ' + "[" * 5000 + "]" * 5000 + "}").encode(), watch, "poison.json")
     drop(scan_files[0].high, watch, "poison_high.png")
     drop(scan_files[0].low, watch, "poison_low.png")
     for n, scan in enumerate(scan_files[1:3]):
@@ -74,7 +79,7 @@ def test_poisoned_manifest_never_stops_the_intake(running_intake, scan_files) ->
 
 def test_undecodable_scan_is_moved_aside_and_the_next_one_inspected(running_intake, scan_files) -> None:
     watch, store, metrics = running_intake
-    (watch / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
+    drop(b"\x89PNG\r\n\x1a\n" + b"\0" * 200, watch, "broken.png")
     drop(scan_files[3].high, watch, "next_high.png")
     drop(scan_files[3].low, watch, "next_low.png")
     drop(scan_files[3].manifest, watch, "next.json")
