@@ -1,10 +1,11 @@
 """The hold check: an empty container is measured empty from its attenuation, whatever the model
-reads; a loaded one, a pseudo-colour rendering and an image that is not a cargo scan never are."""
+reads; a loaded one, a material-coded colour rendering and an image that is not a cargo scan never are."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -12,11 +13,14 @@ from xray.bundled import default_model_dir
 from xray.engine import Engine
 from xray.foreign import foreign_images
 from xray.hold import EMPTY_LOAD, measure_hold
+from xray.scan import ScanKind
 from xray.simulate.dataset import write_export
+from xray.simulate.parcel import simulate_parcel
 from xray.simulate.scenarios import simulate_scan
 from xray.sources.files import read_scan
 
-PHYSICAL = ["portal-dual-16bit", "portal-single-16bit", "export-8bit-jpeg", "mobile-gantry"]
+# pseudo-colour: a JET export of a grey picture, read back to that picture (xray.sources.palette)
+PHYSICAL = ["portal-dual-16bit", "portal-single-16bit", "export-8bit-jpeg", "pseudo-colour", "mobile-gantry"]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +46,11 @@ def test_an_empty_container_is_measured_empty_and_a_loaded_one_is_not(engine, tm
         assert empty.load < loaded.load and empty.floor > 1.0 and loaded.floor > 1.0
 
 
-def test_a_pseudo_colour_rendering_is_not_measured(engine, tmp_path):
-    assert found(engine, tmp_path, 3, "empty", "pseudo-colour").hold is None
+def test_a_material_coded_rendering_is_not_measured(engine, tmp_path):
+    """Hue from the dual-energy ratio is not attenuation: such a picture stays colour and is not measured."""
+    cv2.imwrite(str(tmp_path / "bag.png"), simulate_parcel(3).image)
+    scan = read_scan(tmp_path / "bag.png")
+    assert scan.kind is ScanKind.RGB and engine.detect(scan).hold is None
 
 
 @pytest.mark.parametrize("kind", ["photos", "documents", "baggage", "noise_flat"])

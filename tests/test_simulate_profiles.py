@@ -47,6 +47,7 @@ def test_the_bundled_profiles_load_and_draw_inside_their_ranges():
     ("name: x\nenergies_mv: [4.0, 6.0]\n", "energies_mv"),  # high first
     ("- a list\n", "mapping"),
     ("name: x\nscene: {dense_loads: true, packed_loads: maybe}\n", "scene.packed_loads"),  # not a boolean
+    ("name: x\nbit_depth: 8\npseudo_colour: true\nenergies_mv: [6.0]\npalette: jett\n", "palette"),
 ])
 def test_bad_profiles_are_config_errors_naming_the_key_and_the_file(text, key):
     with pytest.raises(ConfigError) as e:
@@ -252,7 +253,9 @@ def test_a_dataset_mixes_profiles_and_the_readers_read_every_export(tmp_path):
                 assert scan.channels.shape[0] == 2
             else:
                 assert img["file_name"].endswith("_high.jpg") and low is None and scan.bit_depth == 8
-                assert scan.channels.shape[0] == (3 if profile == "pseudo-colour" else 1)
+                # a pseudo-colour export is read back through its palette to the grey picture it shows
+                assert scan.channels.shape[0] == 1
+                assert scan.meta.get("palette") == ("jet" if profile == "pseudo-colour" else None)
             seen.add(profile)
     assert seen == set(names)
     # `make sample`'s gallery draws every export as it is: colour stays colour, 8-bit grey is not re-mapped

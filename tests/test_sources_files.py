@@ -369,10 +369,12 @@ def test_a_grey_export_saved_as_colour_is_read_as_the_grey_scan_it_is(tmp_path: 
     marked[2:4, 20:60] = (0, 0, 255)
     cv2.imwrite(str(tmp_path / "m.png"), marked)
     assert read_scan(tmp_path / "m.png").kind is ScanKind.SINGLE
-    # a pseudo-colour rendering of the same scene stays colour
+    # a JET rendering of the same scene is read back through the palette, not as its luminance
     cv2.imwrite(str(tmp_path / "jet.png"), cv2.applyColorMap(grey, cv2.COLORMAP_JET))
     jet = read_scan(tmp_path / "jet.png")
-    assert jet.kind is ScanKind.RGB and jet.channels.shape == (3, H, W) and "grey_from_rgb" not in jet.meta
+    assert jet.kind is ScanKind.SINGLE and jet.channels.shape == (1, H, W) and jet.meta["palette"] == "jet"
+    assert "grey_from_rgb" not in jet.meta
+    assert np.abs(jet.channels[0] - grey / 255.0).max() <= 1 / 255 + 1e-6
     # and a high/low pair of grey images saved as colour is a dual-energy scan
     cv2.imwrite(str(tmp_path / "p_high.png"), cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
     cv2.imwrite(str(tmp_path / "p_low.png"), cv2.cvtColor(grey // 2, cv2.COLOR_GRAY2BGR))

@@ -22,7 +22,7 @@ def _scan(sid: str, img: np.ndarray) -> Scan:
     v = img.astype(np.float32) / np.float32(255.0)
     if v.ndim == 2:
         return Scan(id=sid, channels=v[None], kind=ScanKind.SINGLE, bit_depth=8)
-    image = DecodedImage(np.ascontiguousarray(v.transpose(2, 0, 1)), ScanKind.RGB, 8).as_grey_if_neutral()
+    image = DecodedImage(np.ascontiguousarray(v.transpose(2, 0, 1)), ScanKind.RGB, 8).as_grey_if_grey_rendering()
     return image.to_scan(sid, scan_id=sid)
 
 

@@ -97,7 +97,9 @@ def base_channels(scan: Scan, spec: InputSpec) -> np.ndarray:
     Every scan kind feeds every mode, so single-energy and pseudo-colour scans still
     get a verdict (DESIGN.md), with less information: a single-energy scan gets a
     synthetic low energy (`SINGLE_ENERGY_RATIO`); a pseudo-colour scan's luminance is
-    read as transmission; a physical scan shown to an RGB model is its grey rendering.
+    read as transmission (an export through a known palette, JET and the like, arrives here
+    already read back to its grey level: `xray.sources.palette`); a physical scan shown to an
+    RGB model is its grey rendering.
     """
     mode = spec.mode
     if mode == "rgb":

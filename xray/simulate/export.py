@@ -11,6 +11,7 @@ import numpy as np
 
 from xray.simulate.artifacts import FLOOR
 from xray.simulate.profile import ScannerProfile, ScanSettings
+from xray.sources.palette import PALETTES
 
 Box = tuple[int, int, int, int]
 
@@ -85,9 +86,9 @@ def display_8bit(t: np.ndarray, profile: ScannerProfile, settings: ScanSettings)
     return np.rint(v * 255).astype(np.uint8)
 
 
-def pseudo_colour(grey: np.ndarray) -> np.ndarray:
-    """A viewer's false-colour rendering of one 8-bit picture: BGR (H, W, 3)."""
-    return cv2.applyColorMap(grey, cv2.COLORMAP_JET)
+def pseudo_colour(grey: np.ndarray, palette: str = "jet") -> np.ndarray:
+    """A viewer's false-colour rendering of one 8-bit picture through a colour table: BGR (H, W, 3)."""
+    return cv2.applyColorMap(grey, PALETTES[palette])
 
 
 def burn_in(img: np.ndarray, rng: np.random.Generator, scan_id: str) -> np.ndarray:

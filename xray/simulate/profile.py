@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xray.errors import ConfigError
+from xray.sources.palette import PALETTES
 
 
 def _as_range(v: object) -> object:
@@ -107,6 +108,7 @@ class ScannerProfile(_Strict):
     display: Display = Display()
     jpeg_quality: Range | None = None  # None: PNG
     pseudo_colour: bool = False
+    palette: str = "jet"  # the viewer's colour table for a pseudo-colour export (`xray.sources.palette.PALETTES`)
     burned_text: float = Field(0.0, ge=0.0, le=1.0)  # probability of a burned-in caption and markers
     scene: Scene = Scene()
     artifacts: Artifacts = Artifacts()
@@ -144,6 +146,13 @@ class ScannerProfile(_Strict):
     def _energies(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         if any(not 1.0 <= e <= 10.0 for e in v) or (len(v) == 2 and v[0] <= v[1]):
             raise ValueError("energies are 1-10 MV endpoints, high first")
+        return v
+
+    @field_validator("palette")
+    @classmethod
+    def _palette(cls, v: str) -> str:
+        if v not in PALETTES:
+            raise ValueError(f"unknown palette {v!r}; known: {', '.join(PALETTES)}")
         return v
 
     @field_validator("jpeg_quality")

@@ -438,7 +438,7 @@ def _simulate_profiled(
     else:
         images = export.display_8bit(t, profile, settings)
         if profile.pseudo_colour:
-            images = export.pseudo_colour(images[0])
+            images = export.pseudo_colour(images[0], profile.palette)
         if settings.burned_text:  # the same caption on every picture of the scan
             if profile.pseudo_colour:
                 images = export.burn_in(images, np.random.default_rng([seed, _EXPORT_STREAM]), sid)

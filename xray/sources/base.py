@@ -115,17 +115,31 @@ class DecodedImage:
     pixel_mm: tuple[float, float] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def as_grey_if_neutral(self) -> DecodedImage:
-        """A colour file whose pixels are grey (R = G = B but for JPEG noise and a few coloured
-        marks burned in) is a single-energy export saved as RGB, as many viewers save them: it
-        becomes one grey channel (the luminance), so that it is read, guarded and judged as the
-        grey scan it is and not as a pseudo-colour rendering."""
+    def as_grey_if_grey_rendering(self) -> DecodedImage:
+        """A colour file that renders one grey picture becomes that grey channel (kind SINGLE), so
+        that it is read, guarded and judged as the grey scan it is and not as a pseudo-colour
+        rendering:
+
+        - pixels that are grey (R = G = B but for JPEG noise and a few coloured marks burned in):
+          a single-energy export saved as RGB, as many viewers save them; read as its luminance
+          (meta `grey_from_rgb`);
+        - pixels on a known false-colour palette (JET and the like): a single-energy export shown
+          through that palette; read back through the palette's inverse (meta `palette`), since its
+          luminance is not monotonic in the grey level (`xray.sources.palette`).
+
+        Material-coded pseudo-colour (hue from the dual-energy ratio) is neither and stays colour."""
         if self.kind is not ScanKind.RGB or self.channels.shape[0] != 3:
             return self
         sample = self.channels[:, ::4, ::4]  # a strided view: the share is all that is needed
         spread = sample.max(axis=0) - sample.min(axis=0)
         if float(np.mean(spread > NEUTRAL_SPREAD)) > NEUTRAL_COLOURED_SHARE:
-            return self
+            from xray.sources.palette import read_back  # faiss and its lookups only for colour files
+
+            found = read_back(self.channels)
+            if found is None:
+                return self
+            name, grey = found
+            return replace(self, channels=grey[None], kind=ScanKind.SINGLE, meta={**self.meta, "palette": name})
         r, g, b = self.channels
         grey = (np.float32(0.299) * r + np.float32(0.587) * g + np.float32(0.114) * b)[None]
         return replace(

@@ -124,7 +124,7 @@ def decode_scan(
     base_id = scan_id or split_energy_suffix(high.path.stem)[0]
     files = [high]
     if low is None:
-        image = _decode(high).as_grey_if_neutral()
+        image = _decode(high).as_grey_if_grey_rendering()
     else:
         # Two grey PNGs of one size (what scanners export) decode straight into the scan's
         # channels: no concatenation of two full-resolution images afterwards.
@@ -135,7 +135,7 @@ def decode_scan(
             first = _decode(high, None if channels is None else channels[:1])
         finally:
             second = future.result()
-        image = _pair(high, first.as_grey_if_neutral(), low, second.as_grey_if_neutral(), channels)
+        image = _pair(high, first.as_grey_if_grey_rendering(), low, second.as_grey_if_grey_rendering(), channels)
         files.append(low)
     # Labels stored in the files win, then the caller's, then the plain names of a pair.
     labels = image.energies or energies or (("high", "low") if low is not None else ())
