@@ -139,6 +139,37 @@ def test_a_format_with_too_few_scans_gets_no_reference_of_its_own() -> None:
         calibrate_guard(vectors, groups=groups[:-1])
 
 
+def test_a_scan_of_a_format_the_calibration_barely_saw_is_out_of_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pooled references span every format and are too broad to judge one they barely hold:
+    such a scan is out of domain by its format, whatever its distances."""
+    from xray.domain import MIN_GROUP_SCANS
+    from xray.scan import Scan, ScanKind
+
+    rng = np.random.default_rng(8)
+    vectors, groups = _formats(rng, 300)
+    groups = ["rgb-8bit" if g == "rgb-8bit" and i < MIN_GROUP_SCANS - 1 else "single-8bit" for i, g in enumerate(groups)]
+    guard, summary = calibrate_guard(vectors, groups=groups, target=0.01)
+    restored = DomainGuard.from_card({"domain": json.loads(json.dumps(guard_section(guard, summary)))})
+    assert restored is not None and restored.formats == summary["formats"]
+    centre = {"stats": np.mean([v["stats"] for v in vectors], axis=0), "features": np.zeros(8)}
+    monkeypatch.setattr(restored, "measures", lambda *a: centre)
+    grey = Scan(id="g", channels=np.full((1, 8, 8), 0.5, np.float32), kind=ScanKind.SINGLE, bit_depth=8)
+    colour = Scan(id="c", channels=np.full((3, 8, 8), 0.5, np.float32), kind=ScanKind.RGB, bit_depth=8)
+    x = np.zeros((3, 8, 8), np.float32)
+    assert restored.check(x, (8, 8), grey, None).in_domain
+    off = restored.check(x, (8, 8), colour, None)
+    assert not off.in_domain and off.off == ["format"]
+    assert f"rgb-8bit: {summary['formats']['rgb-8bit']} calibration scans" in off.reason
+    # a card from before formats were recorded keeps judging every format by its references
+    section = guard_section(guard, {k: v for k, v in summary.items() if k != "formats"})
+    old = DomainGuard.from_card({"domain": json.loads(json.dumps(section))})
+    assert old is not None
+    monkeypatch.setattr(old, "measures", lambda *a: centre)
+    assert old.check(x, (8, 8), colour, None).in_domain
+    with pytest.raises(ConfigError, match="formats"):
+        DomainGuard.from_card({"domain": {**section, "calibration": {"formats": {"rgb-8bit": "many"}}}})
+
+
 def test_the_grey_level_profile_turns_over_with_an_inverted_display() -> None:
     from xray.domain import PROFILE_BANDS, input_statistics
     from xray.scan import Scan, ScanKind

@@ -77,6 +77,7 @@ REASONS = {
     "profile": "grey-level profile unlike the training scans (inverted or re-mapped display?)",
     "blocking": "JPEG blocking unlike the training scans (over-compressed export?)",
     "features": "features far from the training scans",
+    "format": "a scan format the model was not calibrated on",
 }
 
 
@@ -216,6 +217,10 @@ class DomainGuard:
             training scans.
         groups: Measure name -> scan format (`scan_group`) -> the reference fitted on that
             format's training scans alone; a format without one is judged by `references`.
+        formats: Calibration scans per format. With per-format references, a scan of a format
+            that had fewer than `MIN_GROUP_SCANS` is out of domain ("format"): the references over
+            all formats are too broad to judge it (a colour photo passed them, once the pseudo-colour
+            training scans were read back to grey), and the model never learned that format.
     """
 
     def __init__(
@@ -225,9 +230,11 @@ class DomainGuard:
         groups: dict[str, dict[str, Reference]] | None = None,
         mode: str | None = None,
         quantile_stride: int = QUANTILE_STRIDE,
+        formats: dict[str, int] | None = None,
     ):
         self.references = references
         self.groups = groups or {}
+        self.formats = formats or {}
         self.ratio_channel = 2 if mode in RATIO_MODES else None
         self.quantile_stride = quantile_stride
 
@@ -257,7 +264,13 @@ class DomainGuard:
         stride = (section.get("statistics") or {}).get("quantile_stride", 1)
         if not isinstance(stride, int) or stride < 1:
             raise ConfigError(f"model card: domain quantile_stride must be a positive integer, got {stride!r}")
-        return cls(refs, groups=groups, mode=(card.get("input") or {}).get("mode"), quantile_stride=stride)
+        formats = (section.get("calibration") or {}).get("formats") or {}
+        if not isinstance(formats, dict) or not all(isinstance(n, int) for n in formats.values()):
+            raise ConfigError(
+                f"model card: domain calibration formats must map formats to scan counts, got {formats!r}"
+            )
+        mode = (card.get("input") or {}).get("mode")
+        return cls(refs, groups=groups, mode=mode, quantile_stride=stride, formats=formats)
 
     def reference(self, name: str, group: str) -> tuple[Reference, bool]:
         """The reference a scan of `group` is measured against, and whether it is the group's own."""
@@ -298,8 +311,12 @@ class DomainGuard:
                 reasons.append(
                     REASONS[name].replace("the training scans", f"the {group} training scans") if own else REASONS[name]
                 )
+        seen = self.formats.get(group, 0)
+        if self.groups and self.formats and seen < MIN_GROUP_SCANS:
+            names.append("format")
+            reasons.append(f"{REASONS['format']} ({group}: {seen} calibration scans)")
         if not ratios:
-            return DomainCheck()
+            return DomainCheck(in_domain=not names, reason="; ".join(reasons), off=names)
         worst = max(ratios, key=lambda k: ratios[k][0] / ratios[k][1])
         d, t = ratios[worst]
         return DomainCheck(
