@@ -22,7 +22,7 @@ from xray.domain import (
     calibrate_guard,
     feature_parity,
     guard_section,
-    scan_group,
+    look_group,
 )
 from xray.engine import Engine
 from xray.errors import ConfigError
@@ -309,7 +309,7 @@ def test_calibration_measures_everything_whatever_guard_the_card_already_holds(
     scans = list(split_scans(simulated["default"], "test"))[:2]
     vectors, groups = guard_measures(bundled, scans)
     assert set(vectors[0]) == {"stats", "profile", "blocking", "features"}
-    assert groups == [scan_group(s) for s in scans]
+    assert groups == [look_group(s) for s in scans]
     # inspection measures only what the card's guard compares (a guard without blocking skips that pass)
     whole = bundled.model_inputs(scans[0])[0]
     compared = set(bundled.guard.references)
@@ -324,7 +324,7 @@ def test_a_scan_judged_by_its_formats_reference_is_told_which(bundled: Engine, s
     v = DomainGuard({}).measures(whole.x, whole.lb.resized_hw, scan, None)["profile"]
     near = Reference(mean=v, precision=np.eye(len(v)), threshold=1.0)
     far = Reference(mean=v + 10.0, precision=np.eye(len(v)), threshold=1.0)
-    group = scan_group(scan)
+    group = look_group(scan)
     judged = DomainGuard({"profile": near}, groups={"profile": {group: far}}).check(
         whole.x, whole.lb.resized_hw, scan, None
     )

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from xray.domain import look_group, scan_group
 from xray.scan import ScanKind
 from xray.simulate.dataset import write_export
 from xray.simulate.parcel import simulate_parcel
@@ -57,8 +58,11 @@ def test_jet_air_reads_as_air_not_as_steel(tmp_path: Path) -> None:
     """JET's ends are both dark: as luminance, air (maroon) would read as dense as the floor (navy)."""
     grey = _hold()
     cv2.imwrite(str(tmp_path / "s.png"), cv2.applyColorMap(grey, cv2.COLORMAP_JET))
-    t = read_scan(tmp_path / "s.png").channels[0]
+    scan = read_scan(tmp_path / "s.png")
+    t = scan.channels[0]
     assert t[:15].mean() > 0.85 and t[-15:].mean() < 0.15
+    # judged by the verifier as the 8-bit grey export it is; its look compared with other read-back exports
+    assert scan_group(scan) == "single-8bit" and look_group(scan) == "single-8bit-palette"
 
 
 def test_material_coded_pseudo_colour_stays_colour() -> None:

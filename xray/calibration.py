@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from xray.atomic import write_atomic
-from xray.domain import FEATURE_OUTPUT, DomainGuard, calibrate_guard, guard_section, scan_group
+from xray.domain import FEATURE_OUTPUT, DomainGuard, calibrate_guard, guard_section, look_group
 from xray.engine import Engine
 from xray.errors import ConfigError
 from xray.goods import GoodsTable, goods_table
@@ -466,14 +466,14 @@ def guard_measures(
     engine: Engine, scans: Iterable[Scan], *, progress: bool = False, desc: str = "measure"
 ) -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """The guard's measures (input statistics, grey-level profile, pooled features) of each
-    scan's whole-scan pass, and each scan's format (`scan_group`)."""
+    scan's whole-scan pass, and each scan's format (`look_group`)."""
     guard = DomainGuard({}, mode=engine.spec.mode)  # no references: every measure, whatever the card holds
     out, groups = [], []
     for scan in tqdm(scans, desc=desc, unit="scan", disable=not progress):
         whole = engine.model_inputs(scan)[0]
         run = engine._run(whole.x)
         out.append(guard.measures(whole.x, whole.lb.resized_hw, scan, run.get(FEATURE_OUTPUT)))
-        groups.append(scan_group(scan))
+        groups.append(look_group(scan))
     return out, groups
 
 

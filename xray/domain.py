@@ -60,7 +60,7 @@ PROFILE_BANDS = 4  # horizontal bands of the grey-level profile
 PROFILE_QUANTILES = (25, 50, 75, 90, 99)  # the first channel's display curve
 # Tolerance (in normalised input units) for a pixel to count as sitting at the image's extreme.
 CLIP_TOL = 1e-3
-# Measures compared with the training scans of the scan's own format (`scan_group`) when the
+# Measures compared with the training scans of the scan's own format (`look_group`) when the
 # calibration set held at least MIN_GROUP_SCANS of them: half fit the reference, half set its threshold.
 GROUPED = ("stats", "profile", "blocking")
 BLOCK = 8  # JPEG's block size
@@ -82,8 +82,15 @@ REASONS = {
 
 
 def scan_group(scan: Scan) -> str:
-    """The format a scan's look is compared within: kind and bit depth, e.g. `single-8bit`."""
+    """A scan's format: kind and bit depth, e.g. `single-8bit` (the verifier's thresholds go by it)."""
     return f"{scan.kind.value}-{scan.bit_depth}bit"
+
+
+def look_group(scan: Scan) -> str:
+    """The format a scan's look is compared within: `scan_group`, and `-palette` for a colour export
+    read back to grey through its palette (`xray.sources.palette`). Those keep the colour JPEG's
+    smear, and pooled with grey exports they widened the grey reference until grey photos passed it."""
+    return scan_group(scan) + ("-palette" if scan.meta.get("palette") else "")
 
 
 def _blocking(img: np.ndarray, axis: int) -> float:
@@ -215,7 +222,7 @@ class DomainGuard:
     Args:
         references: Measure name ("stats", "profile", "blocking", "features") -> its reference over all
             training scans.
-        groups: Measure name -> scan format (`scan_group`) -> the reference fitted on that
+        groups: Measure name -> scan format (`look_group`) -> the reference fitted on that
             format's training scans alone; a format without one is judged by `references`.
         formats: Calibration scans per format. With per-format references, a scan of a format
             that had fewer than `MIN_GROUP_SCANS` is out of domain ("format"): the references over
@@ -295,7 +302,7 @@ class DomainGuard:
         """Out of domain when any measure's distance exceeds its threshold; the reported
         distance and threshold are those of the measure furthest beyond (as a ratio)."""
         vectors = self.measures(x, resized_hw, scan, features)
-        group = scan_group(scan)
+        group = look_group(scan)
         ratios: dict[str, tuple[float, float]] = {}
         reasons: list[str] = []
         names: list[str] = []
@@ -348,7 +355,7 @@ def calibrate_guard(
     threshold on the other half, so that at most about `target` of those scans exceed it
     (the feature measure: `FEATURE_TARGET_SHARE` of that).
 
-    With `groups` (each scan's `scan_group`, in order), the `GROUPED` measures also get a
+    With `groups` (each scan's `look_group`, in order), the `GROUPED` measures also get a
     reference per format that has at least `MIN_GROUP_SCANS` scans, fitted and thresholded on
     the same halves restricted to that format.
 
