@@ -42,8 +42,11 @@ def test_an_empty_container_is_measured_empty_and_a_loaded_one_is_not(engine, tm
         assert empty is not None and empty.empty, (profile, seed, empty)
         loaded = found(engine, tmp_path, seed, "clean", profile).hold
         assert loaded is not None and not loaded.empty and loaded.load > EMPTY_LOAD, (profile, seed, loaded)
-        # The gap the threshold sits in: walls and floor are seen in both.
-        assert empty.load < loaded.load and empty.floor > 1.0 and loaded.floor > 1.0
+        # The gap the threshold sits in, and the empty hold's floor. A loaded scan's floor may go unseen:
+        # a log display stretched to a dense load can leave the floor lighter than A 1 (pseudo-colour).
+        assert empty.load < loaded.load and empty.floor > 1.0
+        if profile != "pseudo-colour":
+            assert loaded.floor > 1.0
 
 
 def test_a_material_coded_rendering_is_not_measured(engine, tmp_path):

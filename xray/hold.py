@@ -28,9 +28,12 @@ profiles' test split and of the held-out mobile gantry are measured empty (load 
 images. Empty containers with a load drawn in are measured loaded once a layer on the floor fills
 8 % of the inside height, plates on dunnage 6 %, light goods fill the hold at +0.35, or a
 full-height item spans 10 % of the length. Thinner or narrower loads go unseen, so the verifier
-uses the measurement only where the model sees no goods either (`xray.verify`). Pseudo-colour
-renderings are not transmission and are not measured; nor is a scan whose display the guard
-cannot check (`UNREAD_WHEN_OFF`): an inverted display shows a dense load bright.
+uses the measurement only where the model sees no goods either (`xray.verify`). A pseudo-colour
+export on a known palette is read back to its grey picture (`xray.sources.palette`) and measured:
+all 15 empties of the pseudo-colour test split measured empty (load 0.026-0.047), none of its 142
+loaded ones (load 1.04 and up; session 22). Material-coded colour is not transmission and is not
+measured; nor is a scan whose display the guard cannot check (`UNREAD_WHEN_OFF`): an inverted
+display shows a dense load bright.
 """
 
 from __future__ import annotations
@@ -51,7 +54,11 @@ FLOOR_EDGE = 0.01  # of the height: the rows just above the floor band, left out
 LOAD_ROWS_Q = 95  # each column's percentile over the hold's rows
 LOAD_COLS_Q = 95  # the percentile of those over the columns
 EMPTY_LOAD = 0.60  # the hold's load at or below which no column holds goods
-MIN_WALLS = 0.03  # the hold's median A above which the beam crossed walls (T < 0.97)
+# The hold's median A above which something was in the beam. Physically two walls (T < 0.97: A 0.05-0.20
+# in the portal and 8-bit exports), but an export stretched up to its 99-99.9th percentile clips an
+# empty hold to near white: 0.010-0.029 in pseudo-colour exports read back to grey (48 empties, JET and
+# TURBO). A blank page reads 0.0.
+MIN_WALLS = 0.008
 MAX_WALLS = 0.30  # and below which nothing but walls is in the beam (empties: 0.05-0.20; light goods fill it)
 MIN_RUN_ROWS = 2  # (sampled rows) a dark run this thick besides the floor is a load: plates on dunnage
 MIN_FLOOR = 1.0  # the floor band's A at or above which there is a floor (T < 0.37)
