@@ -60,8 +60,9 @@ def _vectors(rng: np.random.Generator, n: int, shift: float = 0.0) -> list[dict[
 def test_calibrated_guard_flags_few_in_domain_and_names_what_was_off() -> None:
     rng = np.random.default_rng(2)
     guard, summary = calibrate_guard(_vectors(rng, 600), target=0.01)
-    assert summary["fit_scans"] == summary["threshold_scans"] == 300
-    assert summary["flagged_threshold_half"] <= 0.03
+    assert summary["scans"] == 600 and summary["folds"] == 5
+    # out of fold, about the per-measure targets add up to (two measures at 1 %, the features' at 0.2 %)
+    assert 0.004 <= summary["flagged_out_of_fold"] <= 0.03
     fresh = _vectors(rng, 1000)
     flagged = [
         not guard.references["stats"].distance(v["stats"]) <= guard.references["stats"].threshold
@@ -81,8 +82,21 @@ def test_calibrated_guard_flags_few_in_domain_and_names_what_was_off() -> None:
     )
 
 
+def test_out_of_fold_thresholds_flag_fresh_in_domain_scans_at_about_the_target() -> None:
+    rng = np.random.default_rng(4)
+    guard, summary = calibrate_guard([{"stats": rng.normal(size=8)} for _ in range(2000)], target=0.02)
+    ref = guard.references["stats"]
+    fresh = np.mean([not ref.distance(rng.normal(size=8)) <= ref.threshold for _ in range(5000)])
+    assert 0.01 <= fresh <= 0.035 and 0.01 <= summary["flagged_out_of_fold"] <= 0.035
+    # a different dealing of the folds moves the threshold by little
+    other, _ = calibrate_guard([{"stats": rng.normal(size=8)} for _ in range(2000)], target=0.02, seed=1)
+    assert other.references["stats"].threshold == pytest.approx(ref.threshold, rel=0.1)
+
+
 def test_guard_calibration_refuses_too_few_or_uneven_scans() -> None:
     rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="2 folds"):
+        calibrate_guard(_vectors(rng, 40), folds=1)
     with pytest.raises(ValueError, match="at least 20"):
         calibrate_guard(_vectors(rng, 10))
     uneven = _vectors(rng, 30)

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from xray.atomic import write_atomic
-from xray.domain import FEATURE_OUTPUT, DomainGuard, calibrate_guard, guard_section, look_group
+from xray.domain import FEATURE_OUTPUT, GUARD_TARGET, DomainGuard, calibrate_guard, guard_section, look_group
 from xray.engine import Engine
 from xray.errors import ConfigError
 from xray.goods import GoodsTable, goods_table
@@ -530,7 +530,7 @@ def calibrate_domain(
     data: str | Path,
     *,
     split: str = "val",
-    target: float = 0.005,
+    target: float = GUARD_TARGET,
     limit: int | None = None,
     progress: bool = True,
     measure: dict[str, tuple[str | Path, str]] | None = None,

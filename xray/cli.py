@@ -345,8 +345,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     guard.add_argument(
         "--domain-target",
         type=float,
-        default=0.005,
-        help="share of in-domain scans each guard measure may flag (default 0.005)",
+        default=None,
+        help="share of in-domain scans each guard measure may flag (default: xray.domain.GUARD_TARGET)",
     )
     guard.add_argument(
         "--measure",
@@ -413,6 +413,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate_domain(args: argparse.Namespace) -> int:
     from xray.calibration import calibrate_domain
+    from xray.domain import GUARD_TARGET
 
     measure: dict[str, tuple[str | Path, str]] = {}
     for item in args.measure:
@@ -425,7 +426,7 @@ def _calibrate_domain(args: argparse.Namespace) -> int:
         args.model,
         args.data,
         split=args.split,
-        target=args.domain_target,
+        target=GUARD_TARGET if args.domain_target is None else args.domain_target,
         limit=args.limit,
         progress=not args.quiet,
         measure=measure,
