@@ -85,6 +85,17 @@ def test_pictures_off_every_palette_stay_colour(tmp_path: Path) -> None:
     assert scan.kind is ScanKind.RGB and "palette" not in scan.meta
 
 
+def test_a_few_flat_colours_on_a_palette_render_no_grey_picture() -> None:
+    """A red logo lies on JET's red end, but two flat colours span no stretch of the palette."""
+    jet = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0]
+    logo = np.empty((120, 300, 3), np.uint8)
+    logo[:, :150], logo[:, 150:] = jet[225], jet[250]  # two reds, 25 levels apart
+    assert read_back(_rgb_planes(logo)) is None
+    ramp = np.ascontiguousarray(np.broadcast_to(jet[None, :, :], (120, 256, 3)))  # the whole palette
+    found = read_back(_rgb_planes(ramp))
+    assert found is not None and found[0] == "jet"
+
+
 def test_palette_inverse_is_the_nearest_entry() -> None:
     jet = Palette.named("jet")
     entries = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]

@@ -136,7 +136,8 @@ def test_jpeg_grey_and_colour_read_approximately(tmp_path: Path) -> None:
     grey = read_scan(tmp_path / "g.jpg")
     assert grey.kind is ScanKind.SINGLE and grey.bit_depth == 8 and grey.channels.shape == (1, H, W)
     assert np.abs(grey.channels[0] - ramp / 255.0).mean() < 0.02
-    bgr = np.dstack([np.zeros_like(ramp), np.zeros_like(ramp), ramp])  # a red ramp
+    # a red ramp over a little green (black to red alone is the first third of the HOT palette: read back)
+    bgr = np.dstack([np.zeros_like(ramp), np.full_like(ramp, 60), ramp])
     cv2.imwrite(str(tmp_path / "c.jpeg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
     colour = read_scan(tmp_path / "c.jpeg")
     assert colour.kind is ScanKind.RGB and colour.channels.shape == (3, H, W)

@@ -46,6 +46,10 @@ MIN_SHARE = 0.3
 # that ends in black or white would otherwise claim any picture with much air.
 GREY_SPREAD = 12.0
 SAMPLE_STRIDE = 4  # every 4th row and column decide which palette, if any
+# The on-palette pixels must span this many of the palette's 256 levels (1st to 99th percentile): a
+# picture of one or two flat colours (a red logo) lies on some palette but renders no grey picture.
+# The simulator's JET and TURBO exports span 112-232 levels (40 empty and loaded containers).
+MIN_SPAN = 48
 
 
 @dataclass(frozen=True)
@@ -98,4 +102,9 @@ def read_back(channels: np.ndarray) -> tuple[str, np.ndarray] | None:
     best = max(shares, key=shares.__getitem__)
     if shares[best] < MIN_SHARE:
         return None
-    return best, Palette.named(best).grey(colour_keys(rgb))
+    palette = Palette.named(best)
+    levels = palette.level[keys[palette.distance[keys] <= ON_PALETTE]]
+    lo, hi = np.percentile(levels, [1, 99])
+    if hi - lo < MIN_SPAN:
+        return None
+    return best, palette.grey(colour_keys(rgb))
