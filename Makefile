@@ -31,7 +31,8 @@ REAL_DATA ?= data/sim-realistic
 REAL4_DATA ?= data/sim-realistic4
 REAL_CALIB ?= data/calib-realistic4-$(REAL_COUNT)
 REAL4_STAGE ?= default-realistic4-ft
-# Stage 6 (since session 20): three epochs with the scanner look on the scan, drawn at 0.4, same data.
+# Stage 6 (since session 20): three epochs with the scanner look on the scan, drawn at 0.4, same data
+# (bundled since session 22 as trained with pseudo-colour read back through its palette: s6rb).
 REAL6_STAGE ?= default-realistic4-s6
 REAL_BROKEN ?= data/ood-broken-300
 REAL_RUNS ?= runs
