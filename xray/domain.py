@@ -57,9 +57,9 @@ STAT_QUANTILES = (1, 10)  # the bright end of each channel
 RATIO_QUANTILES = (50, 90, 99)  # the material-ratio channel's spread
 RATIO_MODES = ("dual_ratio", "dual_ratio_detail")  # input modes whose channel 2 is A_low / A_high
 # Horizontal bands of the grey-level profile. Sixteen resolve roof, load, floor and chassis apart:
-# with the s6rb candidate's guard (session 22, 6,000 validation scans, out-of-fold thresholds), 4 bands
-# flagged 96.0-96.7 % of the broken profile and 16 bands 99.3-99.7 %, at the same 1.3-1.9 % of
-# in-domain test scans. A card records its bands; cards from before it used 4.
+# with the s6rb guard (session 22, 6,000 validation scans, out-of-fold thresholds), 4 bands flagged
+# 96.0-96.7 % of the broken profile and 16 bands 99.3-99.7 %, at 1.5-1.9 % and 1.5-1.6 % of the
+# in-domain test split (`benchmarks/results/2026-12-07-guard-lab.py`). A card records its bands; cards from before it used 4.
 PROFILE_BANDS = 16
 PROFILE_QUANTILES = (25, 50, 75, 90, 99)  # the first channel's display curve
 # Tolerance (in normalised input units) for a pixel to count as sitting at the image's extreme.
@@ -359,7 +359,7 @@ class DomainGuard:
 # tail of the validation scans, so that the guard does not turn contraband into "inconclusive".
 FEATURE_TARGET_SHARE = 0.2  # the feature measure's target, as a share of the statistics' target
 # Each look measure's share of in-domain calibration scans flagged. Four measures (the features' at a
-# fifth) flag about 1 % together: 0.7-1.3 % of the in-domain test split with 3,000 validation scans
+# fifth) flag about 1 % together: 0.7-1.5 % of the in-domain test split with 3,000 validation scans
 # (three random subsets of 6,000), against the 2 % the guard may flag (issue 13); 0.5 % until session 22.
 GUARD_TARGET = 0.003
 
@@ -383,9 +383,9 @@ def calibrate_guard(
     `folds` folds, and each fold's distances are measured against a reference fitted on the others,
     so that no scan sets the threshold it is measured by and every scan sets one. The stored
     reference is then fitted on all the scans. One half fitting and the other thresholding (until
-    session 22) placed a 0.5 % tail on ~370 scans of a format, its 2nd largest distance: three random
-    halvings of the same 6,000 validation scans flagged 1.5-2.2 % of the in-domain test split and
-    96.0-96.7 % of the broken profile; out of fold, 1.5-1.9 % and 96.0-96.3 %.
+    session 22) placed a 0.5 % tail on ~370 scans of a format, its 2nd largest distance: on three
+    random subsets of 3,000 validation scans the in-domain test split was flagged 1.3-1.6 % and the
+    broken profile 95.0-98.3 % (`benchmarks/results/2026-12-07-guard-lab.py`).
 
     With `groups` (each scan's `look_group`, in order), the `GROUPED` measures also get a
     reference per format that has at least `MIN_GROUP_SCANS` scans, fitted and thresholded on
