@@ -119,3 +119,19 @@ def test_the_simulators_palettes_read_back_to_one_grey_picture(tmp_path: Path) -
     diff = np.abs(grey["pseudo-colour"] - grey["pseudo-colour-turbo"])
     assert grey["pseudo-colour"].shape == grey["pseudo-colour-turbo"].shape
     assert np.median(diff) <= 4 and diff.mean() < 8
+
+
+def test_a_read_back_export_is_judged_by_its_own_formats_thresholds(tmp_path: Path) -> None:
+    """Read back, a pseudo-colour export is an 8-bit grey picture, but the verifier and the guard judge it
+    by the read-back exports' own calibration: its risks run apart from the grey JPEG exports'."""
+    from xray.bundled import default_model_dir
+    from xray.engine import Engine
+    from xray.verify import VerifierConfig
+
+    engine = Engine(default_model_dir(), threads=1)
+    sim = simulate_scan(5, size="20ft", scenario="clean", profile="pseudo-colour")
+    found = engine.detect(read_scan(*write_export(sim, tmp_path)))
+    assert found.scan_format == "single-8bit-palette"
+    config = VerifierConfig.from_card(engine.card)
+    own, grey = config.for_format("single-8bit-palette"), config.for_format("single-8bit")
+    assert "single-8bit-palette" in config.by_format and own.red != grey.red

@@ -86,9 +86,10 @@ class Detections(BaseModel):
     image_scores: dict[str, float] = Field(default_factory=dict)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     domain: DomainCheck | None = None
-    hold: HoldCheck | None = None  # None: not measured (a pseudo-colour scan, an RGB model)
-    # The scan's format, kind and bit depth (`xray.domain.scan_group`, e.g. "single-8bit"): the
-    # verifier's thresholds may be calibrated per format. Empty: not known.
+    hold: HoldCheck | None = None  # None: not measured (a material-coded colour scan, an RGB model)
+    # The scan's format (`xray.domain.look_group`: kind and bit depth, e.g. "single-8bit", and
+    # "-palette" for a pseudo-colour export read back to grey): the verifier's thresholds may be
+    # calibrated per format. Empty: not known.
     scan_format: str = ""
     # A scan embedding (unit length) for verification by reference; None when the model has none.
     embedding: list[float] | None = None

@@ -28,7 +28,7 @@ import numpy as np
 from xray.bundled import default_model_dir
 from xray.config import ExecutionConfig
 from xray.detection import Detection, Detections, DomainCheck, HoldCheck, box_iou
-from xray.domain import FEATURE_OUTPUT, DomainGuard, scan_group
+from xray.domain import FEATURE_OUTPUT, DomainGuard, look_group
 from xray.errors import ConfigError
 from xray.hold import UNREAD_WHEN_OFF, measure_hold, unread_if_display_off
 from xray.model.preprocess import (
@@ -394,7 +394,7 @@ class Engine:
             image_scores=image_scores,
             domain=domain,
             hold=hold,
-            scan_format=scan_group(scan),
+            scan_format=look_group(scan),
             timings_ms={"preprocess": pre_ms, "model": model_ms, "postprocess": (t3 - t2) * 1e3},
             model_id=self.model_id,
             model_version=self.model_version,
@@ -419,7 +419,7 @@ class Engine:
             detections=dets,
             image_scores={c: float(v) for c, v in zip(self.classes, scores)},
             embedding=embedding,
-            scan_format=scan_group(scan),
+            scan_format=look_group(scan),
             timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
             model_id=self.model_id,
             model_version=self.model_version,
