@@ -59,7 +59,8 @@ RATIO_MODES = ("dual_ratio", "dual_ratio_detail")  # input modes whose channel 2
 # Horizontal bands of the grey-level profile. Sixteen resolve roof, load, floor and chassis apart:
 # with the s6rb guard (session 22, 6,000 validation scans, out-of-fold thresholds), 4 bands flagged
 # 96.0-96.7 % of the broken profile and 16 bands 99.3-99.7 %, at 1.5-1.9 % and 1.5-1.6 % of the
-# in-domain test split (`benchmarks/results/2026-12-07-guard-lab.py`). A card records its bands; cards from before it used 4.
+# in-domain test split (`benchmarks/results/2026-12-07-guard-lab.py`). A card records its bands;
+# cards from before it used 4.
 PROFILE_BANDS = 16
 PROFILE_QUANTILES = (25, 50, 75, 90, 99)  # the first channel's display curve
 # Tolerance (in normalised input units) for a pixel to count as sitting at the image's extreme.
@@ -362,8 +363,6 @@ FEATURE_TARGET_SHARE = 0.2  # the feature measure's target, as a share of the st
 # fifth) flag about 1 % together: 0.7-1.5 % of the in-domain test split with 3,000 validation scans
 # (three random subsets of 6,000), against the 2 % the guard may flag (issue 13); 0.5 % until session 22.
 GUARD_TARGET = 0.003
-
-
 GUARD_FOLDS = 5  # thresholds from out-of-fold distances: every calibration scan sets them, none its own
 
 
@@ -433,18 +432,20 @@ def calibrate_guard(
         for name in names:
             if name in GROUPED:
                 by_group.setdefault(name, {})[g] = fitted(name, every[group_of == g], g)
-    guard = DomainGuard(refs, groups=by_group, mode=mode)
+    # `formats` as the card will give them (`DomainGuard.from_card`): the same guard in process and restored.
+    guard = DomainGuard(refs, groups=by_group, mode=mode, formats=counts)
 
     # The share of calibration scans flagged out of fold: each by the references it did not help fit.
     off = np.zeros(len(vectors), bool)
     for name in names:
-        pooled = out_of_fold[name, ""] > refs[name].threshold
+        beyond = out_of_fold[name, ""] > refs[name].threshold
         for g in counts:
             own = by_group.get(name, {}).get(g)
             if own is not None:
-                m = group_of == g
-                pooled[m] = out_of_fold[name, g] > own.threshold
-        off |= pooled
+                beyond[group_of == g] = out_of_fold[name, g] > own.threshold
+        off |= beyond
+    if by_group:  # and the scans of a format too rare for references of its own ("format")
+        off |= np.isin(group_of, [g for g, n in counts.items() if n < MIN_GROUP_SCANS])
 
     summary = {
         "measures": names,
