@@ -94,7 +94,10 @@ def colour_keys(rgb: np.ndarray) -> np.ndarray:
 def read_back(channels: np.ndarray) -> tuple[str, np.ndarray] | None:
     """The palette a colour picture (float32 RGB (3, H, W) in [0, 1]) was exported through and the
     grey picture it renders (float32 (H, W) in [0, 1]); None when it lies on no known palette."""
-    rgb = np.rint(np.clip(channels, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    # Back to the file's 8-bit levels in one saturating, rounding pass (four numpy passes cost 10 ms a scan).
+    c = np.ascontiguousarray(channels, dtype=np.float32)
+    flat = cv2.max(c.reshape(-1, c.shape[-1]), 0.0)  # convertScaleAbs would fold a negative level up
+    rgb = cv2.convertScaleAbs(flat, alpha=255.0).reshape(c.shape)
     sample = rgb[:, ::SAMPLE_STRIDE, ::SAMPLE_STRIDE]
     coloured = (sample.max(axis=0).astype(np.int16) - sample.min(axis=0)) > GREY_SPREAD
     keys = colour_keys(sample)[coloured]
