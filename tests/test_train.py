@@ -266,6 +266,31 @@ def test_augmented_items_stay_consistent(data: Path) -> None:
     assert torch.equal(a[0], b[0])  # same epoch and index: same augmentation
 
 
+def test_kept_tip_patches_change_nothing_but_the_donor_reads(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cut = XrayDataset(data, "train", spec=SPEC, augment=Augment({"tip": 1.0, "tip_max": 2}), seed=3)
+    kept = XrayDataset(data, "train", spec=SPEC, augment=Augment({"tip": 1.0, "tip_max": 2}), seed=3)
+    assert kept.keep_tip_patches() == len(kept.tip_pool) > 0
+    reads: list[int] = []
+    real_scan = XrayDataset.scan
+    monkeypatch.setattr(XrayDataset, "scan", lambda self, i: reads.append(i) or real_scan(self, i))
+    for epoch in range(2):
+        cut.set_epoch(epoch)
+        kept.set_epoch(epoch)
+        for i in range(len(kept)):
+            reads.clear()
+            a, ta, la = cut[i]
+            assert len(reads) > 1  # the item's scan and its donors
+            reads.clear()
+            b, tb, lb = kept[i]
+            assert reads == [i]  # only the item's own scan: every donor patch was kept
+            assert torch.equal(a, b) and torch.equal(ta["boxes"], tb["boxes"]) and torch.equal(la, lb)
+    # Past the budget, patches are cut on each draw as before (the first donor's are kept whole).
+    small = XrayDataset(data, "train", spec=SPEC, augment=Augment({"tip": 1.0}), seed=3)
+    assert 0 < small.keep_tip_patches(budget=1) < len(small.tip_pool)
+    small.set_epoch(1)
+    assert torch.equal(small[0][0], cut[0][0])
+
+
 def test_init_inflates_the_stem_for_a_new_input_channel(data: Path, run: Path, tmp_path: Path) -> None:
     """A dual_ratio run fine-tuned with the detail channel: starts out computing what the old model did."""
     cfg = load_config(TINY)

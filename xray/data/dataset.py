@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from xray.data.augment import Augment, extract_patch, project, rescale_patch
 from xray.data.format import ScanRecord, annotations_path, load_coco, split_records
@@ -27,6 +28,9 @@ from xray.model.preprocess import InputSpec, base_channels, finish, fit, shrink
 from xray.scan import Scan
 
 IMAGE_LABEL_SOURCES = ("boxes", "manifest", "none")
+# Bytes of TIP patches a training run keeps (`XrayDataset.keep_tip_patches`). Cutting a patch decodes
+# its donor scan: about 30 % of a training item's CPU when it is done on every draw.
+TIP_CACHE_BYTES = 2 << 30
 
 
 def read_scan(root: str | Path, entry: dict[str, Any]) -> Scan:
@@ -89,6 +93,8 @@ class XrayDataset(Dataset):
             raise DatasetError(f"{annotations_path(self.root, split)}: not a COCO detection file: {e!r}") from e
         self._index(annotations_path(self.root, split))
         self.tip_pool = self._tip_pool()
+        # (image index, box index) -> (patch, donor pixel_mm), filled by `keep_tip_patches`.
+        self.tip_patches: dict[tuple[int, int], tuple[np.ndarray, tuple[float, float]]] = {}
 
     def _index(self, ann_path: Path) -> None:
         class_of_name = {k: i for i, k in enumerate(self.classes)}
@@ -156,15 +162,43 @@ class XrayDataset(Dataset):
         ok = set(range(len(self.classes))) if allowed is None else {self.classes.index(c) for c in allowed if c in self.classes}
         return [(i, j) for i, labels in enumerate(self.labels) for j, lab in enumerate(labels) if lab in ok]
 
+    def _cut(self, i: int, js: Sequence[int]) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        """The patches of boxes `js` of image `i`, each with the donor scan's pixel spacing."""
+        donor = self.scan(i)
+        try:
+            base = base_channels(donor, self.spec)
+        except ScanError as e:
+            raise DatasetError(f"{self.root}: {e}") from e
+        pixel_mm = (float(donor.pixel_mm[0]), float(donor.pixel_mm[1]))
+        return [(extract_patch(base, self.boxes[i][j]), pixel_mm) for j in js]
+
+    def keep_tip_patches(self, budget: int = TIP_CACHE_BYTES, *, progress: bool = False) -> int:
+        """Cut every TIP patch once and keep it (up to `budget` bytes; the rest are cut on each draw).
+        Called before the loader's workers start, which share the patches with this process. The
+        augmentation is unchanged: a kept patch is the one a draw would cut. Returns the patches kept."""
+        by_donor: dict[int, list[int]] = {}
+        for i, j in self.tip_pool:
+            by_donor.setdefault(i, []).append(j)
+        kept = sum(p.nbytes for p, _ in self.tip_patches.values())
+        for i, js in tqdm(by_donor.items(), desc="TIP patches", disable=not progress, leave=False, dynamic_ncols=True):
+            if kept >= budget:
+                break
+            if all((i, j) in self.tip_patches for j in js):
+                continue
+            for j, got in zip(js, self._cut(i, js), strict=True):
+                self.tip_patches[(i, j)] = got
+                kept += got[0].nbytes
+        return len(self.tip_patches)
+
     def _tip_patch(self, rng: np.random.Generator, scan: Scan) -> tuple[np.ndarray, int] | None:
         """A goods patch from a scan of the split (background removed), at `scan`'s pixel spacing."""
         if not self.tip_pool:
             return None
         i, j = self.tip_pool[rng.integers(len(self.tip_pool))]
-        donor = self.scan(i)
-        patch = extract_patch(base_channels(donor, self.spec), self.boxes[i][j])
-        if tuple(donor.pixel_mm) != tuple(scan.pixel_mm):
-            patch = rescale_patch(patch, donor.pixel_mm, scan.pixel_mm)
+        got = self.tip_patches.get((i, j))
+        patch, pixel_mm = got if got is not None else self._cut(i, [j])[0]
+        if pixel_mm != tuple(scan.pixel_mm):
+            patch = rescale_patch(patch, pixel_mm, scan.pixel_mm)
         return patch, int(self.labels[i][j])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:

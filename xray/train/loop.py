@@ -555,6 +555,8 @@ def train_run(
     trainee = distributed.wrap(run.model, ranks, dev)  # after resume/init: DDP starts every rank from rank 0's weights
 
     tcfg = run.cfg.train
+    if run.start_epoch < tcfg.epochs:
+        train_ds.keep_tip_patches(progress=progress and writes)  # before the loader forks its workers
     for epoch in range(run.start_epoch, tcfg.epochs):
         t0 = time.time()
         train_ds.set_epoch(epoch)
