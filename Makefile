@@ -31,9 +31,10 @@ REAL_DATA ?= data/sim-realistic
 REAL4_DATA ?= data/sim-realistic4
 REAL_CALIB ?= data/calib-realistic4-$(REAL_COUNT)
 REAL4_STAGE ?= default-realistic4-ft
-# Stage 6 (since session 20): three epochs with the scanner look on the scan, drawn at 0.4, same data
-# (bundled since session 22 as trained with pseudo-colour read back through its palette: s6rb).
-REAL6_STAGE ?= default-realistic4-s6
+# Stage 6 (since session 20): the scanner look on the scan, drawn at 0.4, same data, pseudo-colour read
+# back through its palette; six epochs since session 23 (s6l; three until then), which keeping the TIP
+# patches for the run (XrayDataset.keep_tip_patches) made room for.
+REAL6_STAGE ?= default-realistic4-s6l
 REAL_BROKEN ?= data/ood-broken-300
 REAL_RUNS ?= runs
 REAL_RUN ?= $(REAL_RUNS)/default-realistic
@@ -41,6 +42,9 @@ REAL_FT_STAGES ?= default-realistic-ft default-realistic-ft2 default-realistic-f
 REAL_MODEL ?= models/default
 REAL_EPOCHS ?=
 REAL_BENCH_FLAGS ?= --record-holdout
+# Torch threads of the bundled model's training. One, beside the loader's two workers: on 2 cores two
+# threads spun against the workers (an epoch of stage 1 on 2,250 scans: 280 s with 2, 241 s with 1).
+REAL_THREADS ?= 1
 
 .PHONY: setup run test fuzz sample model model-v1 parcel-model bench bench-quick clean
 
@@ -127,9 +131,10 @@ parcel-model: setup
 # HOLDOUT), train models/default-realistic.yaml (domain randomisation on) and its later stages, each from
 # the best weights of the one before (each run resumes where it stopped), export with parity check and
 # test-split mAP, calibrate the verdicts and the out-of-domain guard on the four profiles, then evaluate
-# on scans of the held-out profile. About 5.8 h on 2 CPU cores (60 epochs at ~260 s on 2,250 scans, then
-# 8 at ~377 s and 3 at ~425 s on 3,000, measured alone; simulation ~12 min); the held-out figures go
-# into the card. REAL_COUNT=60
+# on scans of the held-out profile. About 5.9 h on 2 CPU cores, estimated from epochs measured alone in
+# session 23 (60 at ~241 s on 2,250 scans, 8 at ~320 s and 6 at 474-487 s on 3,000; simulation and the
+# tail ~25 min; no full run timed): benchmarks/results/2026-12-08-realistic4-s6rbl2.md. The held-out
+# figures go into the card. REAL_COUNT=60
 # REAL_EPOCHS=1 REAL_BENCH_FLAGS=--quick REAL_RUNS=/tmp/q REAL_MODEL=/tmp/q/model (and REAL_DATA,
 # REAL4_DATA elsewhere) proves the path in minutes.
 model: setup
@@ -141,11 +146,11 @@ model: setup
 		--seed 2031 --workers 2 --mismatch-rate 0.4 --splits 0,1,0 --profile $(REAL4_PROFILES) --quiet
 	test -f $(REAL_BROKEN)/dataset.json || $(BIN)/xray simulate --out $(REAL_BROKEN) --count 300 \
 		--seed 2029 --workers 2 --mismatch-rate 0.4 --splits 0,0,1 --profile broken --quiet
-	$(BIN)/xray train --data $(REAL_DATA) --model models/default-realistic.yaml --out $(REAL_RUN) --threads 2 \
+	$(BIN)/xray train --data $(REAL_DATA) --model models/default-realistic.yaml --out $(REAL_RUN) --threads $(REAL_THREADS) \
 		$$(test -f $(REAL_RUN)/last.pt && echo --resume) $(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS))
 	prev=$(REAL_RUN); for stage in $(REAL_FT_STAGES) $(REAL4_STAGE) $(REAL6_STAGE); do \
 		data=$(REAL_DATA); case "$$stage" in $(REAL4_STAGE)|$(REAL6_STAGE)) data=$(REAL4_DATA);; esac; \
-		$(BIN)/xray train --data $$data --model models/$$stage.yaml --out $(REAL_RUNS)/$$stage --threads 2 \
+		$(BIN)/xray train --data $$data --model models/$$stage.yaml --out $(REAL_RUNS)/$$stage --threads $(REAL_THREADS) \
 			$$(test -f $(REAL_RUNS)/$$stage/last.pt && echo --resume || echo --init $$prev/best.pt) \
 			$(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS)) || exit 1; \
 		prev=$(REAL_RUNS)/$$stage; \
