@@ -289,6 +289,9 @@ def test_kept_tip_patches_change_nothing_but_the_donor_reads(data: Path, monkeyp
     assert 0 < small.keep_tip_patches(budget=1) < len(small.tip_pool)
     small.set_epoch(1)
     assert torch.equal(small[0][0], cut[0][0])
+    # Where TIP never runs, nothing is cut.
+    off = XrayDataset(data, "train", spec=SPEC, augment=Augment({"tip": 0.0}), seed=3)
+    assert off.tip_pool == [] and off.keep_tip_patches() == 0
 
 
 def test_init_inflates_the_stem_for_a_new_input_channel(data: Path, run: Path, tmp_path: Path) -> None:

@@ -155,8 +155,8 @@ class XrayDataset(Dataset):
         return self.records[index].read()
 
     def _tip_pool(self) -> list[tuple[int, int]]:
-        """(image index, box index) of every box that TIP may cut as a patch."""
-        if self.augment is None:
+        """(image index, box index) of every box that TIP may cut as a patch (none where TIP never runs)."""
+        if self.augment is None or self.augment.cfg["tip"] <= 0 or not self.spec.physical:
             return []
         allowed = self.augment.cfg["tip_categories"]
         ok = set(range(len(self.classes))) if allowed is None else {self.classes.index(c) for c in allowed if c in self.classes}
