@@ -366,3 +366,35 @@ def test_hold_batchnorm_puts_only_batchnorm_in_eval_mode() -> None:
     for m in model.modules():
         is_bn = isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
         assert m.training is not is_bn
+
+
+def test_a_cpu_run_trains_on_the_cores_its_loader_workers_leave(data: Path, tmp_path: Path, monkeypatch) -> None:
+    """Torch's threads beside the loader's workers: the cores they leave, at least one, on the CPU only
+    and unless OMP_NUM_THREADS says; `threads` overrides; the caller's count is back after the run."""
+    cpu = torch.device("cpu")
+    assert loop.torch_threads(2, cpu, cores=2) == 1
+    assert loop.torch_threads(3, cpu, cores=16) == 13
+    assert loop.torch_threads(0, cpu, cores=8) == 8
+    assert loop.torch_threads(4, cpu, cores=2) == 1
+    assert loop.torch_threads(2, torch.device("cuda")) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert loop.torch_threads(2, cpu, cores=8) is None
+    monkeypatch.delenv("OMP_NUM_THREADS")
+
+    seen: list[int] = []
+    real = loop.train_one_epoch
+
+    def epoch(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", epoch)
+    monkeypatch.setattr(loop.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    torch.set_num_threads(3)
+    try:
+        _fit(data, tmp_path / "a", epochs=1, plots=False, workers=1)  # 3 cores, 1 worker: 2 threads
+        assert seen == [2] and torch.get_num_threads() == 3
+        _fit(data, tmp_path / "b", epochs=1, plots=False, workers=1, threads=1)
+        assert seen == [2, 1] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(2)

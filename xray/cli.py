@@ -89,7 +89,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: on the CPU, the cores the loader's workers leave, at least 1)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     p.add_argument(
         "--ddp",
@@ -105,12 +110,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     if args.ddp is not None:
         return _train_ddp(args)
-    import torch
-
     from xray.train.loop import fit
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     summary = fit(
         data=args.data,
         config=args.model,
@@ -123,6 +124,7 @@ def _train(args: argparse.Namespace) -> int:
         workers=args.workers,
         seed=args.seed,
         progress=not args.no_progress,
+        threads=args.threads,
     )
     best = summary["best"] or {}
     if summary.get("rank", 0) != 0:
