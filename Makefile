@@ -132,9 +132,9 @@ parcel-model: setup
 # HOLDOUT), train models/default-realistic.yaml (domain randomisation on) and its later stages, each from
 # the best weights of the one before (each run resumes where it stopped), export with parity check and
 # test-split mAP, calibrate the verdicts and the out-of-domain guard on the four profiles, then evaluate
-# on scans of the held-out profile. About 5.9 h on 2 CPU cores, estimated from epochs measured alone in
-# session 23 (60 at ~241 s on 2,250 scans, 8 at ~318 s and 6 at 474-487 s on 3,000; simulation and the
-# tail ~25 min; no full run timed): benchmarks/results/2026-12-08-realistic4-s6rbl2.md. The held-out
+# on scans of the held-out profile. About 5.4 h on 2 CPU cores, estimated from epochs measured alone in
+# session 24 (60 at ~234 s on 2,250 scans, 8 at ~275 s and 6 at 276-318 s on 3,000; simulation and the
+# tail ~25 min; no full run timed): benchmarks/results/2026-12-08-s24-look-float32.md. The held-out
 # figures go into the card. REAL_COUNT=60
 # REAL_EPOCHS=1 REAL_BENCH_FLAGS=--quick REAL_RUNS=/tmp/q REAL_MODEL=/tmp/q/model (and REAL_DATA,
 # REAL4_DATA elsewhere) proves the path in minutes.

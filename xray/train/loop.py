@@ -109,7 +109,8 @@ def torch_threads(workers: int, device: torch.device, *, cores: int | None = Non
     (the compute is not on these threads) or where OMP_NUM_THREADS says (torchrun sets it)."""
     if device.type != "cpu" or os.environ.get("OMP_NUM_THREADS"):
         return None
-    cores = cores or len(os.sched_getaffinity(0))
+    if not cores:  # the cores this process may run on, where the OS says (not on macOS)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores - workers)
 
 
