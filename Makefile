@@ -46,6 +46,7 @@ REAL_BENCH_FLAGS ?= --record-holdout
 # workers leave (one on 2 cores, where two threads spun against the workers: a stage-1 epoch on 2,250
 # scans took 280 s with 2, 241 s with 1).
 REAL_THREADS ?=
+REAL_TRAIN_FLAGS = $(if $(REAL_THREADS),--threads $(REAL_THREADS))
 
 .PHONY: setup run test fuzz sample model model-v1 parcel-model bench bench-quick clean
 
@@ -147,11 +148,11 @@ model: setup
 		--seed 2031 --workers 2 --mismatch-rate 0.4 --splits 0,1,0 --profile $(REAL4_PROFILES) --quiet
 	test -f $(REAL_BROKEN)/dataset.json || $(BIN)/xray simulate --out $(REAL_BROKEN) --count 300 \
 		--seed 2029 --workers 2 --mismatch-rate 0.4 --splits 0,0,1 --profile broken --quiet
-	$(BIN)/xray train --data $(REAL_DATA) --model models/default-realistic.yaml --out $(REAL_RUN) $(if $(REAL_THREADS),--threads $(REAL_THREADS)) \
+	$(BIN)/xray train --data $(REAL_DATA) --model models/default-realistic.yaml --out $(REAL_RUN) $(REAL_TRAIN_FLAGS) \
 		$$(test -f $(REAL_RUN)/last.pt && echo --resume) $(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS))
 	prev=$(REAL_RUN); for stage in $(REAL_FT_STAGES) $(REAL4_STAGE) $(REAL6_STAGE); do \
 		data=$(REAL_DATA); case "$$stage" in $(REAL4_STAGE)|$(REAL6_STAGE)) data=$(REAL4_DATA);; esac; \
-		$(BIN)/xray train --data $$data --model models/$$stage.yaml --out $(REAL_RUNS)/$$stage $(if $(REAL_THREADS),--threads $(REAL_THREADS)) \
+		$(BIN)/xray train --data $$data --model models/$$stage.yaml --out $(REAL_RUNS)/$$stage $(REAL_TRAIN_FLAGS) \
 			$$(test -f $(REAL_RUNS)/$$stage/last.pt && echo --resume || echo --init $$prev/best.pt) \
 			$(if $(REAL_EPOCHS),--epochs $(REAL_EPOCHS)) || exit 1; \
 		prev=$(REAL_RUNS)/$$stage; \

@@ -534,7 +534,7 @@ def fit(
         distributed.stop(ranks, wait=False)
         raise
     finally:
-        torch.set_num_threads(before)  # the run's threads, not the caller's from now on
+        torch.set_num_threads(before)  # the caller keeps its own count after the run
     distributed.stop(ranks)
     return summary
 
